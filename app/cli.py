@@ -1,0 +1,121 @@
+"""The `gridproof` command (also `python -m app`)."""
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from sqlmodel import Session
+
+from app.config import get_settings
+from app.db import get_engine, migrate
+from app.errors import AppError
+
+
+def _session() -> Session:
+    return Session(get_engine(get_settings().database_url), expire_on_commit=False)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    migrate(get_settings().database_url)
+    uvicorn.run("app.main:app", host=args.host, port=args.port, workers=args.workers)
+    return 0
+
+
+def cmd_migrate(_args: argparse.Namespace) -> int:
+    migrate(get_settings().database_url)
+    print("migrations applied")
+    return 0
+
+
+def cmd_org_add(args: argparse.Namespace) -> int:
+    from app.services import orgs
+
+    with _session() as session:
+        org = orgs.add_org(session, args.code, args.name, args.kind, args.parent)
+        print(f"org unit {org.code} ({org.name}, {org.kind})")
+    return 0
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    from app.services import auth
+
+    with _session() as session:
+        user, token = auth.create_user(session, args.username, args.role, args.org, args.password)
+        print(f"user {user.username} ({user.role}) created; API token:")
+        print(token)
+    return 0
+
+
+def cmd_demo(_args: argparse.Namespace) -> int:
+    from app.services import demo
+
+    settings = get_settings()
+    migrate(settings.database_url)
+    with _session() as session:
+        demo.load_demo(session, settings)
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from app.services import verification
+
+    settings = get_settings()
+    with _session() as session:
+        problems, checked = verification.verify(session, settings, args.issue)
+    for problem in problems:
+        print(problem)
+    print(f"checked {checked.photos} photo(s) and {checked.issues} audit chain(s): "
+          f"{'OK' if not problems else f'{len(problems)} problem(s)'}")
+    return 1 if problems else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gridproof", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="apply migrations, then serve the API")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.set_defaults(func=cmd_serve)
+
+    commands.add_parser("migrate", help="apply pending migrations").set_defaults(func=cmd_migrate)
+
+    org = commands.add_parser("org", help="org units").add_subparsers(dest="org_command", required=True)
+    org_add = org.add_parser("add", help="add an org unit (idempotent for the same values)")
+    org_add.add_argument("code")
+    org_add.add_argument("--name", required=True)
+    org_add.add_argument("--kind", required=True, choices=["district", "office", "community", "grid"])
+    org_add.add_argument("--parent")
+    org_add.set_defaults(func=cmd_org_add)
+
+    user = commands.add_parser("user", help="users").add_subparsers(dest="user_command", required=True)
+    user_add = user.add_parser("add", help="create a user; prints an API token on the last line")
+    user_add.add_argument("username")
+    user_add.add_argument("--role", required=True,
+                          choices=["worker", "supervisor", "auditor", "viewer", "admin"])
+    user_add.add_argument("--org", required=True, help="org unit code")
+    user_add.add_argument("--password")
+    user_add.set_defaults(func=cmd_user_add)
+
+    commands.add_parser("demo", help="load the demo zone (idempotent)").set_defaults(func=cmd_demo)
+
+    verify = commands.add_parser("verify", help="re-hash originals and re-check audit chains")
+    verify.add_argument("--issue", type=int)
+    verify.set_defaults(func=cmd_verify)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except AppError as exc:
+        print(f"gridproof: {exc.detail}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""Settings from the environment (prefix GRIDPROOF_) and an optional .env file."""
+
+from functools import lru_cache
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GRIDPROOF_", env_file=".env", extra="ignore")
+
+    database_url: str = "sqlite:///./data/gridproof.db"
+    upload_dir: Path = Path("./uploads")
+    max_upload_mb: float = Field(default=25, gt=0)
+    max_image_pixels: int = Field(default=220_000_000, gt=0)
+    max_full_decode_pixels: int = Field(default=60_000_000, gt=0)
+    max_photos_per_request: int = 10
+    timezone: str = "Asia/Shanghai"
+    issue_code_prefix: str = "JK"
+    thumb_px: int = 320
+    large_px: int = 1600
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * MB)
+
+    @property
+    def max_request_bytes(self) -> int:
+        """Largest multipart body: before and after photos at their limit, plus the form."""
+        return 2 * self.max_photos_per_request * self.max_upload_bytes + MB
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

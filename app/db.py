@@ -1,0 +1,66 @@
+"""Engine, sessions and migrations."""
+
+from collections.abc import Iterator
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, event, text
+from sqlalchemy.engine import make_url
+from sqlmodel import Session, create_engine
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+@lru_cache
+def get_engine(database_url: str) -> Engine:
+    """One engine per database URL; SQLite gets WAL and write-serialising transactions."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite":
+        return create_engine(database_url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    if url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(database_url, connect_args={"check_same_thread": False, "timeout": 30})
+    _make_sqlite_transactions_immediate(engine)
+    return engine
+
+
+def _make_sqlite_transactions_immediate(engine: Engine) -> None:
+    # SQLAlchemy's documented recipe: let SQLAlchemy emit BEGIN itself, as BEGIN IMMEDIATE,
+    # so that two writers queue on the lock instead of failing with SQLITE_BUSY mid-transaction.
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def session_scope(database_url: str) -> Iterator[Session]:
+    with Session(get_engine(database_url), expire_on_commit=False) as session:
+        yield session
+
+
+def alembic_config(database_url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    return config
+
+
+def migrate(database_url: str) -> None:
+    """Apply every pending migration."""
+    command.upgrade(alembic_config(database_url), "head")
+
+
+def ping(database_url: str) -> None:
+    with get_engine(database_url).connect() as connection:
+        connection.execute(text("SELECT 1"))

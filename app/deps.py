@@ -1,0 +1,87 @@
+"""Request dependencies: settings, the session, the current user and role gates."""
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlmodel import Session
+
+from app.config import Settings
+from app.db import get_engine
+from app.errors import Forbidden, Unauthenticated
+from app.models import Issue, Role, User
+from app.services import auth, issues
+from app.services.permissions import may_read_evidence
+from app.services.storage import Storage
+
+
+def get_app_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+
+
+def get_storage(settings: SettingsDep) -> Storage:
+    return Storage(settings.upload_dir)
+
+
+StorageDep = Annotated[Storage, Depends(get_storage)]
+
+
+def get_session(settings: SettingsDep) -> Iterator[Session]:
+    with Session(get_engine(settings.database_url), expire_on_commit=False) as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def get_token(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthenticated("Send Authorization: Bearer <token>; get one from /api/v1/auth/login")
+    return credentials.credentials
+
+
+TokenDep = Annotated[str, Depends(get_token)]
+
+
+def get_current_user(session: SessionDep, token: TokenDep) -> User:
+    return auth.user_for_token(session, token)
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def require_admin(user: CurrentUser) -> User:
+    if user.role != Role.ADMIN:
+        raise Forbidden("Only admins may do this")
+    return user
+
+
+AdminUser = Annotated[User, Depends(require_admin)]
+
+
+def get_current_issue(issue_id: int, session: SessionDep, user: CurrentUser) -> Issue:
+    """The issue in the path, if the caller may see it (404 otherwise)."""
+    return issues.get_visible(session, issue_id, user)
+
+
+CurrentIssue = Annotated[Issue, Depends(get_current_issue)]
+
+
+def get_evidence_issue(issue: CurrentIssue, user: CurrentUser) -> Issue:
+    """The issue, if the caller may also read its originals and audit trail."""
+    if not may_read_evidence(user, issue):
+        raise Forbidden("Originals, events and evidence are for supervisors, auditors, admins "
+                        "and the reporter")
+    return issue
+
+
+EvidenceIssue = Annotated[Issue, Depends(get_evidence_issue)]

@@ -1,0 +1,163 @@
+"""One error hierarchy, rendered by one handler as application/problem+json (RFC 9457)."""
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class AppError(Exception):
+    status = 400
+    code = "bad_request"
+    title = "Bad request"
+
+    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.extra = extra
+
+
+class ValidationFailed(AppError):
+    status = 422
+    code = "validation_error"
+    title = "The request is not valid"
+
+
+class Unauthenticated(AppError):
+    status = 401
+    code = "unauthenticated"
+    title = "A valid bearer token is required"
+
+
+class Forbidden(AppError):
+    status = 403
+    code = "forbidden"
+    title = "You may not do this"
+
+
+class NotFound(AppError):
+    status = 404
+    code = "not_found"
+    title = "Not found"
+
+
+class InvalidTransition(AppError):
+    status = 409
+    code = "invalid_transition"
+    title = "This action is not allowed in the issue's current status"
+
+
+class PhotoNotAllowed(AppError):
+    status = 409
+    code = "photo_not_allowed"
+    title = "Photos of this kind cannot be added in the issue's current status"
+
+
+class AfterPhotoRequired(AppError):
+    status = 409
+    code = "after_photo_required"
+    title = "Upload at least one after-photo before submitting the rectification"
+
+
+class IdempotencyConflict(AppError):
+    status = 409
+    code = "idempotency_conflict"
+    title = "This Idempotency-Key was already used for a different request"
+
+
+class VersionConflict(AppError):
+    status = 412
+    code = "version_conflict"
+    title = "The issue has changed since you loaded it"
+
+
+class PreconditionRequired(AppError):
+    status = 428
+    code = "precondition_required"
+    title = "If-Match with the issue's version is required"
+
+
+class PhotoTooLarge(AppError):
+    status = 413
+    code = "photo_too_large"
+    title = "Photo too large"
+
+
+class UnsupportedMediaType(AppError):
+    status = 415
+    code = "unsupported_media_type"
+    title = "Only JPEG, PNG, WebP, HEIC/HEIF and AVIF photos are accepted"
+
+
+class ImageUnreadable(AppError):
+    status = 422
+    code = "image_unreadable"
+    title = "The photo is damaged or incomplete and cannot be read"
+
+
+class ImageTooManyPixels(AppError):
+    status = 422
+    code = "image_too_many_pixels"
+    title = "The photo has more pixels than accepted"
+
+
+class TooManyFiles(AppError):
+    status = 422
+    code = "too_many_files"
+    title = "Too many photos in one request"
+
+
+class LocationRequired(AppError):
+    status = 422
+    code = "location_required"
+    title = "No location: send lat/lon or a photo with GPS in its EXIF"
+
+
+# Starlette's own HTTP errors (unknown route, wrong method, body over the limit …).
+_HTTP_CODES = {
+    400: ("bad_request", "Bad request"),
+    404: ("not_found", "Not found"),
+    405: ("method_not_allowed", "Method not allowed"),
+    413: (PhotoTooLarge.code, "Request body too large"),
+    415: (UnsupportedMediaType.code, "Unsupported media type"),
+}
+
+
+def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> JSONResponse:
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    body |= {"code": code, **extra}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+
+
+async def _app_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)
+    return problem(exc.status, exc.code, exc.title, exc.detail, **exc.extra)
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+        for e in exc.errors()
+    ]
+    detail = "; ".join(f"{'.'.join(map(str, e['loc'][1:] or e['loc']))}: {e['msg']}" for e in errors)
+    return problem(422, ValidationFailed.code, ValidationFailed.title, detail, errors=errors)
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code, title = _HTTP_CODES.get(exc.status_code, ("http_error", "HTTP error"))
+    response = problem(exc.status_code, code, title, str(exc.detail))
+    for name, value in (exc.headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)

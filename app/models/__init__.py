@@ -1,0 +1,24 @@
+"""Every table, imported here so that Alembic and the app see one metadata."""
+
+from app.models.category import Category
+from app.models.event import IssueEvent
+from app.models.idempotency import IdempotencyRecord
+from app.models.issue import Issue, IssueCodeCounter, IssueStatus
+from app.models.org import OrgUnit
+from app.models.photo import Photo, PhotoKind
+from app.models.user import ApiToken, Role, User
+
+__all__ = [
+    "ApiToken",
+    "Category",
+    "IdempotencyRecord",
+    "Issue",
+    "IssueCodeCounter",
+    "IssueEvent",
+    "IssueStatus",
+    "OrgUnit",
+    "Photo",
+    "PhotoKind",
+    "Role",
+    "User",
+]

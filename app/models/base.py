@@ -1,0 +1,40 @@
+"""Column types and helpers shared by every table."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Column, Field
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp on every engine (SQLite has no time zones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: every timestamp must carry its offset")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def time_field(*, nullable: bool = True, index: bool = False, **kwargs: Any) -> Any:
+    return Field(sa_column=Column(UTCDateTime(), nullable=nullable, index=index), **kwargs)
+
+
+def json_field(*, default_factory: Any = None, nullable: bool = True) -> Any:
+    return Field(default_factory=default_factory, sa_column=Column(JSON, nullable=nullable))

@@ -1,0 +1,146 @@
+"""Issues of the ledger (问题台账) and their API shapes."""
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import AwareDatetime, BaseModel
+from pydantic import Field as PydanticField
+from sqlmodel import Field, Index, SQLModel, UniqueConstraint
+
+from app.models.base import time_field, utcnow
+from app.models.photo import PhotoKind, PhotoPublic
+from app.services.geo import Crs
+
+
+class IssueStatus(StrEnum):
+    REPORTED = "reported"
+    ACCEPTED = "accepted"
+    DISPATCHED = "dispatched"
+    RECTIFIED = "rectified"
+    CLOSED = "closed"
+    REJECTED = "rejected"
+    DUPLICATE = "duplicate"
+
+
+class LocationSource(StrEnum):
+    EXIF = "exif"
+    DEVICE = "device"
+    MANUAL = "manual"
+
+
+class Issue(SQLModel, table=True):
+    __tablename__ = "issues"
+    # The list and the change feed walk (updated_at, id) with a keyset cursor.
+    __table_args__ = (Index("ix_issues_updated_at_id", "updated_at", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(unique=True, max_length=40)
+    category_code: str = Field(foreign_key="categories.code", index=True)
+    description: str = Field(default="", max_length=2000)
+    status: str = Field(index=True, max_length=20)
+    lat: float
+    lon: float
+    accuracy_m: float | None = None
+    location_source: str = Field(max_length=10)
+    address: str | None = Field(default=None, max_length=300)
+    org_unit_id: int = Field(foreign_key="org_units.id", index=True)
+    reported_by_id: int = Field(foreign_key="users.id", index=True)
+    reported_at: datetime = time_field(nullable=False)
+    accepted_at: datetime | None = time_field()
+    dispatched_at: datetime | None = time_field()
+    deadline_at: datetime | None = time_field(index=True)
+    rectified_at: datetime | None = time_field()
+    rectified_by_id: int | None = Field(default=None, foreign_key="users.id")
+    closed_at: datetime | None = time_field()
+    verified_by_id: int | None = Field(default=None, foreign_key="users.id")
+    # Bumped every time the issue enters `dispatched`: an after-photo counts for the round
+    # in which it was uploaded, so a rework needs a fresh one.
+    dispatch_round: int = 0
+    rework_count: int = 0
+    quantity: float | None = None
+    duplicate_of_id: int | None = Field(default=None, foreign_key="issues.id")
+    version: int = Field(default=1)
+    updated_at: datetime = time_field(nullable=False, default_factory=utcnow)
+
+
+
+class IssueCodeCounter(SQLModel, table=True):
+    """The last number handed out per day, for codes like JK-20261127-0007."""
+
+    __tablename__ = "issue_code_counters"
+    __table_args__ = (UniqueConstraint("prefix", "day"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    prefix: str = Field(max_length=10)
+    day: str = Field(max_length=8)
+    last: int = 0
+
+
+class IssuePublic(BaseModel):
+    id: int
+    code: str
+    category: str
+    description: str
+    status: IssueStatus
+    lat: float
+    lon: float
+    accuracy_m: float | None
+    location_source: LocationSource
+    address: str | None
+    org_unit: str
+    reported_by: str
+    reported_at: datetime
+    accepted_at: datetime | None
+    dispatched_at: datetime | None
+    deadline: datetime | None
+    rectified_at: datetime | None
+    rectified_by: str | None
+    closed_at: datetime | None
+    verified_by: str | None
+    overdue: bool
+    rework_count: int
+    quantity: float | None
+    quantity_unit: str
+    duplicate_of: int | None
+    version: int
+    updated_at: datetime
+    photos: list[PhotoPublic]
+    allowed_actions: list[str]
+
+
+class IssuePage(BaseModel):
+    items: list[IssuePublic]
+    # The position after the last item (also on the last page): resume from it later.
+    next_cursor: str | None
+    has_more: bool
+
+
+class TransitionRequest(BaseModel):
+    action: str
+    note: str | None = PydanticField(default=None, max_length=2000)
+    org_unit: str | None = None
+    deadline: AwareDatetime | datetime | None = None
+    duplicate_of: int | None = None
+
+
+class LocationForm(BaseModel):
+    """A position as the phone sends it; converted to WGS-84 before it is stored."""
+
+    lat: float | None = PydanticField(default=None, ge=-90, le=90, allow_inf_nan=False)
+    lon: float | None = PydanticField(default=None, ge=-180, le=180, allow_inf_nan=False)
+    accuracy_m: float | None = PydanticField(default=None, ge=0, le=100_000, allow_inf_nan=False)
+    crs: Crs = Crs.WGS84
+    # Extension: `device` (the phone's GPS, the default when accuracy_m is sent) or `manual`.
+    location_source: LocationSource | None = None
+
+
+class IssueReport(LocationForm):
+    category: str = PydanticField(min_length=1, max_length=40)
+    description: str = PydanticField(default="", max_length=2000)
+    address: str | None = PydanticField(default=None, max_length=300)
+    quantity: float | None = PydanticField(default=None, ge=0, le=1e9, allow_inf_nan=False)
+
+
+class PhotoForm(LocationForm):
+    kind: PhotoKind
+    note: str | None = PydanticField(default=None, max_length=2000)

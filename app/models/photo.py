@@ -1,0 +1,80 @@
+"""Photos: the evidence. A row is immutable once written; the bytes live in storage."""
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel
+from sqlmodel import Field, SQLModel
+
+from app.models.base import json_field, time_field, utcnow
+
+
+class PhotoKind(StrEnum):
+    BEFORE = "before"
+    AFTER = "after"
+    VERIFICATION = "verification"
+
+
+class Photo(SQLModel, table=True):
+    __tablename__ = "photos"
+
+    id: int | None = Field(default=None, primary_key=True)
+    issue_id: int = Field(foreign_key="issues.id", index=True)
+    kind: str = Field(max_length=20)
+    sha256: str = Field(index=True, max_length=64)
+    content_type: str = Field(max_length=40)
+    bytes: int
+    width: int
+    height: int
+    # EXIF DateTimeOriginal as written by the camera: ISO 8601, with its offset where the
+    # photo has one (OffsetTimeOriginal), otherwise the camera's local wall time.
+    taken_at: str | None = Field(default=None, max_length=40)
+    uploaded_at: datetime = time_field(nullable=False, default_factory=utcnow)
+    uploaded_by_id: int = Field(foreign_key="users.id")
+    exif: dict[str, Any] = json_field(default_factory=dict, nullable=False)
+    lat: float | None = None
+    lon: float | None = None
+    accuracy_m: float | None = None
+    location_source: str | None = Field(default=None, max_length=10)
+    flags: list[str] = json_field(default_factory=list, nullable=False)
+    phash: str | None = Field(default=None, max_length=16)
+    note: str | None = Field(default=None, max_length=2000)
+    dispatch_round: int = 0
+
+
+class PhotoExif(BaseModel):
+    make: str | None = None
+    model: str | None = None
+    gps_lat: float | None = None
+    gps_lon: float | None = None
+    gps_alt: float | None = None
+    orientation: int | None = None
+    software: str | None = None
+
+
+class PhotoUrls(BaseModel):
+    thumb: str
+    large: str
+    original: str
+
+
+class PhotoPublic(BaseModel):
+    id: int
+    issue_id: int
+    kind: PhotoKind
+    sha256: str
+    content_type: str
+    bytes: int
+    width: int
+    height: int
+    taken_at: str | None
+    uploaded_at: datetime
+    uploaded_by: str
+    exif: PhotoExif
+    lat: float | None
+    lon: float | None
+    location_source: str | None
+    flags: list[str]
+    note: str | None
+    urls: PhotoUrls

@@ -1,0 +1,57 @@
+"""Users, their roles and their API tokens."""
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel
+from sqlmodel import Field, SQLModel
+
+from app.models.base import time_field, utcnow
+
+
+class Role(StrEnum):
+    WORKER = "worker"
+    SUPERVISOR = "supervisor"
+    AUDITOR = "auditor"
+    VIEWER = "viewer"
+    ADMIN = "admin"
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(unique=True, max_length=60)
+    display_name: str = Field(default="", max_length=100)
+    role: str = Field(max_length=20)
+    org_unit_id: int = Field(foreign_key="org_units.id", index=True)
+    password_hash: str | None = Field(default=None, max_length=200)
+    created_at: datetime = time_field(nullable=False, default_factory=utcnow)
+
+
+class ApiToken(SQLModel, table=True):
+    __tablename__ = "api_tokens"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="users.id", index=True)
+    token_sha256: str = Field(unique=True, max_length=64)
+    created_at: datetime = time_field(nullable=False, default_factory=utcnow)
+    revoked_at: datetime | None = time_field()
+
+
+class UserPublic(BaseModel):
+    id: int
+    username: str
+    display_name: str
+    role: Role
+    org_unit: str
+
+
+class LoginRequest(BaseModel):
+    username: str = Field(min_length=1, max_length=60)
+    password: str = Field(min_length=1, max_length=200)
+
+
+class LoginResponse(BaseModel):
+    token: str
+    user: UserPublic

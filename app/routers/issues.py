@@ -1,0 +1,140 @@
+"""Issues: report, list, read, add photos, act on the state machine, read the audit trail."""
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Header, Query, Request, Response, UploadFile
+from fastapi.responses import JSONResponse
+
+from app.deps import CurrentIssue, CurrentUser, EvidenceIssue, SessionDep, SettingsDep, StorageDep
+from app.models.base import utcnow
+from app.models.event import IssueEventPublic
+from app.models.issue import (
+    IssuePage,
+    IssuePublic,
+    IssueReport,
+    IssueStatus,
+    PhotoForm,
+    TransitionRequest,
+)
+from app.models.photo import PhotoPublic
+from app.services import audit, idempotency
+from app.services import issues as service
+from app.services.issue_list import MAX_LIMIT, IssueFilters, list_issues
+from app.services.present import events_public, issue_public, issues_public, photos_public
+
+router = APIRouter(prefix="/api/v1/issues", tags=["issues"])
+
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+
+
+def _created(body: object, replayed: bool, location: str | None = None) -> JSONResponse:
+    response = JSONResponse(body, status_code=201)
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    if location:
+        response.headers["Location"] = location
+    return response
+
+
+def _etag(issue_version: int) -> str:
+    return f'"{issue_version}"'
+
+
+@router.post("", status_code=201, response_model=IssuePublic)
+def report_issue(
+    form: Annotated[IssueReport, Form()],
+    photos: Annotated[list[UploadFile], File(description="1–10 before-photos")],
+    session: SessionDep,
+    settings: SettingsDep,
+    storage: StorageDep,
+    user: CurrentUser,
+    idempotency_key: IdempotencyKey = None,
+    after_photos: Annotated[list[UploadFile] | None, File(description="0–10 after-photos")] = None,
+) -> JSONResponse:
+    """Report a problem with before-photos (and after-photos when fixed on the spot)."""
+    uploads = service.Uploads({"photos": [p.file for p in photos]})
+    if after_photos:
+        uploads.fields["after_photos"] = [p.file for p in after_photos]
+    issue, replayed = service.report_issue(
+        session, settings, storage, user, form, uploads, idempotency.check_key(idempotency_key)
+    )
+    body = issue_public(session, issue, user, utcnow())
+    return _created(body.model_dump(mode="json"), replayed, f"/api/v1/issues/{issue.id}")
+
+
+@router.get("")
+def list_issues_route(
+    session: SessionDep,
+    user: CurrentUser,
+    status: Annotated[list[IssueStatus] | None, Query()] = None,
+    category: str | None = None,
+    org_unit: str | None = None,
+    overdue: bool | None = None,
+    bbox: Annotated[str | None, Query(description="minLon,minLat,maxLon,maxLat")] = None,
+    updated_since: datetime | None = None,
+    q: Annotated[str | None, Query(max_length=100)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
+    cursor: str | None = None,
+) -> IssuePage:
+    """Issues you may see, oldest change first; follow `next_cursor` to continue."""
+    filters = IssueFilters(status or [], category, org_unit, overdue, bbox, updated_since, q)
+    now = utcnow()
+    page, next_cursor, has_more = list_issues(session, user, filters, now, limit, cursor)
+    return IssuePage(
+        items=issues_public(session, page, user, now), next_cursor=next_cursor, has_more=has_more
+    )
+
+
+@router.get("/{issue_id}", response_model=IssuePublic)
+def get_issue(issue: CurrentIssue, session: SessionDep, user: CurrentUser, request: Request) -> Response:
+    """One issue; answers If-None-Match with 304 while its version is unchanged."""
+    etag = _etag(issue.version)
+    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    body = issue_public(session, issue, user, utcnow()).model_dump(mode="json")
+    return JSONResponse(body, headers=headers)
+
+
+@router.post("/{issue_id}/photos", status_code=201, response_model=list[PhotoPublic])
+def add_photos(
+    issue_id: int,
+    form: Annotated[PhotoForm, Form()],
+    files: Annotated[list[UploadFile], File(description="1–10 photos")],
+    session: SessionDep,
+    settings: SettingsDep,
+    storage: StorageDep,
+    user: CurrentUser,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Add before, after or verification photos to an issue."""
+    uploads = service.Uploads({"files": [f.file for f in files]})
+    photos, replayed = service.add_photos(
+        session, settings, storage, user, issue_id, form, uploads,
+        idempotency.check_key(idempotency_key),
+    )
+    body = [p.model_dump(mode="json") for p in photos_public(session, photos)]
+    return _created(body, replayed)
+
+
+@router.post("/{issue_id}/transitions", response_model=IssuePublic)
+def transition(
+    issue_id: int,
+    body: TransitionRequest,
+    session: SessionDep,
+    settings: SettingsDep,
+    user: CurrentUser,
+    if_match: Annotated[str | None, Header()] = None,
+) -> JSONResponse:
+    """Move the issue along the state machine; needs If-Match with its current version."""
+    issue = service.apply_transition(session, settings, user, issue_id, body, if_match)
+    public = issue_public(session, issue, user, utcnow()).model_dump(mode="json")
+    return JSONResponse(public, headers={"ETag": _etag(issue.version)})
+
+
+@router.get("/{issue_id}/events")
+def events(issue: EvidenceIssue, session: SessionDep) -> list[IssueEventPublic]:
+    """The issue's audit trail, a SHA-256 hash chain (see the README for the canonical form)."""
+    assert issue.id is not None
+    return events_public(audit.events_of(session, issue.id))

@@ -1,0 +1,79 @@
+"""Photo metadata, derivatives and originals: immutable, cacheable forever."""
+
+from pathlib import Path
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import FileResponse
+from sqlmodel import Session
+
+from app.deps import CurrentUser, SessionDep, StorageDep
+from app.errors import Forbidden, NotFound
+from app.models import Issue, Photo, User
+from app.models.photo import PhotoPublic
+from app.services import issues
+from app.services.permissions import may_read_evidence
+from app.services.photos import EXTENSIONS, format_of_content_type
+from app.services.present import photos_public
+
+router = APIRouter(prefix="/api/v1/photos", tags=["photos"])
+
+IMMUTABLE = "private, max-age=31536000, immutable"
+
+
+def _visible_photo(session: Session, photo_id: int, user: User) -> tuple[Photo, Issue]:
+    photo = session.get(Photo, photo_id)
+    if photo is None:
+        raise NotFound(f"no photo {photo_id}")
+    try:
+        issue = issues.get_visible(session, photo.issue_id, user)
+    except NotFound:
+        raise NotFound(f"no photo {photo_id}") from None
+    return photo, issue
+
+
+def _file(request: Request, path: Path, etag: str, media_type: str, **headers: str) -> Response:
+    common = {"ETag": etag, "Cache-Control": IMMUTABLE, "X-Content-Type-Options": "nosniff"}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=common)
+    if not path.exists():
+        raise NotFound("the stored file is missing; run `gridproof verify`")
+    return FileResponse(path, media_type=media_type, headers=common | headers)
+
+
+@router.get("/{photo_id}")
+def photo(photo_id: int, session: SessionDep, user: CurrentUser) -> PhotoPublic:
+    """A photo's metadata: hash, EXIF, location, flags and URLs."""
+    row, _issue = _visible_photo(session, photo_id, user)
+    return photos_public(session, [row])[0]
+
+
+@router.get("/{photo_id}/thumb")
+def thumb(photo_id: int, request: Request, session: SessionDep, storage: StorageDep,
+          user: CurrentUser) -> Response:
+    """JPEG, upright, longest side ≤ 320 px, no EXIF."""
+    row, _issue = _visible_photo(session, photo_id, user)
+    path = storage.derivative_path(row.sha256, "thumb")
+    return _file(request, path, f'"{row.sha256}-thumb"', "image/jpeg")
+
+
+@router.get("/{photo_id}/large")
+def large(photo_id: int, request: Request, session: SessionDep, storage: StorageDep,
+          user: CurrentUser) -> Response:
+    """JPEG, upright, longest side ≤ 1600 px, no EXIF."""
+    row, _issue = _visible_photo(session, photo_id, user)
+    path = storage.derivative_path(row.sha256, "large")
+    return _file(request, path, f'"{row.sha256}-large"', "image/jpeg")
+
+
+@router.get("/{photo_id}/original")
+def original(photo_id: int, request: Request, session: SessionDep, storage: StorageDep,
+             user: CurrentUser) -> Response:
+    """The uploaded bytes, unchanged (supervisors, auditors, admins, the reporter)."""
+    row, issue = _visible_photo(session, photo_id, user)
+    if not may_read_evidence(user, issue):
+        raise Forbidden("Originals are for supervisors, auditors, admins and the reporter")
+    name = f"{issue.code}-{row.id}.{EXTENSIONS[format_of_content_type(row.content_type)]}"
+    return _file(
+        request, storage.original_path(row.sha256), f'"{row.sha256}"', row.content_type,
+        **{"Content-Disposition": f'attachment; filename="{name}"'},
+    )

@@ -1,0 +1,37 @@
+"""Routes that need no token: health checks and sign-in."""
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from app.db import ping
+from app.deps import SessionDep, SettingsDep, StorageDep
+from app.models.user import LoginRequest, LoginResponse
+from app.services import auth
+from app.services.present import user_public
+
+router = APIRouter()
+
+
+@router.get("/healthz", tags=["health"])
+def healthz() -> dict[str, str]:
+    """The process is alive."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", tags=["health"])
+def readyz(settings: SettingsDep, storage: StorageDep) -> JSONResponse:
+    """The database and the photo storage are reachable."""
+    checks = {"database": True, "storage": storage.writable()}
+    try:
+        ping(settings.database_url)
+    except Exception:  # any driver error means "not ready", which is the answer asked for
+        checks["database"] = False
+    ready = all(checks.values())
+    return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
+
+
+@router.post("/api/v1/auth/login", tags=["auth"])
+def login(body: LoginRequest, session: SessionDep) -> LoginResponse:
+    """Exchange a username and password for a bearer token."""
+    token, user = auth.login(session, body.username, body.password)
+    return LoginResponse(token=token, user=user_public(session, user))

@@ -1,0 +1,101 @@
+"""The audit trail: each issue's events form a SHA-256 hash chain.
+
+hash = sha256(canonical JSON of the event, prev_hash included). Canonical JSON: the keys
+issue_id, seq, at, actor, action, from_status, to_status, note, data, prev_hash; keys sorted,
+separators "," and ":", non-ASCII kept as UTF-8, `at` in UTC as YYYY-MM-DDTHH:MM:SS.ffffffZ.
+The first event's prev_hash is 64 zeros.
+"""
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from app.models import Issue, IssueEvent, User
+
+GENESIS = "0" * 64
+
+
+def canonical_at(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def canonical_json(event: IssueEvent) -> bytes:
+    body = {
+        "issue_id": event.issue_id,
+        "seq": event.seq,
+        "at": canonical_at(event.at),
+        "actor": event.actor,
+        "action": event.action,
+        "from_status": event.from_status,
+        "to_status": event.to_status,
+        "note": event.note,
+        "data": event.data,
+        "prev_hash": event.prev_hash,
+    }
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def event_hash(event: IssueEvent) -> str:
+    return hashlib.sha256(canonical_json(event)).hexdigest()
+
+
+def append_event(
+    session: Session,
+    issue: Issue,
+    actor: User,
+    action: str,
+    at: datetime,
+    *,
+    from_status: str | None = None,
+    note: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> IssueEvent:
+    """Add the next event of the issue's chain to the session (the caller commits)."""
+    assert issue.id is not None and actor.id is not None
+    last = session.exec(
+        select(IssueEvent)
+        .where(IssueEvent.issue_id == issue.id)
+        .order_by(col(IssueEvent.seq).desc())
+        .limit(1)
+    ).first()
+    event = IssueEvent(
+        issue_id=issue.id,
+        seq=last.seq + 1 if last else 1,
+        at=at,
+        actor_id=actor.id,
+        actor=actor.username,
+        action=action,
+        from_status=from_status,
+        to_status=issue.status,
+        note=note,
+        data=data or {},
+        prev_hash=last.hash if last else GENESIS,
+        hash="",
+    )
+    event.hash = event_hash(event)
+    session.add(event)
+    return event
+
+
+def events_of(session: Session, issue_id: int) -> list[IssueEvent]:
+    query = select(IssueEvent).where(IssueEvent.issue_id == issue_id).order_by(col(IssueEvent.seq))
+    return list(session.exec(query))
+
+
+def chain_problems(events: list[IssueEvent]) -> list[str]:
+    """What is wrong with one issue's chain, in words; empty when it holds."""
+    problems = []
+    prev = GENESIS
+    for expected_seq, event in enumerate(events, start=1):
+        where = f"issue {event.issue_id} event {event.seq}"
+        if event.seq != expected_seq:
+            problems.append(f"{where}: expected seq {expected_seq} (an event is missing)")
+        if event.prev_hash != prev:
+            problems.append(f"{where}: prev_hash does not match the previous event's hash")
+        if event_hash(event) != event.hash:
+            problems.append(f"{where}: hash does not match the event's content")
+        prev = event.hash
+    return problems

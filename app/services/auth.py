@@ -1,0 +1,84 @@
+"""Users, passwords (argon2) and bearer tokens (random, stored as SHA-256)."""
+
+import hashlib
+import secrets
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlmodel import Session, select
+
+from app.errors import NotFound, Unauthenticated, ValidationFailed
+from app.models import ApiToken, OrgUnit, Role, User
+from app.models.base import utcnow
+
+_hasher = PasswordHasher()
+# Verified against when the username is unknown, so that both cases take the same time.
+_DUMMY_HASH = _hasher.hash("not a password")
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def issue_token(session: Session, user: User) -> str:
+    """A new random token for the user; only its hash is stored. The caller commits."""
+    assert user.id is not None
+    token = secrets.token_urlsafe(32)
+    session.add(ApiToken(user_id=user.id, token_sha256=token_digest(token)))
+    return token
+
+
+def user_for_token(session: Session, token: str) -> User:
+    row = session.exec(select(ApiToken).where(ApiToken.token_sha256 == token_digest(token))).first()
+    if row is None or row.revoked_at is not None:
+        raise Unauthenticated("The token is unknown or has been revoked; sign in again")
+    user = session.get(User, row.user_id)
+    if user is None:
+        raise Unauthenticated()
+    return user
+
+
+def login(session: Session, username: str, password: str) -> tuple[str, User]:
+    user = session.exec(select(User).where(User.username == username)).first()
+    stored = user.password_hash if user and user.password_hash else _DUMMY_HASH
+    try:
+        _hasher.verify(stored, password)
+    except (VerificationError, InvalidHashError):
+        raise Unauthenticated("Wrong username or password") from None
+    if user is None or user.password_hash is None:
+        raise Unauthenticated("Wrong username or password")
+    token = issue_token(session, user)
+    session.commit()
+    return token, user
+
+
+def revoke_token(session: Session, token: str) -> None:
+    row = session.exec(select(ApiToken).where(ApiToken.token_sha256 == token_digest(token))).one()
+    row.revoked_at = utcnow()
+    session.add(row)
+    session.commit()
+
+
+def create_user(
+    session: Session, username: str, role: str, org_code: str, password: str | None = None
+) -> tuple[User, str]:
+    """Create a user and return it with a fresh API token."""
+    if role not in set(Role):
+        raise ValidationFailed(f"unknown role {role!r}; one of {', '.join(Role)}")
+    org = session.exec(select(OrgUnit).where(OrgUnit.code == org_code)).first()
+    if org is None:
+        raise NotFound(f"no org unit with code {org_code!r}")
+    if session.exec(select(User).where(User.username == username)).first():
+        raise ValidationFailed(f"user {username!r} exists already")
+    assert org.id is not None
+    user = User(
+        username=username,
+        role=role,
+        org_unit_id=org.id,
+        password_hash=_hasher.hash(password) if password else None,
+    )
+    session.add(user)
+    session.flush()
+    token = issue_token(session, user)
+    session.commit()
+    return user, token

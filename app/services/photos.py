@@ -1,0 +1,384 @@
+"""The photo ingest pipeline: every upload goes through `ingest_photo`.
+
+One pass copies the upload into storage while hashing it; the format is taken from the bytes;
+Pillow opens it with only the accepted decoders, reads EXIF, decodes once at reduced scale,
+and writes two upright derivatives without EXIF. Nothing here touches the database.
+"""
+
+import hashlib
+import math
+import re
+import threading
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import imagehash
+import pillow_heif
+from PIL import Image, ImageFile, UnidentifiedImageError
+
+from app.config import Settings
+from app.errors import ImageTooManyPixels, ImageUnreadable, PhotoTooLarge, UnsupportedMediaType
+from app.services.storage import Storage, remove_quietly
+
+pillow_heif.register_heif_opener(thumbnails=False)
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+# Pillow's decompression-bomb warning is an error here, whatever thread raises it.
+warnings.simplefilter("error", Image.DecompressionBombWarning)
+# Pillow only *warns* about corrupt EXIF; keep every such warning so that it can be recorded.
+warnings.filterwarnings("always", message=r"(Possibly )?[Cc]orrupt EXIF", category=UserWarning)
+
+CHUNK = 1024 * 1024
+
+CONTENT_TYPES = {
+    "JPEG": "image/jpeg",
+    "PNG": "image/png",
+    "WEBP": "image/webp",
+    "HEIF": "image/heic",
+    "AVIF": "image/avif",
+}
+EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "HEIF": "heic", "AVIF": "avif"}
+
+
+def format_of_content_type(content_type: str) -> str:
+    return next(fmt for fmt, ctype in CONTENT_TYPES.items() if ctype == content_type)
+
+
+_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
+_AVIF_BRANDS = {b"avif", b"avis"}
+
+# EXIF Orientation → the transpose that shows the picture upright.
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+@dataclass
+class ExifFacts:
+    make: str | None = None
+    model: str | None = None
+    software: str | None = None
+    orientation: int | None = None
+    gps_lat: float | None = None
+    gps_lon: float | None = None
+    gps_alt: float | None = None
+    taken_at: str | None = None
+    unreadable: bool = False
+
+    def public(self) -> dict[str, Any]:
+        keys = ("make", "model", "gps_lat", "gps_lon", "gps_alt", "orientation", "software")
+        return {key: getattr(self, key) for key in keys}
+
+    @property
+    def gps(self) -> tuple[float, float] | None:
+        if self.gps_lat is None or self.gps_lon is None:
+            return None
+        return self.gps_lat, self.gps_lon
+
+
+@dataclass
+class IngestedPhoto:
+    sha256: str
+    format: str
+    bytes: int
+    width: int
+    height: int
+    exif: ExifFacts
+    phash: str
+    # Files this request put into storage (not those that identical bytes had put there before).
+    created: list[Path] = field(default_factory=list)
+
+    @property
+    def content_type(self) -> str:
+        return CONTENT_TYPES[self.format]
+
+    @property
+    def flags(self) -> list[str]:
+        return ["exif_unreadable"] if self.exif.unreadable else []
+
+
+def sniff_format(head: bytes) -> str | None:
+    """The image format named by the file's first bytes, if it is one we accept."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    if head[4:8] == b"ftyp":
+        box_size = int.from_bytes(head[:4], "big")
+        brands = {head[i : i + 4] for i in range(8, min(box_size, len(head)) - 3, 4)}
+        if brands & _AVIF_BRANDS:
+            return "AVIF"
+        if brands & _HEIF_BRANDS:
+            return "HEIF"
+    return None
+
+
+def ingest_photo(upload: BinaryIO, settings: Settings, storage: Storage) -> IngestedPhoto:
+    """Store one uploaded photo and its derivatives; on any failure leave nothing behind."""
+    temp, sha256, size, head = _spool(upload, settings, storage)
+    created: list[Path] = []
+    try:
+        photo = _process(temp, sha256, size, head, settings, storage, created)
+        if storage.commit(temp, storage.original_path(sha256)):
+            created.append(storage.original_path(sha256))
+        photo.created = created
+        return photo
+    except BaseException:
+        remove_quietly([temp, *created])
+        raise
+
+
+def _spool(upload: BinaryIO, settings: Settings, storage: Storage) -> tuple[Path, str, int, bytes]:
+    """Copy the upload into a storage temp file, hashing it on the way, within the size cap."""
+    upload.seek(0)
+    digest = hashlib.sha256()
+    size = 0
+    head = b""
+    temp, out = storage.open_temp()
+    try:
+        with out:
+            while chunk := upload.read(CHUNK):
+                size += len(chunk)
+                if size > settings.max_upload_bytes:
+                    raise PhotoTooLarge(
+                        f"照片过大 (最大 {settings.max_upload_mb:g} MB): the photo is larger "
+                        f"than {settings.max_upload_mb:g} MB",
+                        max_bytes=settings.max_upload_bytes,
+                    )
+                if len(head) < 64:
+                    head += chunk[: 64 - len(head)]
+                digest.update(chunk)
+                out.write(chunk)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return temp, digest.hexdigest(), size, head
+
+
+def _process(
+    path: Path,
+    sha256: str,
+    size: int,
+    head: bytes,
+    settings: Settings,
+    storage: Storage,
+    created: list[Path],
+) -> IngestedPhoto:
+    fmt = sniff_format(head)
+    if fmt is None:
+        raise UnsupportedMediaType()
+    Image.MAX_IMAGE_PIXELS = max(settings.max_image_pixels, settings.max_full_decode_pixels)
+    with _collect_exif_warnings() as exif_warnings, _open(path, fmt) as img:
+        _check_pixels(img, fmt, settings)
+        exif = read_exif(img)
+        exif.unreadable = exif.unreadable or bool(exif_warnings)
+        orientation = 1 if fmt == "HEIF" else (exif.orientation or 1)
+        width, height = img.size  # before draft() shrinks it
+        large = _decode_reduced(img, fmt, settings.large_px)
+    large = large.transpose(_UPRIGHT[orientation]) if orientation in _UPRIGHT else large
+    thumb = large.copy()
+    thumb.thumbnail((settings.thumb_px, settings.thumb_px), Image.Resampling.LANCZOS)
+    for name, image in (("large", large), ("thumb", thumb)):
+        final = storage.derivative_path(sha256, name)
+        temp, out = storage.open_temp()
+        with out:
+            image.save(out, "JPEG", quality=85, optimize=True)
+        if storage.commit(temp, final):
+            created.append(final)
+    if orientation in (5, 6, 7, 8):
+        width, height = height, width
+    phash = str(imagehash.phash(thumb))
+    return IngestedPhoto(sha256, fmt, size, width, height, exif, phash)
+
+
+def _open(path: Path, fmt: str) -> Image.Image:
+    try:
+        return Image.open(path, formats=[fmt])
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageTooManyPixels(str(exc)) from exc
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise ImageUnreadable(f"{ImageUnreadable.title}: {exc}") from exc
+
+
+def _check_pixels(img: Image.Image, fmt: str, settings: Settings) -> None:
+    """Refuse on declared size before decoding; every frame of a multi-frame file counts."""
+    frames = max(1, int(getattr(img, "n_frames", 1) or 1))
+    pixels = img.width * img.height * frames
+    limit = settings.max_image_pixels if fmt == "JPEG" else settings.max_full_decode_pixels
+    if pixels > limit:
+        raise ImageTooManyPixels(
+            f"{img.width}×{img.height} px × {frames} frame(s) = {pixels:,} px; "
+            f"the limit for {fmt} is {limit:,} px",
+            pixels=pixels,
+            max_pixels=limit,
+        )
+
+
+def _decode_reduced(img: Image.Image, fmt: str, longest: int) -> Image.Image:
+    """Decode once: JPEG at the smallest DCT scale still ≥ the target, then resize."""
+    if fmt == "JPEG":
+        scale = longest / max(img.size)
+        if scale < 1:
+            img.draft("RGB", (math.ceil(img.width * scale), math.ceil(img.height * scale)))
+    try:
+        img.load()
+        rgb = _to_rgb(img)
+        rgb.thumbnail((longest, longest), Image.Resampling.LANCZOS)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageTooManyPixels(str(exc)) from exc
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise ImageUnreadable(f"{ImageUnreadable.title}: {exc}") from exc
+    return rgb
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    if img.mode.startswith("I;16") or img.mode == "I":
+        return img.point(lambda v: v / 256).convert("RGB")
+    return img.convert("RGB")
+
+
+# --- EXIF ------------------------------------------------------------------------------------
+
+_TAG_MAKE, _TAG_MODEL, _TAG_SOFTWARE, _TAG_ORIENTATION = 0x010F, 0x0110, 0x0131, 0x0112
+_IFD_EXIF, _IFD_GPS = 0x8769, 0x8825
+_TAG_DATETIME_ORIGINAL, _TAG_OFFSET_TIME_ORIGINAL = 0x9003, 0x9011
+
+
+def read_exif(img: Image.Image) -> ExifFacts:
+    """The EXIF facts we keep, read with Pillow; whatever is malformed is skipped and flagged."""
+    facts = ExifFacts()
+    try:
+        exif = img.getexif()
+    except Exception:  # Pillow's EXIF parser on hostile bytes: keep the photo, flag it
+        facts.unreadable = True
+        return facts
+    facts.make = _text(exif.get(_TAG_MAKE))
+    facts.model = _text(exif.get(_TAG_MODEL))
+    facts.software = _text(exif.get(_TAG_SOFTWARE))
+    orientation = img.info.get("original_orientation") or exif.get(_TAG_ORIENTATION)
+    facts.orientation = orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else None
+    if exif.get(_TAG_ORIENTATION) is not None and facts.orientation is None:
+        facts.unreadable = True
+    gps = _sub_ifd(exif, _IFD_GPS, facts)
+    exif_ifd = _sub_ifd(exif, _IFD_EXIF, facts)
+    try:
+        _read_gps(gps, facts)
+    except (TypeError, ValueError, ZeroDivisionError, IndexError, KeyError):
+        facts.gps_lat = facts.gps_lon = facts.gps_alt = None
+        facts.unreadable = True
+    facts.taken_at = parse_exif_time(
+        exif_ifd.get(_TAG_DATETIME_ORIGINAL), exif_ifd.get(_TAG_OFFSET_TIME_ORIGINAL)
+    )
+    return facts
+
+
+def _sub_ifd(exif: Image.Exif, tag: int, facts: ExifFacts) -> dict[int, Any]:
+    pointer = exif.get(tag)
+    if pointer is not None and not isinstance(pointer, int):
+        facts.unreadable = True  # the pointer itself is of the wrong type
+        return {}
+    try:
+        return dict(exif.get_ifd(tag))
+    except Exception:  # a sub-IFD that points into garbage
+        facts.unreadable = True
+        return {}
+
+
+def _read_gps(gps: dict[int, Any], facts: ExifFacts) -> None:
+    lat = _degrees(gps.get(2), gps.get(1), "S")
+    lon = _degrees(gps.get(4), gps.get(3), "W")
+    if lat is None or lon is None or not usable_coordinates(lat, lon):
+        return
+    facts.gps_lat, facts.gps_lon = round(lat, 7), round(lon, 7)
+    altitude = gps.get(6)
+    if altitude is not None and math.isfinite(float(altitude)):
+        below_sea = gps.get(5) in (1, b"\x01")
+        facts.gps_alt = round(-float(altitude) if below_sea else float(altitude), 2)
+
+
+def _degrees(value: Any, ref: Any, negative_ref: str) -> float | None:
+    if not value:
+        return None
+    parts = [float(v) for v in value][:3]
+    degrees = sum(part / 60**i for i, part in enumerate(parts))
+    return -degrees if _text(ref) == negative_ref else degrees
+
+
+def usable_coordinates(lat: float, lon: float) -> bool:
+    """False for NaN, out of range, and 0/0 (Android writes zeros when it redacts location)."""
+    if not (math.isfinite(lat) and math.isfinite(lon)):
+        return False
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        return False
+    return not (lat == 0 and lon == 0)
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if not isinstance(value, str):
+        return None
+    value = value.replace("\x00", "").strip()
+    return value[:100] or None
+
+
+_OFFSET = re.compile(r"^[+-]\d{2}:\d{2}$")
+
+
+def parse_exif_time(value: Any, offset: Any = None) -> str | None:
+    """EXIF 'YYYY:MM:DD HH:MM:SS' (+ OffsetTimeOriginal) as ISO 8601; None when unparseable."""
+    text = _text(value)
+    if not text:
+        return None
+    try:
+        moment = datetime.strptime(text[:19], "%Y:%m:%d %H:%M:%S")
+    except ValueError:
+        return None
+    iso = moment.isoformat()
+    offset_text = _text(offset)
+    return iso + offset_text if offset_text and _OFFSET.match(offset_text) else iso
+
+
+# --- Corrupt-EXIF warnings, per thread ----------------------------------------------------------
+
+_capture = threading.local()
+_show_warning = warnings.showwarning
+
+
+def _record_warning(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
+    target = getattr(_capture, "warnings", None)
+    if target is not None and issubclass(category, UserWarning):
+        target.append(str(message))
+    else:
+        _show_warning(message, category, *args, **kwargs)
+
+
+warnings.showwarning = _record_warning
+
+
+class _collect_exif_warnings:
+    """Collect Pillow's corrupt-EXIF warnings raised by this thread (catch_warnings is global)."""
+
+    def __enter__(self) -> list[str]:
+        _capture.warnings = []
+        return _capture.warnings  # type: ignore[no-any-return]
+
+    def __exit__(self, *exc: object) -> None:
+        _capture.warnings = None

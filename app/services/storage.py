@@ -1,0 +1,75 @@
+"""Content-addressed photo storage on the local disk: originals and derivatives by SHA-256."""
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import BinaryIO
+
+DERIVATIVES = ("thumb", "large")
+
+
+class Storage:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.tmp_dir = root / "tmp"
+
+    def ensure_dirs(self) -> None:
+        for sub in ("tmp", "originals", "derived"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+
+    def original_path(self, sha256: str) -> Path:
+        return self.root / "originals" / sha256[:2] / sha256
+
+    def derivative_path(self, sha256: str, size: str) -> Path:
+        assert size in DERIVATIVES
+        return self.root / "derived" / sha256[:2] / f"{sha256}.{size}.jpg"
+
+    def open_temp(self) -> tuple[Path, BinaryIO]:
+        """A new file in the storage's own tmp folder (same file system, so rename is atomic)."""
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=self.tmp_dir, prefix="up-")
+        return Path(name), os.fdopen(fd, "w+b")
+
+    def commit(self, temp: Path, final: Path) -> bool:
+        """Move a finished temp file into place; False when identical bytes were already there."""
+        if final.exists():
+            temp.unlink()
+            return False
+        final.parent.mkdir(parents=True, exist_ok=True)
+        with open(temp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(temp, final)
+        _fsync_dir(final.parent)
+        return True
+
+    def writable(self) -> bool:
+        try:
+            path, f = self.open_temp()
+        except OSError:
+            return False
+        f.close()
+        path.unlink()
+        return True
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_quietly(paths: list[Path]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
+
+
+def sha256_of_file(f: BinaryIO) -> str:
+    """SHA-256 of an open file, read from the start in chunks."""
+    f.seek(0)
+    digest = hashlib.sha256()
+    while chunk := f.read(1024 * 1024):
+        digest.update(chunk)
+    return digest.hexdigest()
