@@ -66,8 +66,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
         problems, checked = verification.verify(session, settings, args.issue)
     for problem in problems:
         print(problem)
-    print(f"checked {checked.photos} photo(s) and {checked.issues} audit chain(s): "
-          f"{'OK' if not problems else f'{len(problems)} problem(s)'}")
+    print(
+        f"checked {checked.photos} photo(s) and {checked.issues} audit chain(s): "
+        f"{'OK' if not problems else f'{len(problems)} problem(s)'}"
+    )
     return 1 if problems else 0
 
 
@@ -83,19 +85,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("migrate", help="apply pending migrations").set_defaults(func=cmd_migrate)
 
-    org = commands.add_parser("org", help="org units").add_subparsers(dest="org_command", required=True)
+    org = commands.add_parser("org", help="org units").add_subparsers(
+        dest="org_command", required=True
+    )
     org_add = org.add_parser("add", help="add an org unit (idempotent for the same values)")
     org_add.add_argument("code")
     org_add.add_argument("--name", required=True)
-    org_add.add_argument("--kind", required=True, choices=["district", "office", "community", "grid"])
+    org_add.add_argument(
+        "--kind", required=True, choices=["district", "office", "community", "grid"]
+    )
     org_add.add_argument("--parent")
     org_add.set_defaults(func=cmd_org_add)
 
-    user = commands.add_parser("user", help="users").add_subparsers(dest="user_command", required=True)
+    user = commands.add_parser("user", help="users").add_subparsers(
+        dest="user_command", required=True
+    )
     user_add = user.add_parser("add", help="create a user; prints an API token on the last line")
     user_add.add_argument("username")
-    user_add.add_argument("--role", required=True,
-                          choices=["worker", "supervisor", "auditor", "viewer", "admin"])
+    user_add.add_argument(
+        "--role", required=True, choices=["worker", "supervisor", "auditor", "viewer", "admin"]
+    )
     user_add.add_argument("--org", required=True, help="org unit code")
     user_add.add_argument("--password")
     user_add.set_defaults(func=cmd_user_add)

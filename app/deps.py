@@ -79,8 +79,9 @@ CurrentIssue = Annotated[Issue, Depends(get_current_issue)]
 def get_evidence_issue(issue: CurrentIssue, user: CurrentUser) -> Issue:
     """The issue, if the caller may also read its originals and audit trail."""
     if not may_read_evidence(user, issue):
-        raise Forbidden("Originals, events and evidence are for supervisors, auditors, admins "
-                        "and the reporter")
+        raise Forbidden(
+            "Originals, events and evidence are for supervisors, auditors, admins and the reporter"
+        )
     return issue
 
 

@@ -30,7 +30,8 @@ class IssueEvent(SQLModel, table=True):
 
 class IssueEventPublic(BaseModel):
     seq: int
-    at: datetime
+    # Exactly as hashed: UTC, microseconds, "Z" (see the README on the canonical form).
+    at: str
     actor: str
     action: str
     from_status: str | None

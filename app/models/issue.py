@@ -63,7 +63,6 @@ class Issue(SQLModel, table=True):
     updated_at: datetime = time_field(nullable=False, default_factory=utcnow)
 
 
-
 class IssueCodeCounter(SQLModel, table=True):
     """The last number handed out per day, for codes like JK-20261127-0007."""
 

@@ -1,6 +1,7 @@
 """The signed-in user, sign-out, and the vocabularies every client needs."""
 
 from fastapi import APIRouter, Response
+from sqlmodel import col, select
 
 from app.deps import CurrentUser, SessionDep, TokenDep
 from app.models.category import Category, CategoryPublic
@@ -8,7 +9,6 @@ from app.models.org import OrgUnitPublic
 from app.models.user import UserPublic
 from app.services import auth, orgs
 from app.services.present import user_public
-from sqlmodel import col, select
 
 router = APIRouter(prefix="/api/v1")
 

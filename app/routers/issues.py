@@ -87,7 +87,9 @@ def list_issues_route(
 
 
 @router.get("/{issue_id}", response_model=IssuePublic)
-def get_issue(issue: CurrentIssue, session: SessionDep, user: CurrentUser, request: Request) -> Response:
+def get_issue(
+    issue: CurrentIssue, session: SessionDep, user: CurrentUser, request: Request
+) -> Response:
     """One issue; answers If-None-Match with 304 while its version is unchanged."""
     etag = _etag(issue.version)
     headers = {"ETag": etag, "Cache-Control": "no-cache"}
@@ -111,7 +113,13 @@ def add_photos(
     """Add before, after or verification photos to an issue."""
     uploads = service.Uploads({"files": [f.file for f in files]})
     photos, replayed = service.add_photos(
-        session, settings, storage, user, issue_id, form, uploads,
+        session,
+        settings,
+        storage,
+        user,
+        issue_id,
+        form,
+        uploads,
         idempotency.check_key(idempotency_key),
     )
     body = [p.model_dump(mode="json") for p in photos_public(session, photos)]

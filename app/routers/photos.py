@@ -48,8 +48,9 @@ def photo(photo_id: int, session: SessionDep, user: CurrentUser) -> PhotoPublic:
 
 
 @router.get("/{photo_id}/thumb")
-def thumb(photo_id: int, request: Request, session: SessionDep, storage: StorageDep,
-          user: CurrentUser) -> Response:
+def thumb(
+    photo_id: int, request: Request, session: SessionDep, storage: StorageDep, user: CurrentUser
+) -> Response:
     """JPEG, upright, longest side ≤ 320 px, no EXIF."""
     row, _issue = _visible_photo(session, photo_id, user)
     path = storage.derivative_path(row.sha256, "thumb")
@@ -57,8 +58,9 @@ def thumb(photo_id: int, request: Request, session: SessionDep, storage: Storage
 
 
 @router.get("/{photo_id}/large")
-def large(photo_id: int, request: Request, session: SessionDep, storage: StorageDep,
-          user: CurrentUser) -> Response:
+def large(
+    photo_id: int, request: Request, session: SessionDep, storage: StorageDep, user: CurrentUser
+) -> Response:
     """JPEG, upright, longest side ≤ 1600 px, no EXIF."""
     row, _issue = _visible_photo(session, photo_id, user)
     path = storage.derivative_path(row.sha256, "large")
@@ -66,14 +68,18 @@ def large(photo_id: int, request: Request, session: SessionDep, storage: Storage
 
 
 @router.get("/{photo_id}/original")
-def original(photo_id: int, request: Request, session: SessionDep, storage: StorageDep,
-             user: CurrentUser) -> Response:
+def original(
+    photo_id: int, request: Request, session: SessionDep, storage: StorageDep, user: CurrentUser
+) -> Response:
     """The uploaded bytes, unchanged (supervisors, auditors, admins, the reporter)."""
     row, issue = _visible_photo(session, photo_id, user)
     if not may_read_evidence(user, issue):
         raise Forbidden("Originals are for supervisors, auditors, admins and the reporter")
     name = f"{issue.code}-{row.id}.{EXTENSIONS[format_of_content_type(row.content_type)]}"
     return _file(
-        request, storage.original_path(row.sha256), f'"{row.sha256}"', row.content_type,
+        request,
+        storage.original_path(row.sha256),
+        f'"{row.sha256}"',
+        row.content_type,
         **{"Content-Disposition": f'attachment; filename="{name}"'},
     )

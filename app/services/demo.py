@@ -3,6 +3,7 @@
 import io
 import random
 from datetime import datetime, timedelta
+from typing import BinaryIO
 from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, col, select
@@ -58,17 +59,34 @@ USERS = [
 # The same reporter comes round every REPORTER_CYCLE issues; a duplicate points at its own
 # reporter's previous issue, which the same supervisor can see.
 REPORTER_CYCLE = 3
-PLAN = ["reported", "accepted", "dispatched", "overdue", "rectified", "closed", "closed_rework",
-        "rejected", "duplicate", "on_the_spot"]
+PLAN = [
+    "reported",
+    "accepted",
+    "dispatched",
+    "overdue",
+    "rectified",
+    "closed",
+    "closed_rework",
+    "rejected",
+    "duplicate",
+    "on_the_spot",
+]
 
 DESCRIPTIONS = {
-    "flyposter": "电线杆上张贴小广告约十余张", "banner": "路口悬挂未经审批的横幅",
-    "wall_ad": "围墙喷涂办证电话广告", "road_occupation": "早市摊贩占用人行道经营",
-    "outside_store": "餐馆在店外摆放桌椅经营", "bare_soil": "空地黄土裸露未覆盖防尘网",
-    "garbage": "路边堆放生活垃圾未清运", "illegal_building": "楼顶私自搭建彩钢板房",
-    "construction_site": "工地出入口车辆带泥上路，扬尘明显", "road_damage": "人行道地砖破损塌陷",
-    "street_light": "路灯夜间不亮", "shared_bike": "地铁口共享单车堆放阻塞通道",
-    "scattered_coal": "居民院内堆放散煤", "fire_hazard": "楼道内电动车充电，飞线充电",
+    "flyposter": "电线杆上张贴小广告约十余张",
+    "banner": "路口悬挂未经审批的横幅",
+    "wall_ad": "围墙喷涂办证电话广告",
+    "road_occupation": "早市摊贩占用人行道经营",
+    "outside_store": "餐馆在店外摆放桌椅经营",
+    "bare_soil": "空地黄土裸露未覆盖防尘网",
+    "garbage": "路边堆放生活垃圾未清运",
+    "illegal_building": "楼顶私自搭建彩钢板房",
+    "construction_site": "工地出入口车辆带泥上路，扬尘明显",
+    "road_damage": "人行道地砖破损塌陷",
+    "street_light": "路灯夜间不亮",
+    "shared_bike": "地铁口共享单车堆放阻塞通道",
+    "scattered_coal": "居民院内堆放散煤",
+    "fire_hazard": "楼道内电动车充电，飞线充电",
     "other": "井盖缺失，存在安全隐患",
 }
 
@@ -86,8 +104,12 @@ def load_demo(session: Session, settings: Settings) -> None:
             session.add(user)
             session.commit()
         users[username] = user
-    if session.exec(select(Issue).where(col(Issue.reported_by_id).in_(
-            [u.id for u in users.values()]))).first() is None:
+    if (
+        session.exec(
+            select(Issue).where(col(Issue.reported_by_id).in_([u.id for u in users.values()]))
+        ).first()
+        is None
+    ):
         _load_issues(session, settings, users)
     _print_sign_ins()
 
@@ -103,8 +125,11 @@ def _load_issues(session: Session, settings: Settings, users: dict[str, User]) -
     storage.ensure_dirs()
     rng = random.Random(2026)
     categories = list(session.exec(select(Category).order_by(col(Category.code))))
-    reporters = [("wang", "XY", "xiangyun", "xy_zhenggai"), ("li", "JL", "jiulong", "jl_zhenggai"),
-                 ("zhao", "JH", "zhihui", "jh_zhenggai")]
+    reporters = [
+        ("wang", "XY", "xiangyun", "xy_zhenggai"),
+        ("li", "JL", "jiulong", "jl_zhenggai"),
+        ("zhao", "JH", "zhihui", "jh_zhenggai"),
+    ]
     start = utcnow() - timedelta(days=12)
     for n in range(40):
         category = categories[n % len(categories)]
@@ -113,41 +138,98 @@ def _load_issues(session: Session, settings: Settings, users: dict[str, User]) -
         at = start + timedelta(hours=7 * n + rng.randint(0, 5))
         lat = CENTRE[0] + rng.uniform(-0.02, 0.02)
         lon = CENTRE[1] + rng.uniform(-0.025, 0.025)
-        _demo_issue(session, settings, storage, users, category, plan, at, lat, lon, n,
-                    reporter, office, supervisor, rectifier)
+        _demo_issue(
+            session,
+            settings,
+            storage,
+            users,
+            category,
+            plan,
+            at,
+            lat,
+            lon,
+            n,
+            reporter,
+            office,
+            supervisor,
+            rectifier,
+        )
     print("Loaded 40 demo issues.")
 
 
 def _photo(lat: float, lon: float, at: datetime, seed: int, fixed: bool) -> io.BytesIO:
-    jpeg = make_jpeg(1600, 1200, seed=seed, fixed=fixed, lat=lat, lon=lon,
-                     taken_at=at.astimezone(ZONE), orientation=1, altitude=96.0)
+    jpeg = make_jpeg(
+        1600,
+        1200,
+        seed=seed,
+        fixed=fixed,
+        lat=lat,
+        lon=lon,
+        taken_at=at.astimezone(ZONE),
+        orientation=1,
+        altitude=96.0,
+    )
     return io.BytesIO(jpeg)
 
 
-def _demo_issue(session: Session, settings: Settings, storage: Storage, users: dict[str, User],
-                category: Category, plan: str, at: datetime, lat: float, lon: float, n: int,
-                reporter: str, office: str, supervisor: str, rectifier: str) -> None:
-    fields = {"photos": [_photo(lat, lon, at, n, False)]}
+def _demo_issue(
+    session: Session,
+    settings: Settings,
+    storage: Storage,
+    users: dict[str, User],
+    category: Category,
+    plan: str,
+    at: datetime,
+    lat: float,
+    lon: float,
+    n: int,
+    reporter: str,
+    office: str,
+    supervisor: str,
+    rectifier: str,
+) -> None:
+    fields: dict[str, list[BinaryIO]] = {"photos": [_photo(lat, lon, at, n, False)]}
     if plan == "on_the_spot":
         fields["after_photos"] = [_photo(lat, lon, at + timedelta(minutes=20), n, True)]
-    form = IssueReport(category=category.code, description=DESCRIPTIONS[category.code],
-                       quantity=float(1 + n % 5), address=f"经开区第{n % 9 + 1}大街")
-    issue, _ = issues.report_issue(session, settings, storage, users[reporter], form,
-                                   issues.Uploads(fields), now=at)
+    form = IssueReport(
+        category=category.code,
+        description=DESCRIPTIONS[category.code],
+        quantity=float(1 + n % 5),
+        address=f"经开区第{n % 9 + 1}大街",
+    )
+    issue, _ = issues.report_issue(
+        session, settings, storage, users[reporter], form, issues.Uploads(fields), now=at
+    )
     assert issue.id is not None
+    issue_id = issue.id
     clock = [at]
 
     def act(action: str, who: str, **kwargs: object) -> None:
         clock[0] += timedelta(hours=3)
-        request = TransitionRequest(action=action, **kwargs)  # type: ignore[arg-type]
-        issues.apply_transition(session, settings, users[who], issue.id,  # type: ignore[arg-type]
-                                request, f'"{issue.version}"', now=clock[0])
+        request = TransitionRequest.model_validate({"action": action, **kwargs})
+        issues.apply_transition(
+            session,
+            settings,
+            users[who],
+            issue_id,
+            request,
+            f'"{issue.version}"',
+            now=clock[0],
+        )
 
     def after_photo(seed_offset: int) -> None:
         clock[0] += timedelta(hours=2)
         upload = issues.Uploads({"files": [_photo(lat, lon, clock[0], n + seed_offset, True)]})
-        issues.add_photos(session, settings, storage, users[rectifier], issue.id,  # type: ignore[arg-type]
-                          PhotoForm(kind=PhotoKind.AFTER), upload, now=clock[0])
+        issues.add_photos(
+            session,
+            settings,
+            storage,
+            users[rectifier],
+            issue_id,
+            PhotoForm(kind=PhotoKind.AFTER),
+            upload,
+            now=clock[0],
+        )
 
     deadline_hours = category.deadline_hours
     if plan in ("reported", "on_the_spot"):
@@ -163,8 +245,14 @@ def _demo_issue(session: Session, settings: Settings, storage: Storage, users: d
         return
     # Overdue issues get a deadline that has passed by now; the others one still ahead.
     ahead = timedelta(hours=1) if plan == "overdue" else timedelta(days=30)
-    act("dispatch", supervisor, org_unit=office,
-        deadline=clock[0] + max(ahead, timedelta(hours=min(deadline_hours, 1))) + timedelta(hours=3))
+    act(
+        "dispatch",
+        supervisor,
+        org_unit=office,
+        deadline=clock[0]
+        + max(ahead, timedelta(hours=min(deadline_hours, 1)))
+        + timedelta(hours=3),
+    )
     if plan in ("dispatched", "overdue"):
         return
     after_photo(100)

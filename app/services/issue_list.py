@@ -71,11 +71,11 @@ def list_issues(
     if filters.category:
         query = query.where(Issue.category_code == filters.category)
     if filters.org_unit:
-        query = query.where(orgs.in_subtree(Issue.org_unit_id, orgs.by_code(session, filters.org_unit)))
-    if filters.overdue is not None:
-        overdue = and_(
-            Issue.status == IssueStatus.DISPATCHED, col(Issue.deadline_at) < now
+        query = query.where(
+            orgs.in_subtree(Issue.org_unit_id, orgs.by_code(session, filters.org_unit))
         )
+    if filters.overdue is not None:
+        overdue = and_(col(Issue.status) == IssueStatus.DISPATCHED, col(Issue.deadline_at) < now)
         query = query.where(overdue if filters.overdue else ~overdue)
     if filters.bbox:
         min_lon, min_lat, max_lon, max_lat = parse_bbox(filters.bbox)
@@ -96,7 +96,10 @@ def list_issues(
     if cursor:
         at, issue_id = decode_cursor(cursor)
         query = query.where(
-            or_(col(Issue.updated_at) > at, and_(col(Issue.updated_at) == at, col(Issue.id) > issue_id))
+            or_(
+                col(Issue.updated_at) > at,
+                and_(col(Issue.updated_at) == at, col(Issue.id) > issue_id),
+            )
         )
     query = query.order_by(col(Issue.updated_at), col(Issue.id)).limit(limit + 1)
     rows = list(session.exec(query))

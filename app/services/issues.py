@@ -42,7 +42,7 @@ from app.models.issue import (
 from app.models.photo import PhotoKind
 from app.services import audit, idempotency, orgs
 from app.services.geo import to_wgs84
-from app.services.permissions import REPORTERS, RECTIFIERS, SUPERVISORS, acts_on, visible_issues
+from app.services.permissions import RECTIFIERS, REPORTERS, SUPERVISORS, acts_on, visible_issues
 from app.services.photos import IngestedPhoto, ingest_photo
 from app.services.storage import Storage, remove_quietly, sha256_of_file
 
@@ -106,7 +106,9 @@ PHOTO_RULES: dict[PhotoKind, tuple[frozenset[IssueStatus], frozenset[Role]]] = {
 
 
 def is_overdue(issue: Issue, now: datetime) -> bool:
-    return issue.status == S.DISPATCHED and issue.deadline_at is not None and now > issue.deadline_at
+    return (
+        issue.status == S.DISPATCHED and issue.deadline_at is not None and now > issue.deadline_at
+    )
 
 
 def allowed_actions(session: Session, issue: Issue, user: User) -> list[str]:
@@ -210,7 +212,14 @@ def report_issue(
 
     try:
         issue = _write_with_photos(
-            session, settings, storage, user, uploads, fields, idempotency_key, write,
+            session,
+            settings,
+            storage,
+            user,
+            uploads,
+            fields,
+            idempotency_key,
+            write,
             result=lambda issue: {"issue_id": issue.id},
         )
     except _ConcurrentRetry:
@@ -251,14 +260,27 @@ def add_photos(
         _touch(locked, now)
         data = {"kind": form.kind.value, "photos": [_photo_ref(p) for p in photos]}
         audit.append_event(
-            session, locked, user, "add_photos", now,
-            from_status=locked.status, note=form.note, data=data,
+            session,
+            locked,
+            user,
+            "add_photos",
+            now,
+            from_status=locked.status,
+            note=form.note,
+            data=data,
         )
         return photos
 
     try:
         photos = _write_with_photos(
-            session, settings, storage, user, uploads, fields, idempotency_key, write,
+            session,
+            settings,
+            storage,
+            user,
+            uploads,
+            fields,
+            idempotency_key,
+            write,
             result=lambda photos: {"photo_ids": [p.id for p in photos]},
         )
     except _ConcurrentRetry:
@@ -338,7 +360,11 @@ def _write_with_photos(
         session.rollback()
         created = [path for photos in ingested.values() for p in photos for path in p.created]
         _remove_unreferenced(session, storage, created, ingested)
-        if key is not None and isinstance(exc, IntegrityError) and idempotency.find(session, user, key):
+        if (
+            key is not None
+            and isinstance(exc, IntegrityError)
+            and idempotency.find(session, user, key)
+        ):
             # A concurrent retry with the same key committed first: answer as a replay would.
             raise _ConcurrentRetry() from exc
         raise
@@ -452,9 +478,9 @@ def _next_code(session: Session, settings: Settings, now: datetime) -> str:
         insert(IssueCodeCounter)
         .values(prefix=prefix, day=day, last=1)
         .on_conflict_do_update(
-            index_elements=["prefix", "day"], set_={"last": IssueCodeCounter.last + 1}
+            index_elements=["prefix", "day"], set_={"last": col(IssueCodeCounter.last) + 1}
         )
-        .returning(IssueCodeCounter.last)
+        .returning(col(IssueCodeCounter.last))
     )
     number = session.execute(statement).scalar_one()
     return f"{prefix}-{day}-{number:04d}"
@@ -550,8 +576,9 @@ def _deadline(request: TransitionRequest, settings: Settings, now: datetime) -> 
 Effect = Callable[[Session, Settings, Issue, User, TransitionRequest, datetime], dict[str, Any]]
 
 
-def _accept(_s: Session, _c: Settings, issue: Issue, _u: User, _r: TransitionRequest,
-            now: datetime) -> dict[str, Any]:
+def _accept(
+    _s: Session, _c: Settings, issue: Issue, _u: User, _r: TransitionRequest, now: datetime
+) -> dict[str, Any]:
     issue.accepted_at = now
     return {}
 
@@ -560,8 +587,14 @@ def _no_effect(*_args: Any) -> dict[str, Any]:
     return {}
 
 
-def _mark_duplicate(session: Session, _c: Settings, issue: Issue, user: User,
-                    request: TransitionRequest, _now: datetime) -> dict[str, Any]:
+def _mark_duplicate(
+    session: Session,
+    _c: Settings,
+    issue: Issue,
+    user: User,
+    request: TransitionRequest,
+    _now: datetime,
+) -> dict[str, Any]:
     assert request.duplicate_of is not None
     if request.duplicate_of == issue.id:
         raise ValidationFailed("an issue cannot duplicate itself", field="duplicate_of")
@@ -588,8 +621,14 @@ def _default_deadline(session: Session, issue: Issue, now: datetime) -> datetime
     return now + timedelta(hours=category.deadline_hours)
 
 
-def _dispatch(session: Session, settings: Settings, issue: Issue, user: User,
-              request: TransitionRequest, now: datetime) -> dict[str, Any]:
+def _dispatch(
+    session: Session,
+    settings: Settings,
+    issue: Issue,
+    user: User,
+    request: TransitionRequest,
+    now: datetime,
+) -> dict[str, Any]:
     assert request.org_unit is not None
     target = session.exec(select(OrgUnit).where(OrgUnit.code == request.org_unit)).first()
     if target is None:
@@ -604,21 +643,31 @@ def _dispatch(session: Session, settings: Settings, issue: Issue, user: User,
     return {"org_unit": target.code, "deadline": audit.canonical_at(deadline)}
 
 
-def _extend_deadline(_s: Session, settings: Settings, issue: Issue, _u: User,
-                     request: TransitionRequest, now: datetime) -> dict[str, Any]:
+def _extend_deadline(
+    _s: Session,
+    settings: Settings,
+    issue: Issue,
+    _u: User,
+    request: TransitionRequest,
+    now: datetime,
+) -> dict[str, Any]:
     deadline = _deadline(request, settings, now)
     assert deadline is not None
     if issue.deadline_at is not None and deadline <= issue.deadline_at:
-        raise ValidationFailed("the new deadline must be later than the current one",
-                               field="deadline")
+        raise ValidationFailed(
+            "the new deadline must be later than the current one", field="deadline"
+        )
     previous = issue.deadline_at
     issue.deadline_at = deadline
-    return {"deadline": audit.canonical_at(deadline),
-            "previous_deadline": audit.canonical_at(previous) if previous else None}
+    return {
+        "deadline": audit.canonical_at(deadline),
+        "previous_deadline": audit.canonical_at(previous) if previous else None,
+    }
 
 
-def _submit_rectification(session: Session, _c: Settings, issue: Issue, user: User,
-                          _r: TransitionRequest, now: datetime) -> dict[str, Any]:
+def _submit_rectification(
+    session: Session, _c: Settings, issue: Issue, user: User, _r: TransitionRequest, now: datetime
+) -> dict[str, Any]:
     after = session.exec(
         select(Photo.id).where(
             Photo.issue_id == issue.id,
@@ -633,15 +682,17 @@ def _submit_rectification(session: Session, _c: Settings, issue: Issue, user: Us
     return {"after_photos": list(after)}
 
 
-def _verify_pass(_s: Session, _c: Settings, issue: Issue, user: User, _r: TransitionRequest,
-                 now: datetime) -> dict[str, Any]:
+def _verify_pass(
+    _s: Session, _c: Settings, issue: Issue, user: User, _r: TransitionRequest, now: datetime
+) -> dict[str, Any]:
     issue.closed_at = now
     issue.verified_by_id = user.id
     return {}
 
 
-def _verify_fail(session: Session, _c: Settings, issue: Issue, user: User,
-                 _r: TransitionRequest, now: datetime) -> dict[str, Any]:
+def _verify_fail(
+    session: Session, _c: Settings, issue: Issue, user: User, _r: TransitionRequest, now: datetime
+) -> dict[str, Any]:
     issue.rework_count += 1
     issue.verified_by_id = user.id
     # Rework keeps the deadline it had: a failed check does not buy more time.
@@ -649,8 +700,14 @@ def _verify_fail(session: Session, _c: Settings, issue: Issue, user: User,
     return {"rework_count": issue.rework_count}
 
 
-def _reopen(session: Session, settings: Settings, issue: Issue, _u: User,
-            request: TransitionRequest, now: datetime) -> dict[str, Any]:
+def _reopen(
+    session: Session,
+    settings: Settings,
+    issue: Issue,
+    _u: User,
+    request: TransitionRequest,
+    now: datetime,
+) -> dict[str, Any]:
     deadline = _deadline(request, settings, now) or _default_deadline(session, issue, now)
     issue.closed_at = None
     _enter_dispatched(issue, deadline, now)
@@ -675,4 +732,3 @@ EFFECTS: dict[Action, Effect] = {
     Action.REOPEN: _reopen,
 }
 assert set(EFFECTS) == set(TRANSITIONS)
-

@@ -273,7 +273,8 @@ def read_exif(img: Image.Image) -> ExifFacts:
     facts.model = _text(exif.get(_TAG_MODEL))
     facts.software = _text(exif.get(_TAG_SOFTWARE))
     orientation = img.info.get("original_orientation") or exif.get(_TAG_ORIENTATION)
-    facts.orientation = orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else None
+    valid = isinstance(orientation, int) and 1 <= orientation <= 8
+    facts.orientation = orientation if valid else None
     if exif.get(_TAG_ORIENTATION) is not None and facts.orientation is None:
         facts.unreadable = True
     gps = _sub_ifd(exif, _IFD_GPS, facts)
@@ -378,7 +379,7 @@ class _collect_exif_warnings:
 
     def __enter__(self) -> list[str]:
         _capture.warnings = []
-        return _capture.warnings  # type: ignore[no-any-return]
+        return _capture.warnings
 
     def __exit__(self, *exc: object) -> None:
         _capture.warnings = None

@@ -11,6 +11,7 @@ from app.models.event import IssueEventPublic
 from app.models.issue import IssuePublic, IssueStatus, LocationSource
 from app.models.photo import PhotoExif, PhotoKind, PhotoPublic, PhotoUrls
 from app.models.user import Role, UserPublic
+from app.services.audit import canonical_at
 from app.services.issues import allowed_actions, is_overdue
 
 
@@ -106,7 +107,21 @@ def issue_public(session: Session, issue: Issue, viewer: User, now: datetime) ->
 
 
 def events_public(events: Sequence[IssueEvent]) -> list[IssueEventPublic]:
-    return [IssueEventPublic.model_validate(e, from_attributes=True) for e in events]
+    return [
+        IssueEventPublic(
+            seq=e.seq,
+            at=canonical_at(e.at),
+            actor=e.actor,
+            action=e.action,
+            from_status=e.from_status,
+            to_status=e.to_status,
+            note=e.note,
+            data=e.data,
+            prev_hash=e.prev_hash,
+            hash=e.hash,
+        )
+        for e in events
+    ]
 
 
 def user_public(session: Session, user: User) -> UserPublic:

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from sqlmodel import Session, col, select
 
 from app.config import Settings
-from app.models import Issue, IssueEvent, Photo
+from app.models import Issue, Photo
 from app.services import audit
 from app.services.storage import Storage, sha256_of_file
 
@@ -16,7 +16,9 @@ class Checked:
     issues: int = 0
 
 
-def verify(session: Session, settings: Settings, issue_id: int | None = None) -> tuple[list[str], Checked]:
+def verify(
+    session: Session, settings: Settings, issue_id: int | None = None
+) -> tuple[list[str], Checked]:
     """Every problem found, one line each, and how much was checked."""
     storage = Storage(settings.upload_dir)
     problems: list[str] = []
@@ -40,11 +42,9 @@ def verify(session: Session, settings: Settings, issue_id: int | None = None) ->
                 f"recorded {photo.sha256}"
             )
     for current_id in session.exec(issues):
+        assert current_id is not None
         checked.issues += 1
-        events = session.exec(
-            select(IssueEvent).where(IssueEvent.issue_id == current_id).order_by(col(IssueEvent.seq))
-        )
-        chain = list(events)
+        chain = audit.events_of(session, current_id)
         if not chain:
             problems.append(f"issue {current_id}: has no audit events")
         problems.extend(audit.chain_problems(chain))

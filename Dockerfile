@@ -1,0 +1,11 @@
+FROM python:3.11-slim
+WORKDIR /srv/gridproof
+COPY pyproject.toml README.md alembic.ini ./
+COPY app ./app
+COPY migrations ./migrations
+RUN pip install --no-cache-dir -e .
+ENV GRIDPROOF_UPLOAD_DIR=/var/lib/gridproof/uploads
+VOLUME /var/lib/gridproof/uploads
+EXPOSE 8000
+# `serve` applies pending migrations first.
+CMD ["gridproof", "serve", "--host", "0.0.0.0", "--port", "8000", "--workers", "2"]

@@ -1,0 +1,115 @@
+"""Shared fixtures: every test gets its own fresh database, on SQLite and on PostgreSQL.
+
+A migrated template database is made once per test process; each test copies it (a file copy
+for SQLite, CREATE DATABASE … TEMPLATE for PostgreSQL), so tests are isolated and fast.
+Set GRIDPROOF_REQUIRE_POSTGRES=1 (as .ci/run does) to make a missing PostgreSQL an error.
+"""
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import Session
+
+from app.config import Settings
+from app.db import get_engine, migrate
+from app.main import create_app
+from tests import factories
+
+PG_ADMIN_DSN = os.environ.get("GRIDPROOF_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+REQUIRE_PG = os.environ.get("GRIDPROOF_REQUIRE_POSTGRES") == "1"
+RUN_ID = uuid.uuid4().hex[:8]
+
+
+def _pg_available() -> str | None:
+    """None when PostgreSQL answers, else the reason it does not."""
+    try:
+        with psycopg.connect(PG_ADMIN_DSN, connect_timeout=3):
+            return None
+    except psycopg.Error as exc:
+        return f"PostgreSQL at {PG_ADMIN_DSN} does not answer: {exc}".strip()
+
+
+_PG_PROBLEM = _pg_available()
+
+
+def _pg_url(name: str) -> str:
+    base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
+    return f"{base}/{name}"
+
+
+def _pg_exec(sql: str) -> None:
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(sql)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    migrate(f"sqlite:///{path}")
+    get_engine(f"sqlite:///{path}").dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str]:
+    if _PG_PROBLEM:
+        if REQUIRE_PG:
+            pytest.fail(f"PostgreSQL is required here: {_PG_PROBLEM}")
+        pytest.skip(_PG_PROBLEM)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    name = f"gp_tpl_{RUN_ID}_{worker}"
+    _pg_exec(f"DROP DATABASE IF EXISTS {name}")
+    _pg_exec(f"CREATE DATABASE {name}")
+    migrate(_pg_url(name))
+    get_engine(_pg_url(name)).dispose()
+    yield name
+    _pg_exec(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, migrated database for this test."""
+    if request.param == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        path = tmp_path / "test.db"
+        shutil.copy(template, path)
+        url = f"sqlite:///{path}"
+        yield url
+        get_engine(url).dispose()
+        return
+    template_name: str = request.getfixturevalue("pg_template")
+    name = f"gp_{RUN_ID}_{uuid.uuid4().hex[:10]}"
+    _pg_exec(f"CREATE DATABASE {name} TEMPLATE {template_name}")
+    url = _pg_url(name)
+    yield url
+    get_engine(url).dispose()
+    _pg_exec(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(database_url=database_url, upload_dir=tmp_path / "uploads")
+
+
+@pytest.fixture
+def session(settings: Settings) -> Iterator[Session]:
+    with Session(get_engine(settings.database_url), expire_on_commit=False) as session:
+        yield session
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+@pytest.fixture
+def zone(session: Session) -> factories.Zone:
+    """A small zone with users of every role (see factories.make_zone)."""
+    return factories.make_zone(session)
