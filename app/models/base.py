@@ -1,6 +1,6 @@
 """Column types and helpers shared by every table."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from sqlalchemy import JSON, DateTime
@@ -10,6 +10,11 @@ from sqlmodel import Column, Field
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def as_aware(moment: datetime, zone: tzinfo) -> datetime:
+    """A time sent without an offset is the zone's local wall time."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=zone)
 
 
 class UTCDateTime(TypeDecorator[datetime]):

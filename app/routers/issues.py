@@ -7,7 +7,7 @@ from fastapi import APIRouter, File, Form, Header, Query, Request, Response, Upl
 from fastapi.responses import JSONResponse
 
 from app.deps import CurrentIssue, CurrentUser, EvidenceIssue, SessionDep, SettingsDep, StorageDep
-from app.models.base import utcnow
+from app.models.base import as_aware, utcnow
 from app.models.event import IssueEventPublic
 from app.models.issue import (
     IssuePage,
@@ -66,6 +66,7 @@ def report_issue(
 @router.get("")
 def list_issues_route(
     session: SessionDep,
+    settings: SettingsDep,
     user: CurrentUser,
     status: Annotated[list[IssueStatus] | None, Query()] = None,
     category: str | None = None,
@@ -78,7 +79,8 @@ def list_issues_route(
     cursor: str | None = None,
 ) -> IssuePage:
     """Issues you may see, oldest change first; follow `next_cursor` to continue."""
-    filters = IssueFilters(status or [], category, org_unit, overdue, bbox, updated_since, q)
+    since = as_aware(updated_since, settings.zone) if updated_since else None
+    filters = IssueFilters(status or [], category, org_unit, overdue, bbox, since, q)
     now = utcnow()
     page, next_cursor, has_more = list_issues(session, user, filters, now, limit, cursor)
     return IssuePage(
