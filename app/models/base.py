@@ -7,6 +7,9 @@ from sqlalchemy import JSON, DateTime
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Column, Field
 
+# Ids are 32-bit integer columns; a larger number in a URL or a cursor names nothing.
+MAX_ID = 2**31 - 1
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)

@@ -6,7 +6,15 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Header, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
 
-from app.deps import CurrentIssue, CurrentUser, EvidenceIssue, SessionDep, SettingsDep, StorageDep
+from app.deps import (
+    CurrentIssue,
+    CurrentUser,
+    EvidenceIssue,
+    IssueId,
+    SessionDep,
+    SettingsDep,
+    StorageDep,
+)
 from app.models.base import as_aware, utcnow
 from app.models.event import IssueEventPublic
 from app.models.issue import (
@@ -103,7 +111,7 @@ def get_issue(
 
 @router.post("/{issue_id}/photos", status_code=201, response_model=list[PhotoPublic])
 def add_photos(
-    issue_id: int,
+    issue_id: IssueId,
     form: Annotated[PhotoForm, Form()],
     files: Annotated[list[UploadFile], File(description="1–10 photos")],
     session: SessionDep,
@@ -130,7 +138,7 @@ def add_photos(
 
 @router.post("/{issue_id}/transitions", response_model=IssuePublic)
 def transition(
-    issue_id: int,
+    issue_id: IssueId,
     body: TransitionRequest,
     session: SessionDep,
     settings: SettingsDep,
