@@ -1,16 +1,19 @@
 """One error hierarchy, rendered by one handler as application/problem+json (RFC 9457)."""
 
 import json
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 PROBLEM_JSON = "application/problem+json"
+logger = logging.getLogger("gridproof")
 
 
 class AppError(Exception):
@@ -162,10 +165,29 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     return response
 
 
+async def _data_error(_request: Request, exc: Exception) -> JSONResponse:
+    # The database refused a value of the request (a NUL in a text, a number out of range):
+    # the request is at fault, and nothing was written (the transaction is rolled back).
+    detail = "a value of the request cannot be stored (out of range or with a NUL character)"
+    return problem(422, ValidationFailed.code, ValidationFailed.title, detail)
+
+
+async def _internal_error(_request: Request, exc: Exception) -> JSONResponse:
+    logger.error("unhandled error", exc_info=exc)
+    return problem(
+        500,
+        "internal_error",
+        "Internal server error",
+        "Something went wrong on our side; the request may be retried. The error has been logged.",
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(DataError, _data_error)
+    app.add_exception_handler(Exception, _internal_error)
 
 
 class BodyLimitAsProblem:

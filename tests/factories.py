@@ -78,8 +78,13 @@ def jpeg(
 ) -> bytes:
     """A phone-like JPEG with EXIF GPS and capture time (taken now in China by default)."""
     return make_jpeg(
-        width, height, seed=seed, lat=lat, lon=lon,
-        taken_at=taken_at or datetime.now(CHINA).replace(microsecond=0), **exif,
+        width,
+        height,
+        seed=seed,
+        lat=lat,
+        lon=lon,
+        taken_at=taken_at or datetime.now(CHINA).replace(microsecond=0),
+        **exif,
     )
 
 
@@ -114,8 +119,9 @@ def report(
     )
 
 
-def act(client: TestClient, zone: Zone, username: str, issue: dict[str, Any], action: str,
-        **body: Any) -> Any:
+def act(
+    client: TestClient, zone: Zone, username: str, issue: dict[str, Any], action: str, **body: Any
+) -> Any:
     """POST a transition with the issue's current version as If-Match."""
     return client.post(
         f"/api/v1/issues/{issue['id']}/transitions",
@@ -124,8 +130,15 @@ def act(client: TestClient, zone: Zone, username: str, issue: dict[str, Any], ac
     )
 
 
-def add_photos(client: TestClient, zone: Zone, username: str, issue_id: int, kind: str,
-               *blobs: bytes, **form: Any) -> Any:
+def add_photos(
+    client: TestClient,
+    zone: Zone,
+    username: str,
+    issue_id: int,
+    kind: str,
+    *blobs: bytes,
+    **form: Any,
+) -> Any:
     return client.post(
         f"/api/v1/issues/{issue_id}/photos",
         data={"kind": kind, **form},

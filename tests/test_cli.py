@@ -20,8 +20,6 @@ ROOT = Path(__file__).resolve().parents[1]
 VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
 
 
-
-
 @pytest.fixture
 def cli_settings(
     database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -81,8 +79,9 @@ def test_org_add_is_idempotent_for_the_same_values(cli_settings, capsys):
         status, _out, err = run(capsys, *different)
         assert status == 2, different
         assert "A" in err and "exists" in err, err
-    status, _out, err = run(capsys, "org", "add", "X", "--name", "x", "--kind", "grid",
-                            "--parent", "NOPE")
+    status, _out, err = run(
+        capsys, "org", "add", "X", "--name", "x", "--kind", "grid", "--parent", "NOPE"
+    )
     assert status == 2 and "NOPE" in err
     status, _out, err = run(capsys, "org", "add", "Y", "--name", "y", "--kind", "planet")
     assert status == 2 and err
@@ -103,11 +102,14 @@ def test_user_add_prints_a_token_that_works(cli_settings, capsys):
         me = client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
         assert me.status_code == 200, me.text
         assert (me.json()["username"], me.json()["role"], me.json()["org_unit"]) == (
-            "alice", "supervisor", "D"
+            "alice",
+            "supervisor",
+            "D",
         )
     # A password makes sign-in possible too.
-    status, out, _err = run(capsys, "user", "add", "bob", "--role", "worker", "--org", "D",
-                            "--password", "s3cret-pw")
+    status, out, _err = run(
+        capsys, "user", "add", "bob", "--role", "worker", "--org", "D", "--password", "s3cret-pw"
+    )
     assert status == 0
     with TestClient(create_app(cli_settings)) as client:
         login = client.post("/api/v1/auth/login", json={"username": "bob", "password": "s3cret-pw"})
@@ -131,7 +133,11 @@ def test_user_add_refuses_bad_input(cli_settings, capsys):
 def test_python_dash_m_app_help():
     result = subprocess.run(
         [str(VENV_PYTHON), "-m", "app", "--help"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     for command in ("serve", "migrate", "org", "demo", "user", "verify"):
@@ -168,8 +174,15 @@ def demo_is_idempotent_and_prints_the_sign_ins(settings: Settings, capsys) -> No
     assert 30 <= issues <= 50
     with Session(get_engine(settings.database_url)) as session:
         statuses = set(session.exec(select(Issue.status)))
-    assert statuses == {"reported", "accepted", "dispatched", "rectified", "closed", "rejected",
-                        "duplicate"}
+    assert statuses == {
+        "reported",
+        "accepted",
+        "dispatched",
+        "rectified",
+        "closed",
+        "rejected",
+        "duplicate",
+    }
     photos = count(settings, Photo)
     events = count(settings, IssueEvent)
     users = count(settings, User)

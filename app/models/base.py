@@ -1,14 +1,25 @@
 """Column types and helpers shared by every table."""
 
 from datetime import UTC, datetime, tzinfo
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import AfterValidator
 from sqlalchemy import JSON, DateTime
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Column, Field
 
 # Ids are 32-bit integer columns; a larger number in a URL or a cursor names nothing.
 MAX_ID = 2**31 - 1
+
+
+def _without_nul(text: str) -> str:
+    if "\x00" in text:
+        raise ValueError("must not contain NUL characters")
+    return text
+
+
+# Text from a request: PostgreSQL cannot store NUL, so no engine accepts it.
+Text = Annotated[str, AfterValidator(_without_nul)]
 
 
 def utcnow() -> datetime:

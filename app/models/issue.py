@@ -7,7 +7,7 @@ from pydantic import AwareDatetime, BaseModel
 from pydantic import Field as PydanticField
 from sqlmodel import Field, Index, SQLModel, UniqueConstraint
 
-from app.models.base import MAX_ID, time_field, utcnow
+from app.models.base import MAX_ID, Text, time_field, utcnow
 from app.models.photo import PhotoKind, PhotoPublic
 from app.services.geo import Crs
 
@@ -115,9 +115,9 @@ class IssuePage(BaseModel):
 
 
 class TransitionRequest(BaseModel):
-    action: str
-    note: str | None = PydanticField(default=None, max_length=2000)
-    org_unit: str | None = None
+    action: Text
+    note: Text | None = PydanticField(default=None, max_length=2000)
+    org_unit: Text | None = None
     deadline: AwareDatetime | datetime | None = None
     duplicate_of: int | None = PydanticField(default=None, ge=1, le=MAX_ID)
 
@@ -134,12 +134,12 @@ class LocationForm(BaseModel):
 
 
 class IssueReport(LocationForm):
-    category: str = PydanticField(min_length=1, max_length=40)
-    description: str = PydanticField(default="", max_length=2000)
-    address: str | None = PydanticField(default=None, max_length=300)
+    category: Text = PydanticField(min_length=1, max_length=40)
+    description: Text = PydanticField(default="", max_length=2000)
+    address: Text | None = PydanticField(default=None, max_length=300)
     quantity: float | None = PydanticField(default=None, ge=0, le=1e9, allow_inf_nan=False)
 
 
 class PhotoForm(LocationForm):
     kind: PhotoKind
-    note: str | None = PydanticField(default=None, max_length=2000)
+    note: Text | None = PydanticField(default=None, max_length=2000)

@@ -6,7 +6,7 @@ from enum import StrEnum
 from pydantic import BaseModel
 from sqlmodel import Field, SQLModel
 
-from app.models.base import time_field, utcnow
+from app.models.base import Text, time_field, utcnow
 
 
 class Role(StrEnum):
@@ -48,8 +48,8 @@ class UserPublic(BaseModel):
 
 
 class LoginRequest(BaseModel):
-    username: str = Field(min_length=1, max_length=60)
-    password: str = Field(min_length=1, max_length=200)
+    username: Text = Field(min_length=1, max_length=60)
+    password: Text = Field(min_length=1, max_length=200)
 
 
 class LoginResponse(BaseModel):

@@ -96,6 +96,8 @@ TRANSITIONS: dict[Action, Rule] = {
 }
 
 TERMINAL = frozenset({S.CLOSED, S.REJECTED, S.DUPLICATE})
+# A rectification deadline further out than this is a typing mistake, not a plan.
+MAX_DEADLINE_AHEAD = timedelta(days=366)
 
 # Which photos may be added in which status, by whom.
 PHOTO_RULES: dict[PhotoKind, tuple[frozenset[IssueStatus], frozenset[Role]]] = {
@@ -569,6 +571,8 @@ def _deadline(request: TransitionRequest, settings: Settings, now: datetime) -> 
     deadline = as_aware(deadline, settings.zone)
     if deadline <= now:
         raise ValidationFailed("the deadline must be in the future", field="deadline")
+    if deadline > now + MAX_DEADLINE_AHEAD:
+        raise ValidationFailed("the deadline must be within a year", field="deadline")
     return deadline
 
 

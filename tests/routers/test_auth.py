@@ -123,8 +123,9 @@ def test_logout_revokes_only_that_token(client, people):
     assert response.content == b""
     assert_problem(client.get("/api/v1/auth/me", headers=bearer(token)), 401, "unauthenticated")
     assert_problem(client.get("/api/v1/issues", headers=bearer(token)), 401, "unauthenticated")
-    assert_problem(client.post("/api/v1/auth/logout", headers=bearer(token)), 401,
-                   "unauthenticated")
+    assert_problem(
+        client.post("/api/v1/auth/logout", headers=bearer(token)), 401, "unauthenticated"
+    )
     # The user's other token (from `user add`) is untouched, and a new sign-in works.
     assert client.get("/api/v1/auth/me", headers=bearer(people["alice"])).status_code == 200
     fresh = login(client, "alice", PASSWORD).json()["token"]

@@ -25,24 +25,69 @@ CODE_RE = re.compile(r"^JK-\d{8}-\d{4}$")
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 ISSUE_FIELDS = {
-    "id", "code", "category", "description", "status", "lat", "lon", "accuracy_m",
-    "location_source", "address", "org_unit", "reported_by", "reported_at", "dispatched_at",
-    "deadline", "rectified_at", "closed_at", "overdue", "rework_count", "quantity",
-    "quantity_unit", "duplicate_of", "version", "updated_at", "photos", "allowed_actions",
+    "id",
+    "code",
+    "category",
+    "description",
+    "status",
+    "lat",
+    "lon",
+    "accuracy_m",
+    "location_source",
+    "address",
+    "org_unit",
+    "reported_by",
+    "reported_at",
+    "dispatched_at",
+    "deadline",
+    "rectified_at",
+    "closed_at",
+    "overdue",
+    "rework_count",
+    "quantity",
+    "quantity_unit",
+    "duplicate_of",
+    "version",
+    "updated_at",
+    "photos",
+    "allowed_actions",
 }
 PHOTO_FIELDS = {
-    "id", "issue_id", "kind", "sha256", "content_type", "bytes", "width", "height", "taken_at",
-    "uploaded_at", "uploaded_by", "exif", "lat", "lon", "location_source", "flags", "urls",
+    "id",
+    "issue_id",
+    "kind",
+    "sha256",
+    "content_type",
+    "bytes",
+    "width",
+    "height",
+    "taken_at",
+    "uploaded_at",
+    "uploaded_by",
+    "exif",
+    "lat",
+    "lon",
+    "location_source",
+    "flags",
+    "urls",
 }
 CATEGORIES = {
-    "flyposter": "非法小广告", "banner": "违规横幅", "wall_ad": "墙体广告",
-    "road_occupation": "占道经营", "outside_store": "店外经营", "bare_soil": "黄土裸露",
-    "garbage": "暴露垃圾", "illegal_building": "违法建设", "construction_site": "施工工地扬尘",
-    "road_damage": "道路破损", "street_light": "路灯设施损坏", "shared_bike": "共享单车乱停放",
-    "scattered_coal": "散煤", "fire_hazard": "消防隐患", "other": "其他",
+    "flyposter": "非法小广告",
+    "banner": "违规横幅",
+    "wall_ad": "墙体广告",
+    "road_occupation": "占道经营",
+    "outside_store": "店外经营",
+    "bare_soil": "黄土裸露",
+    "garbage": "暴露垃圾",
+    "illegal_building": "违法建设",
+    "construction_site": "施工工地扬尘",
+    "road_damage": "道路破损",
+    "street_light": "路灯设施损坏",
+    "shared_bike": "共享单车乱停放",
+    "scattered_coal": "散煤",
+    "fire_hazard": "消防隐患",
+    "other": "其他",
 }
-
-
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -83,8 +128,12 @@ def assert_nothing_written(client: TestClient, zone: Any, settings: Any) -> None
     assert stored_files(settings) == []
 
 
-def post_issue(client: TestClient, headers: dict[str, str], data: dict[str, Any],
-               upload: list[tuple[str, Any]] | None = None) -> Any:
+def post_issue(
+    client: TestClient,
+    headers: dict[str, str],
+    data: dict[str, Any],
+    upload: list[tuple[str, Any]] | None = None,
+) -> Any:
     return client.post("/api/v1/issues", data=data, files=upload, headers=headers)
 
 
@@ -105,8 +154,15 @@ def as_of(text: str) -> datetime:
 
 def test_report_returns_the_created_issue(client, zone):
     photo = jpeg(seed=3)
-    response = report(client, zone, photos=[photo], category="garbage", description="路边垃圾",
-                      address="经开区第三大街", quantity="2.5")
+    response = report(
+        client,
+        zone,
+        photos=[photo],
+        category="garbage",
+        description="路边垃圾",
+        address="经开区第三大街",
+        quantity="2.5",
+    )
     issue = created(response)
     assert response.headers["Location"] == f"/api/v1/issues/{issue['id']}"
     assert set(issue) >= ISSUE_FIELDS
@@ -142,8 +198,11 @@ def test_report_returns_the_created_issue(client, zone):
     assert (summary["width"], summary["height"]) == (640, 480)
     assert summary["uploaded_by"] == "grid_worker"
     base = f"/api/v1/photos/{summary['id']}"
-    assert summary["urls"] == {"thumb": f"{base}/thumb", "large": f"{base}/large",
-                               "original": f"{base}/original"}
+    assert summary["urls"] == {
+        "thumb": f"{base}/thumb",
+        "large": f"{base}/large",
+        "original": f"{base}/original",
+    }
     thumb = client.get(summary["urls"]["thumb"], headers=zone.headers("grid_worker"))
     assert thumb.status_code == 200
     assert thumb.headers["content-type"] == "image/jpeg"
@@ -152,8 +211,9 @@ def test_report_returns_the_created_issue(client, zone):
     assert again.status_code == 200
     assert again.headers["ETag"] == f'"{issue["version"]}"'
     assert again.json()["code"] == issue["code"]
-    [event] = client.get(f"/api/v1/issues/{issue['id']}/events",
-                         headers=zone.headers("grid_worker")).json()
+    [event] = client.get(
+        f"/api/v1/issues/{issue['id']}/events", headers=zone.headers("grid_worker")
+    ).json()
     assert (event["seq"], event["action"], event["to_status"]) == (1, "report", "reported")
     assert event["prev_hash"] == "0" * 64 and re.fullmatch(r"[0-9a-f]{64}", event["hash"])
 
@@ -202,8 +262,10 @@ def test_no_position_or_half_a_position_is_refused(client, zone, settings):
 def test_chinese_map_coordinates_are_stored_as_wgs84(client, zone, settings):
     raw_lat, raw_lon = 34.75, 113.78
     # GCJ-02 is about 500 m off WGS-84 here; BD-09 adds roughly another 700 m.
-    for crs, convert, (low, high) in [("gcj02", gcj02_to_wgs84, (300, 800)),
-                                      ("bd09", bd09_to_wgs84, (800, 2000))]:
+    for crs, convert, (low, high) in [
+        ("gcj02", gcj02_to_wgs84, (300, 800)),
+        ("bd09", bd09_to_wgs84, (800, 2000)),
+    ]:
         issue = created(report(client, zone, lat=str(raw_lat), lon=str(raw_lon), crs=crs))
         expected_lat, expected_lon = convert(raw_lat, raw_lon)
         assert issue["lat"] == pytest.approx(expected_lat, abs=1e-7), crs
@@ -244,8 +306,9 @@ def _bad_report(case: str, client: TestClient, zone: Any) -> Any:
             blobs = [jpeg(seed=i, width=64, height=48) for i in range(11)]
             return post_issue(client, headers, BASE, files("photos", *blobs))
         case "photos_as_text":
-            return post_issue(client, headers, {**BASE, "photos": "photo.jpg"},
-                              files("after_photos", jpeg()))
+            return post_issue(
+                client, headers, {**BASE, "photos": "photo.jpg"}, files("after_photos", jpeg())
+            )
         case "viewer" | "auditor":
             return post_issue(client, zone.headers(case), BASE, photo)
         case "no_token":
@@ -287,8 +350,14 @@ def test_bad_reports_are_refused_and_leave_nothing(client, zone, settings):
 # --- Idempotency-Key -------------------------------------------------------------------------
 
 
-def keyed_report(client: TestClient, zone: Any, key: str, username: str = "grid_worker",
-                 photo: bytes | None = None, **form: Any) -> Any:
+def keyed_report(
+    client: TestClient,
+    zone: Any,
+    key: str,
+    username: str = "grid_worker",
+    photo: bytes | None = None,
+    **form: Any,
+) -> Any:
     photos = [photo if photo is not None else jpeg(seed=5)]
     return report(client, zone, username, photos=photos, headers={"Idempotency-Key": key}, **form)
 
@@ -303,8 +372,9 @@ def test_a_retried_report_returns_the_first_issue(client, zone, settings):
     assert second.json()["id"] == first.json()["id"]
     assert second.json()["code"] == first.json()["code"]
     assert listed_ids(client, zone, "admin") == {first.json()["id"]}
-    events = client.get(f"/api/v1/issues/{first.json()['id']}/events",
-                        headers=zone.headers("grid_worker")).json()
+    events = client.get(
+        f"/api/v1/issues/{first.json()['id']}/events", headers=zone.headers("grid_worker")
+    ).json()
     assert [e["action"] for e in events] == ["report"]
     assert len(rows(settings, Photo)) == 1
 
@@ -374,12 +444,14 @@ def test_a_retried_photo_upload_adds_one_set_of_photos(client, zone, settings):
     with TestClient(create_app(settings)) as restarted:
         third = keyed_photos(restarted, zone, issue["id"], "p-1", *blobs)
     assert [p["id"] for p in created(third)] == first_ids
-    assert_problem(keyed_photos(client, zone, issue["id"], "p-1", jpeg(seed=22)),
-                   409, "idempotency_conflict")
+    assert_problem(
+        keyed_photos(client, zone, issue["id"], "p-1", jpeg(seed=22)), 409, "idempotency_conflict"
+    )
     after = client.get(f"/api/v1/issues/{issue['id']}", headers=zone.headers("grid_worker")).json()
     assert len(after["photos"]) == 3
-    events = client.get(f"/api/v1/issues/{issue['id']}/events",
-                        headers=zone.headers("grid_worker")).json()
+    events = client.get(
+        f"/api/v1/issues/{issue['id']}/events", headers=zone.headers("grid_worker")
+    ).json()
     assert [e["action"] for e in events] == ["report", "add_photos"]
 
 
@@ -429,8 +501,11 @@ def test_concurrent_retries_of_a_photo_upload_add_one_set(client, zone, settings
 def make_four(client: TestClient, zone: Any, settings: Any) -> dict[str, dict[str, Any]]:
     """Four issues: reported in A, accepted in A, dispatched to B and overdue, reported in B."""
     a_reported = created(report(client, zone, description="电线杆小广告"))
-    a_accepted = created(report(client, zone, category="garbage", description="路边垃圾堆",
-                                lat="34.80", lon="113.90"))
+    a_accepted = created(
+        report(
+            client, zone, category="garbage", description="路边垃圾堆", lat="34.80", lon="113.90"
+        )
+    )
     a_accepted = act(client, zone, "a_super", a_accepted, "accept").json()
     b_overdue = dispatched_issue(client, zone, office="B")
     with Session(get_engine(settings.database_url)) as session:
@@ -440,8 +515,12 @@ def make_four(client: TestClient, zone: Any, settings: Any) -> dict[str, dict[st
         session.add(row)
         session.commit()
     b_reported = created(report(client, zone, "b_worker", description="占道经营"))
-    return {"a_reported": a_reported, "a_accepted": a_accepted, "b_overdue": b_overdue,
-            "b_reported": b_reported}
+    return {
+        "a_reported": a_reported,
+        "a_accepted": a_accepted,
+        "b_overdue": b_overdue,
+        "b_reported": b_reported,
+    }
 
 
 def test_list_filters(client, zone, settings):
@@ -523,8 +602,11 @@ def test_bad_list_parameters_are_validation_errors(client, zone):
 
 def test_updated_since_without_offset_is_not_a_server_error(client, zone):
     created(report(client, zone))
-    response = client.get("/api/v1/issues", params={"updated_since": "2020-01-01T00:00:00"},
-                          headers=zone.headers("d_super"))
+    response = client.get(
+        "/api/v1/issues",
+        params={"updated_since": "2020-01-01T00:00:00"},
+        headers=zone.headers("d_super"),
+    )
     # Either read as a time in some zone (the issue is newer) or refused as lacking an offset.
     assert response.status_code in (200, 422), response.text
     if response.status_code == 422:
@@ -573,13 +655,15 @@ def test_keyset_pagination_returns_each_issue_once_in_order(client, zone):
 
     # Following the last page's cursor later shows only what changed since.
     last_cursor = pages[-1]["next_cursor"]
-    nothing = client.get("/api/v1/issues", params={"cursor": last_cursor},
-                         headers=zone.headers("d_super")).json()
+    nothing = client.get(
+        "/api/v1/issues", params={"cursor": last_cursor}, headers=zone.headers("d_super")
+    ).json()
     assert nothing["items"] == [] and nothing["has_more"] is False
     assert nothing["next_cursor"] == last_cursor
     changed = act(client, zone, "a_super", made[3], "accept").json()
-    later = client.get("/api/v1/issues", params={"cursor": last_cursor},
-                       headers=zone.headers("d_super")).json()
+    later = client.get(
+        "/api/v1/issues", params={"cursor": last_cursor}, headers=zone.headers("d_super")
+    ).json()
     assert [i["id"] for i in later["items"]] == [changed["id"]]
 
 
@@ -601,19 +685,22 @@ TAMPERED = {
 
 def test_tampered_cursors_are_validation_errors(client, zone):
     created(report(client, zone))
-    real = client.get("/api/v1/issues", params={"limit": 1},
-                      headers=zone.headers("d_super")).json()["next_cursor"]
+    real = client.get(
+        "/api/v1/issues", params={"limit": 1}, headers=zone.headers("d_super")
+    ).json()["next_cursor"]
     for name, cursor in [*TAMPERED.items(), ("edited", real[:-3] + "!!!")]:
-        response = client.get("/api/v1/issues", params={"cursor": cursor},
-                              headers=zone.headers("d_super"))
+        response = client.get(
+            "/api/v1/issues", params={"cursor": cursor}, headers=zone.headers("d_super")
+        )
         assert response.status_code == 422, (name, response.text)
         assert response.json()["code"] == "validation_error", name
 
 
 def test_cursor_with_an_out_of_range_id_is_a_validation_error(client, zone):
     cursor = _b64(json.dumps(["2026-01-01T00:00:00+00:00", 10**30]).encode())
-    response = client.get("/api/v1/issues", params={"cursor": cursor},
-                          headers=zone.headers("d_super"))
+    response = client.get(
+        "/api/v1/issues", params={"cursor": cursor}, headers=zone.headers("d_super")
+    )
     assert_problem(response, 422, "validation_error")
 
 
@@ -662,8 +749,10 @@ def test_district_supervisor_viewer_and_auditor_see_everything(client, zone):
 
 def test_viewer_reads_issues_but_not_events(client, zone):
     issue = created(report(client, zone))
-    assert client.get(f"/api/v1/issues/{issue['id']}",
-                      headers=zone.headers("viewer")).status_code == 200
+    assert (
+        client.get(f"/api/v1/issues/{issue['id']}", headers=zone.headers("viewer")).status_code
+        == 200
+    )
     events = client.get(f"/api/v1/issues/{issue['id']}/events", headers=zone.headers("viewer"))
     assert_problem(events, 403, "forbidden")
 
@@ -691,8 +780,9 @@ def test_unknown_route_and_wrong_method_are_problem_json(client):
 
 def test_malformed_requests_are_validation_errors(client, zone):
     issue = created(report(client, zone))
-    headers = zone.headers("a_super", **{"If-Match": f'"{issue["version"]}"',
-                                         "Content-Type": "application/json"})
+    headers = zone.headers(
+        "a_super", **{"If-Match": f'"{issue["version"]}"', "Content-Type": "application/json"}
+    )
     url = f"/api/v1/issues/{issue['id']}/transitions"
     for body in (b'{"action": "accept",', b"", b"[1, 2]", b'{"note": "no action"}'):
         response = client.post(url, content=body, headers=headers)
@@ -706,9 +796,14 @@ def test_malformed_requests_are_validation_errors(client, zone):
 
 
 def test_every_issue_route_needs_a_token(client):
-    routes = [("GET", "/api/v1/issues"), ("GET", "/api/v1/issues/1"),
-              ("GET", "/api/v1/issues/1/events"), ("POST", "/api/v1/issues/1/transitions"),
-              ("GET", "/api/v1/categories"), ("GET", "/api/v1/org-units")]
+    routes = [
+        ("GET", "/api/v1/issues"),
+        ("GET", "/api/v1/issues/1"),
+        ("GET", "/api/v1/issues/1/events"),
+        ("POST", "/api/v1/issues/1/transitions"),
+        ("GET", "/api/v1/categories"),
+        ("GET", "/api/v1/org-units"),
+    ]
     for method, url in routes:
         response = client.request(method, url, headers={"Authorization": "Bearer nope"})
         assert_problem(response, 401, "unauthenticated")
