@@ -21,7 +21,7 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 
 from app.config import Settings
 from app.errors import ImageTooManyPixels, ImageUnreadable, PhotoTooLarge, UnsupportedMediaType
-from app.services.storage import Storage, remove_quietly
+from app.services.storage import CHUNK, Storage, remove_quietly
 
 pillow_heif.register_heif_opener(thumbnails=False)
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -30,7 +30,6 @@ warnings.simplefilter("error", Image.DecompressionBombWarning)
 # Pillow only *warns* about corrupt EXIF; keep every such warning so that it can be recorded.
 warnings.filterwarnings("always", message=r"(Possibly )?[Cc]orrupt EXIF", category=UserWarning)
 
-CHUNK = 1024 * 1024
 
 CONTENT_TYPES = {
     "JPEG": "image/jpeg",
