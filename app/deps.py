@@ -3,7 +3,7 @@
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
@@ -11,6 +11,7 @@ from app.config import Settings
 from app.db import get_engine
 from app.errors import Forbidden, Unauthenticated
 from app.models import Issue, Role, User
+from app.models.base import MAX_ID
 from app.services import auth, issues
 from app.services.permissions import may_read_evidence
 from app.services.storage import Storage
@@ -68,7 +69,11 @@ def require_admin(user: CurrentUser) -> User:
 AdminUser = Annotated[User, Depends(require_admin)]
 
 
-def get_current_issue(issue_id: int, session: SessionDep, user: CurrentUser) -> Issue:
+IssueId = Annotated[int, Path(ge=1, le=MAX_ID)]
+PhotoId = Annotated[int, Path(ge=1, le=MAX_ID)]
+
+
+def get_current_issue(issue_id: IssueId, session: SessionDep, user: CurrentUser) -> Issue:
     """The issue in the path, if the caller may see it (404 otherwise)."""
     return issues.get_visible(session, issue_id, user)
 

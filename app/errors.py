@@ -1,11 +1,14 @@
 """One error hierarchy, rendered by one handler as application/problem+json (RFC 9457)."""
 
+import json
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -169,3 +172,53 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+
+
+class BodyLimitAsProblem:
+    """Starlette's body limit answers 413 in plain text (sometimes replacing our answer):
+    say it as problem+json, like every other error. Wraps the whole middleware stack."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rewritten = False
+
+        async def send_as_problem(message: Message) -> None:
+            nonlocal rewritten
+            if rewritten:
+                return  # the plain-text body that came with the replaced start
+            if _is_plain_413(message):
+                rewritten = True
+                await _send_problem_413(send)
+                return
+            await send(message)
+
+        await self.app(scope, receive, send_as_problem)
+
+
+def _is_plain_413(message: Message) -> bool:
+    if message["type"] != "http.response.start" or message["status"] != 413:
+        return False
+    return Headers(raw=message["headers"]).get("content-type", "").startswith("text/")
+
+
+async def _send_problem_413(send: Send) -> None:
+    body = {
+        "type": "about:blank",
+        "title": "Request body too large",
+        "status": 413,
+        "detail": "The request is larger than the server accepts; send fewer or smaller photos",
+        "code": PhotoTooLarge.code,
+    }
+    payload = json.dumps(body).encode()
+    headers = [
+        (b"content-type", PROBLEM_JSON.encode()),
+        (b"content-length", str(len(payload)).encode()),
+        (b"connection", b"close"),
+    ]
+    await send({"type": "http.response.start", "status": 413, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})

@@ -5,11 +5,17 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
+from starlette.types import ASGIApp
 
 from app.config import MB, Settings, get_settings
-from app.errors import install_error_handlers
+from app.errors import BodyLimitAsProblem, install_error_handlers
 from app.routers import account, evidence, issues, photos, public
 from app.services.storage import Storage
+
+
+class GridproofAPI(FastAPI):
+    def build_middleware_stack(self) -> ASGIApp:
+        return BodyLimitAsProblem(super().build_middleware_stack())
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -20,7 +26,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         Storage(settings.upload_dir).ensure_dirs()
         yield
 
-    app = FastAPI(
+    app = GridproofAPI(
         title="Gridproof",
         summary="Street problems reported with photo evidence, rectified, verified, audited.",
         version="1.0.0",

@@ -1,7 +1,9 @@
-"""Shared fixtures: every test gets its own fresh database, on SQLite and on PostgreSQL.
+"""Shared fixtures: every test gets an empty, migrated database, on SQLite and on PostgreSQL.
 
-A migrated template database is made once per test process; each test copies it (a file copy
-for SQLite, CREATE DATABASE … TEMPLATE for PostgreSQL), so tests are isolated and fast.
+SQLite: a migrated template file is made once per test process and copied for each test.
+PostgreSQL: one migrated database per test process, emptied (TRUNCATE, categories kept) before
+each test — creating and dropping a database per test waits for checkpoints and is slow.
+Tests that change the schema itself take `fresh_database_url`, a brand-new empty database.
 Set GRIDPROOF_REQUIRE_POSTGRES=1 (as .ci/run does) to make a missing PostgreSQL an error.
 """
 
@@ -13,12 +15,14 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
-from sqlmodel import Session
+from sqlmodel import Session, SQLModel
 
 from app.config import Settings
 from app.db import get_engine, migrate
 from app.main import create_app
+from app.services import auth
 from tests import factories
 
 PG_ADMIN_DSN = os.environ.get("GRIDPROOF_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -56,25 +60,41 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def pg_template() -> Iterator[str]:
+def _require_pg() -> None:
     if _PG_PROBLEM:
         if REQUIRE_PG:
             pytest.fail(f"PostgreSQL is required here: {_PG_PROBLEM}")
         pytest.skip(_PG_PROBLEM)
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """This test process's migrated PostgreSQL database."""
+    _require_pg()
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    name = f"gp_tpl_{RUN_ID}_{worker}"
+    name = f"gp_{RUN_ID}_{worker}"
     _pg_exec(f"DROP DATABASE IF EXISTS {name}")
     _pg_exec(f"CREATE DATABASE {name}")
-    migrate(_pg_url(name))
-    get_engine(_pg_url(name)).dispose()
-    yield name
+    url = _pg_url(name)
+    migrate(url)
+    yield url
+    get_engine(url).dispose()
     _pg_exec(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+# Seeded by migrations: kept between tests.
+_KEEP = {"categories", "alembic_version"}
+
+
+def _empty_pg(url: str) -> None:
+    tables = ", ".join(t.name for t in SQLModel.metadata.sorted_tables if t.name not in _KEEP)
+    with get_engine(url).begin() as connection:
+        connection.exec_driver_sql(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, migrated database for this test."""
+    """An empty, migrated database for this test."""
     if request.param == "sqlite":
         template: Path = request.getfixturevalue("sqlite_template")
         path = tmp_path / "test.db"
@@ -83,13 +103,34 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield url
         get_engine(url).dispose()
         return
-    template_name: str = request.getfixturevalue("pg_template")
+    url = request.getfixturevalue("pg_database")
+    _empty_pg(url)
+    yield url
+    get_engine(url).dispose()  # no connection of this test stays open into the next
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def fresh_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A brand-new database with no tables at all, for tests of the migrations themselves."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'fresh.db'}"
+        yield url
+        get_engine(url).dispose()
+        return
+    _require_pg()
     name = f"gp_{RUN_ID}_{uuid.uuid4().hex[:10]}"
-    _pg_exec(f"CREATE DATABASE {name} TEMPLATE {template_name}")
+    _pg_exec(f"CREATE DATABASE {name}")
     url = _pg_url(name)
     yield url
     get_engine(url).dispose()
     _pg_exec(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """argon2 at its production cost (64 MiB, 3 passes) for every test user dominated setup;
+    tests of passwords still see real argon2 hashes, only cheaper ones."""
+    monkeypatch.setattr(auth, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024))
 
 
 @pytest.fixture

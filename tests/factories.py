@@ -88,7 +88,10 @@ def sample(name: str) -> bytes:
 
 
 def files(field_name: str, *blobs: bytes, filename: str = "photo.jpg") -> list[tuple[str, Any]]:
-    return [(field_name, (f"{i}-{filename}", io.BytesIO(b), "image/jpeg")) for i, b in enumerate(blobs)]
+    return [
+        (field_name, (f"{i}-{filename}", io.BytesIO(blob), "image/jpeg"))
+        for i, blob in enumerate(blobs)
+    ]
 
 
 def report(

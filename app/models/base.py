@@ -1,15 +1,23 @@
 """Column types and helpers shared by every table."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from sqlalchemy import JSON, DateTime
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Column, Field
 
+# Ids are 32-bit integer columns; a larger number in a URL or a cursor names nothing.
+MAX_ID = 2**31 - 1
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def as_aware(moment: datetime, zone: tzinfo) -> datetime:
+    """A time sent without an offset is the zone's local wall time."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=zone)
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -7,7 +7,7 @@ from pydantic import AwareDatetime, BaseModel
 from pydantic import Field as PydanticField
 from sqlmodel import Field, Index, SQLModel, UniqueConstraint
 
-from app.models.base import time_field, utcnow
+from app.models.base import MAX_ID, time_field, utcnow
 from app.models.photo import PhotoKind, PhotoPublic
 from app.services.geo import Crs
 
@@ -123,7 +123,7 @@ class TransitionRequest(BaseModel):
     note: str | None = PydanticField(default=None, max_length=2000)
     org_unit: str | None = None
     deadline: AwareDatetime | datetime | None = None
-    duplicate_of: int | None = None
+    duplicate_of: int | None = PydanticField(default=None, ge=1, le=MAX_ID)
 
 
 class LocationForm(BaseModel):

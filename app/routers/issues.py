@@ -6,8 +6,16 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Header, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
 
-from app.deps import CurrentIssue, CurrentUser, EvidenceIssue, SessionDep, SettingsDep, StorageDep
-from app.models.base import utcnow
+from app.deps import (
+    CurrentIssue,
+    CurrentUser,
+    EvidenceIssue,
+    IssueId,
+    SessionDep,
+    SettingsDep,
+    StorageDep,
+)
+from app.models.base import as_aware, utcnow
 from app.models.event import IssueEventPublic
 from app.models.issue import (
     IssuePage,
@@ -74,6 +82,7 @@ def report_issue(
 @router.get("")
 def list_issues_route(
     session: SessionDep,
+    settings: SettingsDep,
     user: CurrentUser,
     status: Annotated[list[IssueStatus] | None, Query()] = None,
     category: str | None = None,
@@ -87,7 +96,8 @@ def list_issues_route(
     crs: CrsParam = Crs.WGS84,
 ) -> IssuePage:
     """Issues you may see, oldest change first; follow `next_cursor` to continue."""
-    filters = IssueFilters(status or [], category, org_unit, overdue, bbox, updated_since, q)
+    since = as_aware(updated_since, settings.zone) if updated_since else None
+    filters = IssueFilters(status or [], category, org_unit, overdue, bbox, since, q)
     now = utcnow()
     page, next_cursor, has_more = list_issues(session, user, filters, now, limit, cursor)
     items = issues_public(session, page, user, now, crs)
@@ -137,7 +147,7 @@ def get_issue(
 
 @router.post("/{issue_id}/photos", status_code=201, response_model=list[PhotoPublic])
 def add_photos(
-    issue_id: int,
+    issue_id: IssueId,
     form: Annotated[PhotoForm, Form()],
     files: Annotated[list[UploadFile], File(description="1–10 photos")],
     session: SessionDep,
@@ -164,7 +174,7 @@ def add_photos(
 
 @router.post("/{issue_id}/transitions", response_model=IssuePublic)
 def transition(
-    issue_id: int,
+    issue_id: IssueId,
     body: TransitionRequest,
     session: SessionDep,
     settings: SettingsDep,

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse
 from sqlmodel import Session
 
-from app.deps import CurrentUser, SessionDep, StorageDep
+from app.deps import CurrentUser, PhotoId, SessionDep, StorageDep
 from app.errors import Forbidden, NotFound
 from app.models import Issue, Photo, User
 from app.models.photo import PhotoPublic
@@ -41,7 +41,7 @@ def _file(request: Request, path: Path, etag: str, media_type: str, **headers: s
 
 
 @router.get("/{photo_id}")
-def photo(photo_id: int, session: SessionDep, user: CurrentUser) -> PhotoPublic:
+def photo(photo_id: PhotoId, session: SessionDep, user: CurrentUser) -> PhotoPublic:
     """A photo's metadata: hash, EXIF, location, flags and URLs."""
     row, _issue = _visible_photo(session, photo_id, user)
     return photos_public(session, [row])[0]
@@ -49,7 +49,7 @@ def photo(photo_id: int, session: SessionDep, user: CurrentUser) -> PhotoPublic:
 
 @router.get("/{photo_id}/thumb")
 def thumb(
-    photo_id: int, request: Request, session: SessionDep, storage: StorageDep, user: CurrentUser
+    photo_id: PhotoId, request: Request, session: SessionDep, storage: StorageDep, user: CurrentUser
 ) -> Response:
     """JPEG, upright, longest side ≤ 320 px, no EXIF."""
     row, _issue = _visible_photo(session, photo_id, user)
@@ -59,7 +59,7 @@ def thumb(
 
 @router.get("/{photo_id}/large")
 def large(
-    photo_id: int, request: Request, session: SessionDep, storage: StorageDep, user: CurrentUser
+    photo_id: PhotoId, request: Request, session: SessionDep, storage: StorageDep, user: CurrentUser
 ) -> Response:
     """JPEG, upright, longest side ≤ 1600 px, no EXIF."""
     row, _issue = _visible_photo(session, photo_id, user)
@@ -69,7 +69,7 @@ def large(
 
 @router.get("/{photo_id}/original")
 def original(
-    photo_id: int, request: Request, session: SessionDep, storage: StorageDep, user: CurrentUser
+    photo_id: PhotoId, request: Request, session: SessionDep, storage: StorageDep, user: CurrentUser
 ) -> Response:
     """The uploaded bytes, unchanged (supervisors, auditors, admins, the reporter)."""
     row, issue = _visible_photo(session, photo_id, user)

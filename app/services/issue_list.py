@@ -3,6 +3,7 @@
 import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -11,6 +12,7 @@ from sqlmodel import Session, col, select
 
 from app.errors import ValidationFailed
 from app.models import Issue, User
+from app.models.base import MAX_ID
 from app.models.issue import IssueStatus
 from app.services import orgs
 from app.services.permissions import visible_issues
@@ -40,7 +42,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         at, issue_id = json.loads(raw)
         moment = datetime.fromisoformat(at)
-        if moment.tzinfo is None or not isinstance(issue_id, int):
+        if moment.tzinfo is None or type(issue_id) is not int or not 0 < issue_id <= MAX_ID:
             raise ValueError
         return moment, issue_id
     except (ValueError, TypeError, binascii.Error, json.JSONDecodeError):
@@ -86,14 +88,9 @@ def list_issues(
     if filters.updated_since:
         query = query.where(col(Issue.updated_at) >= filters.updated_since)
     if filters.q:
-        pattern = f"%{filters.q}%"
-        query = query.where(
-            or_(
-                col(Issue.description).ilike(pattern),
-                col(Issue.code).ilike(pattern),
-                col(Issue.address).ilike(pattern),
-            )
-        )
+        pattern = "%" + re.sub(r"([\\%_])", r"\\\1", filters.q) + "%"  # the text, literally
+        columns = (Issue.description, Issue.code, Issue.address)
+        query = query.where(or_(*(col(c).ilike(pattern, escape="\\") for c in columns)))
     if cursor:
         at, issue_id = decode_cursor(cursor)
         query = query.where(

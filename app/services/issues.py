@@ -32,7 +32,7 @@ from app.errors import (
     VersionConflict,
 )
 from app.models import Category, Issue, IssueCodeCounter, OrgUnit, Photo, Role, User
-from app.models.base import utcnow
+from app.models.base import as_aware, utcnow
 from app.models.issue import (
     IssueReport,
     IssueStatus,
@@ -586,8 +586,7 @@ def _deadline(request: TransitionRequest, settings: Settings, now: datetime) -> 
     deadline = request.deadline
     if deadline is None:
         return None
-    if deadline.tzinfo is None:  # a wall time without offset is the zone's local time
-        deadline = deadline.replace(tzinfo=settings.zone)
+    deadline = as_aware(deadline, settings.zone)
     if deadline <= now:
         raise ValidationFailed("the deadline must be in the future", field="deadline")
     return deadline

@@ -8,7 +8,7 @@ and writes two upright derivatives without EXIF. Nothing here touches the databa
 import hashlib
 import math
 import re
-import threading
+import struct
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,10 +25,9 @@ from app.services.storage import CHUNK, Storage, remove_quietly
 
 pillow_heif.register_heif_opener(thumbnails=False)
 ImageFile.LOAD_TRUNCATED_IMAGES = False
-# Pillow's decompression-bomb warning is an error here, whatever thread raises it.
+# Pillow's decompression-bomb warning is an error here. (Warning filters are process-global and
+# any catch_warnings() elsewhere resets them, so the pixel check in _check_pixels is what holds.)
 warnings.simplefilter("error", Image.DecompressionBombWarning)
-# Pillow only *warns* about corrupt EXIF; keep every such warning so that it can be recorded.
-warnings.filterwarnings("always", message=r"(Possibly )?[Cc]orrupt EXIF", category=UserWarning)
 
 
 CONTENT_TYPES = {
@@ -177,10 +176,9 @@ def _process(
     if fmt is None:
         raise UnsupportedMediaType()
     Image.MAX_IMAGE_PIXELS = max(settings.max_image_pixels, settings.max_full_decode_pixels)
-    with _collect_exif_warnings() as exif_warnings, _open(path, fmt) as img:
+    with _open(path, fmt) as img:
         _check_pixels(img, fmt, settings)
         exif = read_exif(img)
-        exif.unreadable = exif.unreadable or bool(exif_warnings)
         orientation = 1 if fmt == "HEIF" else (exif.orientation or 1)
         width, height = img.size  # before draft() shrinks it
         large = _decode_reduced(img, fmt, settings.large_px)
@@ -211,7 +209,9 @@ def _open(path: Path, fmt: str) -> Image.Image:
 
 def _check_pixels(img: Image.Image, fmt: str, settings: Settings) -> None:
     """Refuse on declared size before decoding; every frame of a multi-frame file counts."""
-    frames = max(1, int(getattr(img, "n_frames", 1) or 1))
+    # A JPEG's further "frames" are MPF extras (an Ultra HDR gain map, a preview) that are never
+    # decoded; in other formats every frame could be.
+    frames = 1 if fmt == "JPEG" else max(1, int(getattr(img, "n_frames", 1) or 1))
     pixels = img.width * img.height * frames
     limit = settings.max_image_pixels if fmt == "JPEG" else settings.max_full_decode_pixels
     if pixels > limit:
@@ -278,6 +278,8 @@ def read_exif(img: Image.Image) -> ExifFacts:
         facts.unreadable = True
     gps = _sub_ifd(exif, _IFD_GPS, facts)
     exif_ifd = _sub_ifd(exif, _IFD_EXIF, facts)
+    if _entries_lost(img.info.get("exif"), exif, {_IFD_GPS: gps, _IFD_EXIF: exif_ifd}):
+        facts.unreadable = True
     try:
         _read_gps(gps, facts)
     except (TypeError, ValueError, ZeroDivisionError, IndexError, KeyError):
@@ -299,6 +301,28 @@ def _sub_ifd(exif: Image.Exif, tag: int, facts: ExifFacts) -> dict[int, Any]:
     except Exception:  # a sub-IFD that points into garbage
         facts.unreadable = True
         return {}
+
+
+def _entries_lost(raw: Any, exif: Image.Exif, sub_ifds: dict[int, dict[int, Any]]) -> bool:
+    """True when an IFD declares more entries than Pillow could read (it skips corrupt ones,
+    with only a warning, which is no signal to rely on in a threaded server)."""
+    if not isinstance(raw, bytes) or len(raw) < 8:
+        return False
+    tiff = raw[6:] if raw.startswith(b"Exif\x00\x00") else raw
+    order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
+    if order is None:
+        return True
+    ifds = {struct.unpack(order + "L", tiff[4:8])[0]: len(exif)}
+    for tag, entries in sub_ifds.items():
+        if isinstance(pointer := exif.get(tag), int):
+            ifds[pointer] = len(entries)
+    for offset, read in ifds.items():
+        if (
+            offset + 2 > len(tiff)
+            or struct.unpack(order + "H", tiff[offset : offset + 2])[0] > read
+        ):
+            return True
+    return False
 
 
 def _read_gps(gps: dict[int, Any], facts: ExifFacts) -> None:
@@ -354,31 +378,3 @@ def parse_exif_time(value: Any, offset: Any = None) -> str | None:
     iso = moment.isoformat()
     offset_text = _text(offset)
     return iso + offset_text if offset_text and _OFFSET.match(offset_text) else iso
-
-
-# --- Corrupt-EXIF warnings, per thread ----------------------------------------------------------
-
-_capture = threading.local()
-_show_warning = warnings.showwarning
-
-
-def _record_warning(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
-    target = getattr(_capture, "warnings", None)
-    if target is not None and issubclass(category, UserWarning):
-        target.append(str(message))
-    else:
-        _show_warning(message, category, *args, **kwargs)
-
-
-warnings.showwarning = _record_warning
-
-
-class _collect_exif_warnings:
-    """Collect Pillow's corrupt-EXIF warnings raised by this thread (catch_warnings is global)."""
-
-    def __enter__(self) -> list[str]:
-        _capture.warnings = []
-        return _capture.warnings
-
-    def __exit__(self, *exc: object) -> None:
-        _capture.warnings = None
