@@ -33,8 +33,8 @@ class Settings(BaseSettings):
     # Hamming distance between 64-bit pHashes at or under which two photos count as the same
     # picture. Re-encoded or downscaled copies measure 0–1; a fresh photo of the same scene with
     # 5 % of it changed measures about 6, unrelated scenes 20 or more.
-    # At most 4: the similarity index (five bands of the hash) finds every match up to 4.
-    phash_max_distance: int = Field(default=4, ge=0, le=4)
+    # At most 5: the similarity index (checks.similar_photos) finds every match up to 5.
+    phash_max_distance: int = Field(default=4, ge=0, le=5)
 
     @property
     def max_upload_bytes(self) -> int:

@@ -70,11 +70,16 @@ EDITORS = (
     "马克水印",
 )
 
-BAND_BITS = (13, 13, 13, 13, 12)
+BAND_BITS = (21, 21, 22)
+# Two hashes within distance 5 differ in at most one bit in at least one of the three bands
+# (else each band holds ≥ 2 differences: ≥ 6 in all), so probing every band with its value and
+# its one-bit neighbours (1 + 21 or 22 values) finds every match through the indexes. A probe
+# value matches 1 in 2^21 random stored hashes: ~32 candidates at a million photos, ~0 at 10k.
+MAX_INDEXED_DISTANCE = 5
 
 
 def phash_bands(phash: str) -> list[int]:
-    """The 64-bit hash cut in five bands; within distance 4 two hashes share one band."""
+    """The 64-bit hash cut in three bands of 21, 21 and 22 bits."""
     value = int(phash, 16)
     bands, shift = [], 64
     for bits in BAND_BITS:
@@ -87,6 +92,14 @@ def hamming(a: str, b: str) -> int:
     return (int(a, 16) ^ int(b, 16)).bit_count()
 
 
+@dataclass(frozen=True)
+class SimilarPhoto:
+    id: int
+    issue_id: int
+    kind: str
+    distance: int
+
+
 def similar_photos(
     session: Session,
     phash: str,
@@ -94,23 +107,26 @@ def similar_photos(
     *,
     issue_id: int | None = None,
     other_issues: bool = True,
-) -> list[tuple[Photo, int]]:
-    """Stored photos within `max_distance` of the hash, found through the band index.
+) -> list[SimilarPhoto]:
+    """Stored photos within `max_distance` (≤ 5) of the hash, found through the band indexes.
 
     With `issue_id`: only photos of other issues (`other_issues`), or only of that issue.
     """
-    bands = phash_bands(phash)
-    columns = (Photo.phash_b0, Photo.phash_b1, Photo.phash_b2, Photo.phash_b3, Photo.phash_b4)
-    query = select(Photo).where(
-        or_(*(col(column) == band for column, band in zip(columns, bands, strict=True)))
-    )
+    assert max_distance <= MAX_INDEXED_DISTANCE
+    columns = (Photo.phash_b0, Photo.phash_b1, Photo.phash_b2)
+    probes = [
+        col(column).in_([band] + [band ^ (1 << bit) for bit in range(bits)])
+        for column, band, bits in zip(columns, phash_bands(phash), BAND_BITS, strict=True)
+    ]
+    query = select(Photo.id, Photo.issue_id, Photo.kind, Photo.phash).where(or_(*probes))
     if issue_id is not None:
         same = col(Photo.issue_id) == issue_id
         query = query.where(~same if other_issues else same)
     found = []
-    for photo in session.exec(query):
-        if photo.phash is not None and (distance := hamming(phash, photo.phash)) <= max_distance:
-            found.append((photo, distance))
+    for photo_id, photo_issue, kind, other in session.exec(query):
+        if other is not None and (distance := hamming(phash, other)) <= max_distance:
+            assert photo_id is not None
+            found.append(SimilarPhoto(photo_id, photo_issue, kind, distance))
     return found
 
 
@@ -166,7 +182,7 @@ def photo_flags(
         same_issue = similar_photos(
             session, photo.phash, limit, issue_id=issue_id, other_issues=False
         )
-        if any(other.kind == PhotoKind.BEFORE for other, _distance in same_issue):
+        if any(other.kind == PhotoKind.BEFORE for other in same_issue):
             flags.add(Flag.AFTER_MATCHES_BEFORE)
     return sorted(flags)
 

@@ -462,8 +462,6 @@ def _add_photo_rows(
             phash_b0=bands[0],
             phash_b1=bands[1],
             phash_b2=bands[2],
-            phash_b3=bands[3],
-            phash_b4=bands[4],
             note=note,
             dispatch_round=issue.dispatch_round,
         )

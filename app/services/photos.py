@@ -5,6 +5,7 @@ Pillow opens it with only the accepted decoders, reads EXIF, decodes once at red
 and writes two upright derivatives without EXIF. Nothing here touches the database.
 """
 
+import contextlib
 import hashlib
 import math
 import re
@@ -359,6 +360,9 @@ def _text(value: Any) -> str | None:
         value = value.decode("utf-8", "replace")
     if not isinstance(value, str):
         return None
+    # Pillow reads EXIF ASCII as Latin-1; phones write UTF-8 there (美图秀秀, 醒图 …).
+    with contextlib.suppress(UnicodeError):
+        value = value.encode("latin-1").decode("utf-8")
     value = value.replace("\x00", "").strip()
     return value[:100] or None
 

@@ -1,4 +1,4 @@
-"""index perceptual hashes in five bands, for finding similar photos
+"""index perceptual hashes in three bands, for finding similar photos
 
 Revision ID: 0003
 Revises: 0002
@@ -14,8 +14,8 @@ down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-BANDS = 5
-BAND_BITS = (13, 13, 13, 13, 12)
+BANDS = 3
+BAND_BITS = (21, 21, 22)
 
 
 def _bands(phash: str) -> list[int]:

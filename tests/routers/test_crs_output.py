@@ -4,22 +4,15 @@ import itertools
 from typing import Any
 
 import pytest
-from argon2 import PasswordHasher
 from sqlmodel import select
 
 from app.models import Issue, Photo
-from app.services import auth
 from app.services.geo import Crs, from_wgs84, to_wgs84
 from tests.factories import Zone, jpeg, report
 
 OTHER_CRS = [Crs.GCJ02, Crs.BD09]
 ENDPOINTS = ["/api/v1/issues/{id}", "/api/v1/issues", "/api/v1/issues.geojson"]
 
-
-@pytest.fixture(autouse=True)
-def _cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The zone's eleven argon2 hashes cost ~4 s per test at production cost; nobody logs in."""
-    monkeypatch.setattr(auth, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
 
 
 def get(client: Any, zone: Zone, path: str, **params: str) -> Any:

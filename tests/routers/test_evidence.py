@@ -11,13 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from argon2 import PasswordHasher
 from PIL import Image, ImageChops, ImageStat
 from sqlalchemy import delete, update
 from sqlmodel import col
 
 from app.models import IssueEvent
-from app.services import auth
 from app.services.storage import CHUNK
 from tests.factories import (
     LAT,
@@ -52,11 +50,6 @@ PHOTO_FIELDS = {
 }
 EXIF_FIELDS = {"make", "model", "gps_lat", "gps_lon", "gps_alt", "orientation", "software"}
 
-
-@pytest.fixture(autouse=True)
-def _cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The zone's eleven argon2 hashes cost ~4 s per test at production cost; nobody logs in."""
-    monkeypatch.setattr(auth, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
 
 
 # --- Helpers ---------------------------------------------------------------------------------
