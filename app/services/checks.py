@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import or_
+from sqlalchemy import ColumnElement, or_
 from sqlmodel import Session, col, select
 
 from app.config import Settings
@@ -92,6 +92,17 @@ def hamming(a: str, b: str) -> int:
     return (int(a, 16) ^ int(b, 16)).bit_count()
 
 
+def band_probes(phash: str) -> ColumnElement[bool]:
+    """SQL condition: a band equal to one of the hash's bands or one bit away from it."""
+    columns = (Photo.phash_b0, Photo.phash_b1, Photo.phash_b2)
+    return or_(
+        *(
+            col(column).in_([band] + [band ^ (1 << bit) for bit in range(bits)])
+            for column, band, bits in zip(columns, phash_bands(phash), BAND_BITS, strict=True)
+        )
+    )
+
+
 @dataclass(frozen=True)
 class SimilarPhoto:
     id: int
@@ -113,12 +124,7 @@ def similar_photos(
     With `issue_id`: only photos of other issues (`other_issues`), or only of that issue.
     """
     assert max_distance <= MAX_INDEXED_DISTANCE
-    columns = (Photo.phash_b0, Photo.phash_b1, Photo.phash_b2)
-    probes = [
-        col(column).in_([band] + [band ^ (1 << bit) for bit in range(bits)])
-        for column, band, bits in zip(columns, phash_bands(phash), BAND_BITS, strict=True)
-    ]
-    query = select(Photo.id, Photo.issue_id, Photo.kind, Photo.phash).where(or_(*probes))
+    query = select(Photo.id, Photo.issue_id, Photo.kind, Photo.phash).where(band_probes(phash))
     if issue_id is not None:
         same = col(Photo.issue_id) == issue_id
         query = query.where(~same if other_issues else same)
