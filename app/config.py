@@ -24,6 +24,18 @@ class Settings(BaseSettings):
     thumb_px: int = 320
     large_px: int = 1600
 
+    # Photo checks (flags); see the README for what each one means.
+    flag_device_gps_min_m: float = 100
+    flag_device_gps_accuracy_factor: float = 2
+    flag_far_from_issue_m: float = 100
+    flag_future_minutes: float = 10
+    flag_stale_hours: float = 72
+    # Hamming distance between 64-bit pHashes at or under which two photos count as the same
+    # picture. Re-encoded or downscaled copies measure 0–1; a fresh photo of the same scene with
+    # 5 % of it changed measures about 6, unrelated scenes 20 or more.
+    # At most 5: the similarity index (checks.similar_photos) finds every match up to 5.
+    phash_max_distance: int = Field(default=4, ge=0, le=5)
+
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * MB)

@@ -69,6 +69,12 @@ class AfterPhotoRequired(AppError):
     title = "Upload at least one after-photo before submitting the rectification"
 
 
+class OverrideNoteRequired(AppError):
+    status = 422
+    code = "override_note_required"
+    title = "The after-photos are flagged: passing the check needs a note"
+
+
 class IdempotencyConflict(AppError):
     status = 409
     code = "idempotency_conflict"

@@ -9,7 +9,7 @@ from starlette.types import ASGIApp
 
 from app.config import MB, Settings, get_settings
 from app.errors import BodyLimitAsProblem, install_error_handlers
-from app.routers import account, issues, photos, public
+from app.routers import account, evidence, issues, photos, public
 from app.services.storage import Storage
 
 
@@ -41,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(account.router)
     app.include_router(issues.router, max_body_size=settings.max_request_bytes)
     app.include_router(photos.router)
+    app.include_router(evidence.router)
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:

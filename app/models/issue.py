@@ -104,7 +104,11 @@ class IssuePublic(BaseModel):
     version: int
     updated_at: datetime
     photos: list[PhotoPublic]
+    # The union of the photos' flags (see the README).
+    flags: list[str]
     allowed_actions: list[str]
+    # The coordinate system of lat/lon (and of the photos' lat/lon) in this response.
+    crs: Crs = Crs.WGS84
 
 
 class IssuePage(BaseModel):

@@ -39,6 +39,11 @@ class Photo(SQLModel, table=True):
     location_source: str | None = Field(default=None, max_length=10)
     flags: list[str] = json_field(default_factory=list, nullable=False)
     phash: str | None = Field(default=None, max_length=16)
+    # The pHash cut in three bands (21+21+22 bits), each indexed: two hashes within Hamming
+    # distance 5 differ in at most one bit in some band (see checks.similar_photos).
+    phash_b0: int | None = Field(default=None, index=True)
+    phash_b1: int | None = Field(default=None, index=True)
+    phash_b2: int | None = Field(default=None, index=True)
     note: str | None = Field(default=None, max_length=2000)
     dispatch_round: int = 0
 

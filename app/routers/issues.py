@@ -28,12 +28,20 @@ from app.models.issue import (
 from app.models.photo import PhotoPublic
 from app.services import audit, idempotency
 from app.services import issues as service
-from app.services.issue_list import MAX_LIMIT, IssueFilters, list_issues
-from app.services.present import events_public, issue_public, issues_public, photos_public
+from app.services.geo import Crs
+from app.services.issue_list import MAX_GEOJSON_LIMIT, MAX_LIMIT, IssueFilters, list_issues
+from app.services.present import (
+    events_public,
+    feature_collection,
+    issue_public,
+    issues_public,
+    photos_public,
+)
 
 router = APIRouter(prefix="/api/v1/issues", tags=["issues"])
 
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+CrsParam = Annotated[Crs, Query(description="coordinate system of the answer: wgs84, gcj02, bd09")]
 
 
 def _created(body: object, replayed: bool, location: str | None = None) -> JSONResponse:
@@ -85,27 +93,55 @@ def list_issues_route(
     q: Annotated[str | None, Query(max_length=100)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
     cursor: str | None = None,
+    crs: CrsParam = Crs.WGS84,
 ) -> IssuePage:
     """Issues you may see, oldest change first; follow `next_cursor` to continue."""
     since = as_aware(updated_since, settings.zone) if updated_since else None
     filters = IssueFilters(status or [], category, org_unit, overdue, bbox, since, q)
     now = utcnow()
     page, next_cursor, has_more = list_issues(session, user, filters, now, limit, cursor)
-    return IssuePage(
-        items=issues_public(session, page, user, now), next_cursor=next_cursor, has_more=has_more
-    )
+    items = issues_public(session, page, user, now, crs)
+    return IssuePage(items=items, next_cursor=next_cursor, has_more=has_more)
+
+
+@router.get(".geojson")
+def issues_geojson(
+    session: SessionDep,
+    user: CurrentUser,
+    status: Annotated[list[IssueStatus] | None, Query()] = None,
+    category: str | None = None,
+    org_unit: str | None = None,
+    overdue: bool | None = None,
+    bbox: Annotated[str | None, Query(description="minLon,minLat,maxLon,maxLat")] = None,
+    updated_since: datetime | None = None,
+    q: Annotated[str | None, Query(max_length=100)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_GEOJSON_LIMIT)] = 1000,
+    cursor: str | None = None,
+    crs: CrsParam = Crs.WGS84,
+) -> JSONResponse:
+    """RFC 7946 FeatureCollection of the filtered issues ([lon, lat]; WGS-84 by default)."""
+    filters = IssueFilters(status or [], category, org_unit, overdue, bbox, updated_since, q)
+    now = utcnow()
+    page, next_cursor, has_more = list_issues(session, user, filters, now, limit, cursor)
+    body = feature_collection(session, page, now, crs)
+    body |= {"next_cursor": next_cursor, "has_more": has_more}
+    return JSONResponse(body, media_type="application/geo+json")
 
 
 @router.get("/{issue_id}", response_model=IssuePublic)
 def get_issue(
-    issue: CurrentIssue, session: SessionDep, user: CurrentUser, request: Request
+    issue: CurrentIssue,
+    session: SessionDep,
+    user: CurrentUser,
+    request: Request,
+    crs: CrsParam = Crs.WGS84,
 ) -> Response:
     """One issue; answers If-None-Match with 304 while its version is unchanged."""
     etag = _etag(issue.version)
     headers = {"ETag": etag, "Cache-Control": "no-cache"}
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
-    body = issue_public(session, issue, user, utcnow()).model_dump(mode="json")
+    body = issue_public(session, issue, user, utcnow(), crs).model_dump(mode="json")
     return JSONResponse(body, headers=headers)
 
 

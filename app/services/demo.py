@@ -217,9 +217,9 @@ def _demo_issue(
             now=clock[0],
         )
 
-    def after_photo(seed_offset: int) -> None:
+    def after_photo() -> None:
         clock[0] += timedelta(hours=2)
-        upload = issues.Uploads({"files": [_photo(lat, lon, clock[0], n + seed_offset, True)]})
+        upload = issues.Uploads({"files": [_photo(lat, lon, clock[0], n, True)]})
         issues.add_photos(
             session,
             settings,
@@ -255,11 +255,11 @@ def _demo_issue(
     )
     if plan in ("dispatched", "overdue"):
         return
-    after_photo(100)
+    after_photo()
     act("submit_rectification", rectifier)
     if plan == "closed_rework":
         act("verify_fail", "zhihui", note="整改不彻底，仍有残留")
-        after_photo(200)
+        after_photo()
         act("submit_rectification", rectifier)
     if plan in ("closed", "closed_rework"):
         act("verify_pass", "zhihui")

@@ -18,6 +18,7 @@ from app.services import orgs
 from app.services.permissions import visible_issues
 
 MAX_LIMIT = 200
+MAX_GEOJSON_LIMIT = 5000
 
 
 @dataclass

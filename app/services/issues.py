@@ -4,6 +4,7 @@ TRANSITIONS is the one table of the state machine: the transition endpoint, the 
 check and `allowed_actions` all read it.
 """
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,6 +24,7 @@ from app.errors import (
     InvalidTransition,
     LocationRequired,
     NotFound,
+    OverrideNoteRequired,
     PhotoNotAllowed,
     PreconditionRequired,
     TooManyFiles,
@@ -40,7 +42,7 @@ from app.models.issue import (
     TransitionRequest,
 )
 from app.models.photo import PhotoKind
-from app.services import audit, idempotency, orgs
+from app.services import audit, checks, idempotency, orgs
 from app.services.geo import to_wgs84
 from app.services.permissions import RECTIFIERS, REPORTERS, SUPERVISORS, acts_on, visible_issues
 from app.services.photos import IngestedPhoto, ingest_photo
@@ -198,8 +200,9 @@ def report_issue(
         )
         session.add(issue)
         session.flush()
-        photos = _add_photo_rows(session, issue, user, PhotoKind.BEFORE, before, form, None, now)
-        photos += _add_photo_rows(session, issue, user, PhotoKind.AFTER, after, form, None, now)
+        new_rows = functools.partial(_add_photo_rows, session, settings, issue, user)
+        photos = new_rows(PhotoKind.BEFORE, before, form, None, now)
+        photos += new_rows(PhotoKind.AFTER, after, form, None, now)
         data = {
             "code": issue.code,
             "category": issue.category_code,
@@ -257,7 +260,7 @@ def add_photos(
         locked = get_visible(session, issue_id, user, lock=True)
         _check_photo_rule(session, locked, user, form.kind)
         photos = _add_photo_rows(
-            session, locked, user, form.kind, ingested["files"], form, form.note, now
+            session, settings, locked, user, form.kind, ingested["files"], form, form.note, now
         )
         _touch(locked, now)
         data = {"kind": form.kind.value, "photos": [_photo_ref(p) for p in photos]}
@@ -417,6 +420,7 @@ def _form_source(form: LocationForm) -> LocationSource:
 
 def _add_photo_rows(
     session: Session,
+    settings: Settings,
     issue: Issue,
     user: User,
     kind: PhotoKind,
@@ -425,9 +429,20 @@ def _add_photo_rows(
     note: str | None,
     now: datetime,
 ) -> list[Photo]:
+    """Photo rows with their checks, each flushed so that the next one is compared with it."""
+    device = (
+        to_wgs84(form.lat, form.lon, form.crs)
+        if form.lat is not None and form.lon is not None
+        else (None, None)
+    )
+    context = checks.UploadContext(issue, kind, device[0], device[1], form.accuracy_m, now)
+    if kind != PhotoKind.BEFORE:
+        context.earliest_before_at = checks.earliest_before_capture(session, settings, _id(issue))
     rows = []
     for photo in ingested:
         lat, lon, source = _photo_location(photo, form)
+        flags = checks.photo_flags(session, settings, photo, (lat, lon), context)
+        bands = checks.phash_bands(photo.phash)
         row = Photo(
             issue_id=_id(issue),
             kind=kind,
@@ -444,14 +459,17 @@ def _add_photo_rows(
             lon=lon,
             accuracy_m=form.accuracy_m if source != LocationSource.EXIF else None,
             location_source=source,
-            flags=photo.flags,
+            flags=flags,
             phash=photo.phash,
+            phash_b0=bands[0],
+            phash_b1=bands[1],
+            phash_b2=bands[2],
             note=note,
             dispatch_round=issue.dispatch_round,
         )
         session.add(row)
+        session.flush()
         rows.append(row)
-    session.flush()
     return rows
 
 
@@ -686,11 +704,29 @@ def _submit_rectification(
 
 
 def _verify_pass(
-    _s: Session, _c: Settings, issue: Issue, user: User, _r: TransitionRequest, now: datetime
+    session: Session,
+    _c: Settings,
+    issue: Issue,
+    user: User,
+    request: TransitionRequest,
+    now: datetime,
 ) -> dict[str, Any]:
+    after = session.exec(
+        select(Photo.flags).where(
+            Photo.issue_id == issue.id,
+            Photo.kind == PhotoKind.AFTER,
+            Photo.dispatch_round == issue.dispatch_round,
+        )
+    )
+    serious = sorted({flag for flags in after for flag in flags} & checks.NEEDS_OVERRIDE_NOTE)
+    if serious and not request.note:
+        raise OverrideNoteRequired(
+            f"the after-photos are flagged {', '.join(serious)}: say in a note why they pass",
+            flags=serious,
+        )
     issue.closed_at = now
     issue.verified_by_id = user.id
-    return {}
+    return {"override_flags": serious} if serious else {}
 
 
 def _verify_fail(

@@ -5,6 +5,7 @@ Pillow opens it with only the accepted decoders, reads EXIF, decodes once at red
 and writes two upright derivatives without EXIF. Nothing here touches the database.
 """
 
+import contextlib
 import hashlib
 import math
 import re
@@ -21,7 +22,7 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 
 from app.config import Settings
 from app.errors import ImageTooManyPixels, ImageUnreadable, PhotoTooLarge, UnsupportedMediaType
-from app.services.storage import Storage, remove_quietly
+from app.services.storage import CHUNK, Storage, remove_quietly
 
 pillow_heif.register_heif_opener(thumbnails=False)
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -29,7 +30,6 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 # any catch_warnings() elsewhere resets them, so the pixel check in _check_pixels is what holds.)
 warnings.simplefilter("error", Image.DecompressionBombWarning)
 
-CHUNK = 1024 * 1024
 
 CONTENT_TYPES = {
     "JPEG": "image/jpeg",
@@ -360,6 +360,9 @@ def _text(value: Any) -> str | None:
         value = value.decode("utf-8", "replace")
     if not isinstance(value, str):
         return None
+    # Pillow reads EXIF ASCII as Latin-1; phones write UTF-8 there (美图秀秀, 醒图 …).
+    with contextlib.suppress(UnicodeError):
+        value = value.encode("latin-1").decode("utf-8")
     value = value.replace("\x00", "").strip()
     return value[:100] or None
 

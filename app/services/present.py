@@ -3,7 +3,9 @@
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from app.models import Category, Issue, IssueEvent, OrgUnit, Photo, User
@@ -12,6 +14,7 @@ from app.models.issue import IssuePublic, IssueStatus, LocationSource
 from app.models.photo import PhotoExif, PhotoKind, PhotoPublic, PhotoUrls
 from app.models.user import Role, UserPublic
 from app.services.audit import canonical_at
+from app.services.geo import Crs, from_wgs84
 from app.services.issues import allowed_actions, is_overdue
 
 
@@ -23,13 +26,24 @@ def _usernames(session: Session, ids: set[int | None]) -> dict[int, str]:
     return {user_id: name for user_id, name in rows if user_id is not None}
 
 
-def photos_public(session: Session, photos: Sequence[Photo]) -> list[PhotoPublic]:
+def photos_public(
+    session: Session, photos: Sequence[Photo], crs: Crs = Crs.WGS84
+) -> list[PhotoPublic]:
     names = _usernames(session, {p.uploaded_by_id for p in photos})
-    return [_photo(p, names) for p in photos]
+    return [_photo(p, names, crs) for p in photos]
 
 
-def _photo(photo: Photo, names: dict[int, str]) -> PhotoPublic:
+def _point(lat: float, lon: float, crs: Crs) -> tuple[float, float]:
+    """A stored WGS-84 point in the asked coordinate system, rounded to about 1 cm."""
+    lat, lon = from_wgs84(lat, lon, crs)
+    return round(lat, 7), round(lon, 7)
+
+
+def _photo(photo: Photo, names: dict[int, str], crs: Crs) -> PhotoPublic:
     base = f"/api/v1/photos/{photo.id}"
+    lat, lon = (photo.lat, photo.lon)
+    if lat is not None and lon is not None:
+        lat, lon = _point(lat, lon, crs)
     return PhotoPublic(
         id=photo.id or 0,
         issue_id=photo.issue_id,
@@ -43,8 +57,8 @@ def _photo(photo: Photo, names: dict[int, str]) -> PhotoPublic:
         uploaded_at=photo.uploaded_at,
         uploaded_by=names.get(photo.uploaded_by_id, ""),
         exif=PhotoExif(**photo.exif),
-        lat=photo.lat,
-        lon=photo.lon,
+        lat=lat,
+        lon=lon,
         location_source=photo.location_source,
         flags=photo.flags,
         note=photo.note,
@@ -53,7 +67,7 @@ def _photo(photo: Photo, names: dict[int, str]) -> PhotoPublic:
 
 
 def issues_public(
-    session: Session, issues: Sequence[Issue], viewer: User, now: datetime
+    session: Session, issues: Sequence[Issue], viewer: User, now: datetime, crs: Crs = Crs.WGS84
 ) -> list[IssuePublic]:
     ids = [i.id for i in issues]
     photos_by_issue: dict[int, list[Photo]] = defaultdict(list)
@@ -67,43 +81,70 @@ def issues_public(
     org_codes = dict(session.exec(select(OrgUnit.id, OrgUnit.code)).all())
     units = dict(session.exec(select(Category.code, Category.unit)).all())
     return [
-        IssuePublic(
-            id=i.id or 0,
-            code=i.code,
-            category=i.category_code,
-            description=i.description,
-            status=IssueStatus(i.status),
-            lat=i.lat,
-            lon=i.lon,
-            accuracy_m=i.accuracy_m,
-            location_source=LocationSource(i.location_source),
-            address=i.address,
-            org_unit=org_codes[i.org_unit_id],
-            reported_by=names.get(i.reported_by_id, ""),
-            reported_at=i.reported_at,
-            accepted_at=i.accepted_at,
-            dispatched_at=i.dispatched_at,
-            deadline=i.deadline_at,
-            rectified_at=i.rectified_at,
-            rectified_by=names.get(i.rectified_by_id) if i.rectified_by_id else None,
-            closed_at=i.closed_at,
-            verified_by=names.get(i.verified_by_id) if i.verified_by_id else None,
-            overdue=is_overdue(i, now),
-            rework_count=i.rework_count,
-            quantity=i.quantity,
-            quantity_unit=units[i.category_code],
-            duplicate_of=i.duplicate_of_id,
-            version=i.version,
-            updated_at=i.updated_at,
-            photos=[_photo(p, names) for p in photos_by_issue[i.id or 0]],
-            allowed_actions=allowed_actions(session, i, viewer),
+        _issue(
+            i,
+            photos_by_issue[i.id or 0],
+            names,
+            org_codes,
+            units,
+            now,
+            crs,
+            allowed_actions(session, i, viewer),
         )
         for i in issues
     ]
 
 
-def issue_public(session: Session, issue: Issue, viewer: User, now: datetime) -> IssuePublic:
-    return issues_public(session, [issue], viewer, now)[0]
+def _issue(
+    i: Issue,
+    photos: list[Photo],
+    names: dict[int, str],
+    org_codes: dict[int | None, str],
+    units: dict[str, str],
+    now: datetime,
+    crs: Crs,
+    actions: list[str],
+) -> IssuePublic:
+    lat, lon = _point(i.lat, i.lon, crs)
+    return IssuePublic(
+        id=i.id or 0,
+        code=i.code,
+        category=i.category_code,
+        description=i.description,
+        status=IssueStatus(i.status),
+        lat=lat,
+        lon=lon,
+        accuracy_m=i.accuracy_m,
+        location_source=LocationSource(i.location_source),
+        address=i.address,
+        org_unit=org_codes[i.org_unit_id],
+        reported_by=names.get(i.reported_by_id, ""),
+        reported_at=i.reported_at,
+        accepted_at=i.accepted_at,
+        dispatched_at=i.dispatched_at,
+        deadline=i.deadline_at,
+        rectified_at=i.rectified_at,
+        rectified_by=names.get(i.rectified_by_id) if i.rectified_by_id else None,
+        closed_at=i.closed_at,
+        verified_by=names.get(i.verified_by_id) if i.verified_by_id else None,
+        overdue=is_overdue(i, now),
+        rework_count=i.rework_count,
+        quantity=i.quantity,
+        quantity_unit=units[i.category_code],
+        duplicate_of=i.duplicate_of_id,
+        version=i.version,
+        updated_at=i.updated_at,
+        photos=[_photo(p, names, crs) for p in photos],
+        flags=sorted({flag for p in photos for flag in p.flags}),
+        allowed_actions=actions,
+        crs=crs,
+    )
+
+
+def issue_public(
+    session: Session, issue: Issue, viewer: User, now: datetime, crs: Crs = Crs.WGS84
+) -> IssuePublic:
+    return issues_public(session, [issue], viewer, now, crs)[0]
 
 
 def events_public(events: Sequence[IssueEvent]) -> list[IssueEventPublic]:
@@ -134,3 +175,36 @@ def user_public(session: Session, user: User) -> UserPublic:
         role=Role(user.role),
         org_unit=org.code,
     )
+
+
+def feature_collection(
+    session: Session, issues: Sequence[Issue], now: datetime, crs: Crs = Crs.WGS84
+) -> dict[str, Any]:
+    """RFC 7946 FeatureCollection with properties small enough for a map."""
+    first_photo: dict[int, int] = {}
+    ids = [i.id for i in issues]
+    query = select(Photo.issue_id, func.min(Photo.id)).where(col(Photo.issue_id).in_(ids))
+    for issue_id, photo_id in session.exec(query.group_by(col(Photo.issue_id))):
+        if photo_id is not None:
+            first_photo[issue_id] = photo_id
+    features = []
+    for i in issues:
+        lat, lon = _point(i.lat, i.lon, crs)
+        photo_id = first_photo.get(i.id or 0)
+        features.append(
+            {
+                "type": "Feature",
+                "id": i.id,
+                "geometry": {"type": "Point", "coordinates": [lon, lat]},
+                "properties": {
+                    "id": i.id,
+                    "code": i.code,
+                    "category": i.category_code,
+                    "status": i.status,
+                    "overdue": is_overdue(i, now),
+                    "thumb": f"/api/v1/photos/{photo_id}/thumb" if photo_id else None,
+                },
+            }
+        )
+    # RFC 7946 has no `crs` member; gcj02/bd09 (for Chinese base maps) is named in a foreign one.
+    return {"type": "FeatureCollection", "coordinate_system": crs.value, "features": features}

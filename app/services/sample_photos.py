@@ -68,9 +68,17 @@ def street_scene(width: int, height: int, seed: int, *, fixed: bool = False) -> 
     draw = ImageDraw.Draw(image)
     draw.rectangle((0, height // 3, width, height), fill=wall)
     draw.rectangle((0, height * 5 // 6, width, height), fill=(90, 90, 95))
-    brick = max(8, width // 40)
+    brick = max(8, width // rng.randint(25, 60))
     for y in range(height // 3, height * 5 // 6, brick):
         draw.line((0, y, width, y), fill=(wall[0] - 30, wall[1] - 30, wall[2] - 30), width=2)
+    # Windows, doors and a lamp post where this street has them: each scene its own layout.
+    for _ in range(rng.randint(2, 6)):
+        w, h = rng.randint(width // 12, width // 5), rng.randint(height // 10, height // 3)
+        x, y = rng.randint(0, width - w), rng.randint(height // 3, height * 5 // 6 - h)
+        shade = rng.randint(20, 90)
+        draw.rectangle((x, y, x + w, y + h), fill=(shade, shade + 10, shade + 30))
+    pole = rng.randint(0, width - 1)
+    draw.rectangle((pole, height // 8, pole + width // 60 + 2, height * 5 // 6), fill=(40, 40, 40))
     if not fixed:
         for _ in range(rng.randint(6, 14)):
             w, h = rng.randint(width // 20, width // 8), rng.randint(height // 20, height // 8)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 DERIVATIVES = ("thumb", "large")
+CHUNK = 1024 * 1024
 
 
 class Storage:
@@ -70,6 +71,6 @@ def sha256_of_file(f: BinaryIO) -> str:
     """SHA-256 of an open file, read from the start in chunks."""
     f.seek(0)
     digest = hashlib.sha256()
-    while chunk := f.read(1024 * 1024):
+    while chunk := f.read(CHUNK):
         digest.update(chunk)
     return digest.hexdigest()

@@ -1,0 +1,127 @@
+"""Evidence for one issue: the JSON an auditor reads and the ZIP bundle they keep."""
+
+import json
+import zipfile
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from app.config import Settings
+from app.models import Issue, Photo, User
+from app.services import audit
+from app.services.comparison import comparison_jpeg
+from app.services.geo import distance_m
+from app.services.photos import EXTENSIONS, format_of_content_type
+from app.services.present import events_public, issue_public, photos_public
+from app.services.storage import CHUNK, Storage
+
+README = """Evidence bundle for issue {code} (id {issue_id}), made {made_at}.
+
+manifest.json   the issue, every photo (SHA-256, EXIF, location and its source, flags,
+                uploader, times), the audit events and whether their chain held when this
+                bundle was made (chain_valid)
+events.json     the audit trail alone
+originals/      every photo exactly as uploaded, named <sha256>.<ext>
+comparison.jpg  the first before-photo and the latest after-photo side by side
+
+Check the photos:     cd originals && for f in *; do echo "${{f%.*}}  $f"; done | sha256sum -c
+Check the audit chain: for each event in events.json, in order of seq,
+  hash == sha256(JSON of {{issue_id, seq, at, actor, action, from_status, to_status, note,
+                           data, prev_hash}} with keys sorted, separators "," and ":", UTF-8)
+  (issue_id = {issue_id}; `at` exactly as given), the first prev_hash is 64 zeros and every
+  other prev_hash is the previous event's hash.
+"""
+
+
+def photo_filename(photo: Photo) -> str:
+    return f"originals/{photo.sha256}.{EXTENSIONS[format_of_content_type(photo.content_type)]}"
+
+
+def evidence(session: Session, issue: Issue, viewer: User, now: datetime) -> dict[str, Any]:
+    """The issue, its photos, its events with their chain, and chain_valid recomputed now."""
+    assert issue.id is not None
+    photos = list(
+        session.exec(select(Photo).where(Photo.issue_id == issue.id).order_by(col(Photo.id)))
+    )
+    events = audit.events_of(session, issue.id)
+    problems = audit.chain_problems(events)
+    photo_entries = []
+    for row, public in zip(photos, photos_public(session, photos), strict=True):
+        entry = public.model_dump(mode="json")
+        entry["file"] = photo_filename(row)
+        entry["distance_from_issue_m"] = (
+            round(distance_m(row.lat, row.lon, issue.lat, issue.lon), 1)
+            if row.lat is not None and row.lon is not None
+            else None
+        )
+        photo_entries.append(entry)
+    return {
+        "issue": issue_public(session, issue, viewer, now).model_dump(mode="json"),
+        "photos": photo_entries,
+        "events": [e.model_dump(mode="json") for e in events_public(events)],
+        "chain_valid": bool(events) and not problems,
+        "chain_problems": problems,
+        "generated_at": audit.canonical_at(now),
+    }
+
+
+def bundle(
+    session: Session, settings: Settings, issue: Issue, viewer: User, now: datetime
+) -> Iterator[bytes]:
+    """The ZIP, prepared now (rows read, comparison made) and streamed file by file."""
+    manifest = evidence(session, issue, viewer, now)
+    storage = Storage(settings.upload_dir)
+    originals = {}
+    for photo in session.exec(select(Photo).where(Photo.issue_id == issue.id)):
+        originals[photo_filename(photo)] = storage.original_path(photo.sha256)
+    texts = {
+        "manifest.json": json.dumps(manifest, ensure_ascii=False, indent=2),
+        "events.json": json.dumps(manifest["events"], ensure_ascii=False, indent=2),
+        "README.txt": README.format(
+            code=issue.code, issue_id=issue.id, made_at=manifest["generated_at"]
+        ),
+    }
+    files = {**originals, "comparison.jpg": comparison_jpeg(session, settings, issue)}
+    return _stream_zip(texts, files, now)
+
+
+class _Sink:
+    """A write-only stream that hands over what was written since the last drain."""
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self._chunks.append(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def drain(self) -> bytes:
+        data = b"".join(self._chunks)
+        self._chunks.clear()
+        return data
+
+
+def _stream_zip(texts: dict[str, str], files: dict[str, Path], now: datetime) -> Iterator[bytes]:
+    """Yield a ZIP as it is written: memory holds one chunk of one file at a time."""
+    sink = _Sink()
+    stamp = now.timetuple()[:6]
+    with zipfile.ZipFile(sink, "w") as archive:  # type: ignore[call-overload]
+        for name, text in texts.items():
+            info = zipfile.ZipInfo(name, stamp)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, text.encode())
+            yield sink.drain()
+        for name, path in files.items():
+            info = zipfile.ZipInfo(name, stamp)  # photos are compressed already: stored as-is
+            with archive.open(info, "w", force_zip64=True) as entry, open(path, "rb") as source:
+                while chunk := source.read(CHUNK):
+                    entry.write(chunk)
+                    yield sink.drain()
+            yield sink.drain()
+    yield sink.drain()
