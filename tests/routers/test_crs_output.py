@@ -14,7 +14,6 @@ OTHER_CRS = [Crs.GCJ02, Crs.BD09]
 ENDPOINTS = ["/api/v1/issues/{id}", "/api/v1/issues", "/api/v1/issues.geojson"]
 
 
-
 def get(client: Any, zone: Zone, path: str, **params: str) -> Any:
     response = client.get(path, params=params, headers=zone.headers("d_super"))
     assert response.status_code == 200, response.text

@@ -51,7 +51,6 @@ PHOTO_FIELDS = {
 EXIF_FIELDS = {"make", "model", "gps_lat", "gps_lon", "gps_alt", "orientation", "software"}
 
 
-
 # --- Helpers ---------------------------------------------------------------------------------
 
 
