@@ -4,11 +4,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.responses import RedirectResponse
 
 from app.config import MB, Settings, get_settings
 from app.errors import install_error_handlers
-from app.routers import account, issues, photos, public
+from app.routers import account, issues, pages, photos, public
 from app.services.storage import Storage
 
 
@@ -35,10 +34,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(account.router)
     app.include_router(issues.router, max_body_size=settings.max_request_bytes)
     app.include_router(photos.router)
-
-    @app.get("/", include_in_schema=False)
-    def root() -> RedirectResponse:
-        return RedirectResponse("/docs")
+    app.include_router(pages.router)  # / → /m/, and the phone app
 
     return app
 
