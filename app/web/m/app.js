@@ -127,8 +127,9 @@ async function signIn(event, username, password, button, error) {
     const body = await api("/api/v1/auth/login", { method: "POST", json: { username: username.value.trim(), password: password.value } });
     session.set(body.token, body.user);
     await Promise.all([categories({ refresh: true }), orgUnits({ refresh: true })]).catch(() => {});
-    location.hash = role() === "supervisor" ? "#/review" : "#/report";
-    render();
+    const home = role() === "supervisor" ? "#/review" : "#/report";
+    if (location.hash === home) render();
+    else location.hash = home; // hashchange renders
     outbox.kick();
   } catch (err) {
     error.textContent = err.status === 401 ? t("badLogin") : err.status === 0 ? t("needNetwork") : err.message;
@@ -145,8 +146,8 @@ async function signOut() {
   store.del("cache.review");
   forgetImages();
   if ("caches" in window) caches.delete("gp-photos").catch(() => {});
-  location.hash = "#/login";
-  render();
+  if (location.hash === "#/login") render();
+  else location.hash = "#/login";
   if (token) fetch("/api/v1/auth/logout", { method: "POST", headers: { Authorization: `Bearer ${token}` } }).catch(() => {});
 }
 
@@ -177,9 +178,9 @@ function outboxView(root) {
 
   const draw = async () => {
     const all = await outbox.items();
-    const sig = JSON.stringify(all.map((i) => [i.id, i.state, i.attempts, i.error && i.error.text, i.next_at, i.result]));
-    if (sig !== signature) {
-      signature = sig;
+    const sig = JSON.stringify(all.map((i) => [i.id, i.state, i.attempts, i.error && i.error.status, i.next_at, i.result]));
+    if (sig + lang !== signature) {
+      signature = sig + lang;
       const pending = all.filter((i) => i.state !== "done");
       const others = pending.filter((i) => session.user && i.owner !== session.user.username);
       fill(header, 
@@ -238,7 +239,7 @@ function outboxItem(item, all, urls) {
       item.state === "sending" ? h("p", { class: "bytes", "data-progress": item.id }) : null,
       item.state === "queued" && item.next_at > Date.now() ? h("p", { class: "retry-at", "data-retry": String(item.next_at) }) : null,
       item.state === "done" ? h("p", { class: "result", text: doneText }) : null,
-      item.error && item.state !== "done" ? h("p", { class: item.state === "failed" ? "reason error" : "reason", text: item.state === "failed" ? item.error.text : t("lastError", { reason: item.error.text }) }) : null,
+      item.error && item.state !== "done" ? h("p", { class: item.state === "failed" ? "reason error" : "reason", text: item.state === "failed" ? outbox.errorText(item.error) : t("lastError", { reason: outbox.errorText(item.error) }) }) : null,
       h(
         "div",
         { class: "row" },

@@ -80,9 +80,20 @@ function newItem(kind, data) {
 /** Photos as stored: the original File blobs, untouched. */
 const packFiles = (files) => files.map((f) => ({ name: f.name || "photo.jpg", type: f.type, size: f.size, blob: f }));
 
+/** Store a new item; where a browser cannot store a picked File as is, store its bytes. */
+async function putNew(item) {
+  try {
+    await put(item);
+  } catch (err) {
+    if (!item.files || !item.files.length) throw err;
+    for (const f of item.files) f.blob = new Blob([await f.blob.arrayBuffer()], { type: f.type });
+    await put(item);
+  }
+}
+
 export async function addReport({ fields, files, summary }) {
   const item = newItem("report", { fields, files: packFiles(files), summary });
-  await put(item);
+  await putNew(item);
   changed();
   kick();
   return item;
@@ -96,7 +107,7 @@ export async function addPhotos({ issue, kind, files, fields = {} }) {
     fields,
     files: packFiles(files),
   });
-  await put(item);
+  await putNew(item);
   changed();
   kick();
   return item;
@@ -134,6 +145,7 @@ export async function clearDone() {
 
 // --- Sending -----------------------------------------------------------------------------------
 let running = false;
+let again = false;
 let timer = 0;
 let current = null; // the item being sent: {id, controller}
 
@@ -151,24 +163,36 @@ export function sendable(item, all) {
 
 /** Process the queue, one item at a time (one bar of signal is better spent on one upload). */
 export async function kick() {
-  if (running) return;
+  if (running) {
+    again = true; // something changed while sending: look once more when done
+    return;
+  }
   running = true;
+  again = false;
   clearTimeout(timer);
   try {
-    for (;;) {
-      if (!session.token || session.expired) break;
-      if (navigator.onLine === false) break; // the "online" event starts us again
-      const all = await items();
-      const now = Date.now();
-      const next = all.find((i) => sendable(i, all) && i.next_at <= now);
-      if (!next) {
-        schedule(all);
-        break;
-      }
-      if (!(await send(next))) break;
-    }
+    // One sender across tabs of the app: the others see the same outbox change.
+    // (another tab holds the lock: look again later, in case that tab is closed meanwhile).
+    if (!navigator.locks) await drain();
+    else await navigator.locks.request("gp-outbox", { ifAvailable: true }, (lock) => (lock ? drain() : (timer = setTimeout(kick, 30000))));
   } finally {
     running = false;
+    if (again) kick();
+  }
+}
+
+async function drain() {
+  for (;;) {
+    if (!session.token || session.expired) break;
+    if (navigator.onLine === false) break; // the "online" event starts us again
+    const all = await items();
+    const now = Date.now();
+    const next = all.find((i) => sendable(i, all) && i.next_at <= now);
+    if (!next) {
+      schedule(all);
+      break;
+    }
+    if (!(await send(next))) break;
   }
 }
 
@@ -210,16 +234,24 @@ async function send(item) {
     item.state = "queued";
     const wait = Math.max(retryAfter, BACKOFF_S[Math.min(item.attempts - 1, BACKOFF_S.length - 1)]);
     item.next_at = Date.now() + wait * 1000 * (1 + Math.random() * 0.2);
-    item.error = { status, text: problemText(status, body || {}) };
+    item.error = errorOf(status, body);
   } else {
     item.state = "failed";
-    item.error = { status, code: body && body.code, text: problemText(status, body || {}) };
+    item.error = errorOf(status, body);
   }
   await put(item);
   await prune();
   changed();
   return status !== 401;
 }
+
+/** What went wrong, kept as the server said it; shown in words in the current language. */
+function errorOf(status, body) {
+  const { code, title, detail, max_bytes } = body || {};
+  return { status, code, title, detail, max_bytes };
+}
+
+export const errorText = (error) => problemText(error.status, error);
 
 function formOf(fields, files, fileField) {
   const form = new FormData();

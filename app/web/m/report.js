@@ -1,5 +1,5 @@
 // 上报: category tiles, photos (the original files), the phone's position, description, quantity.
-import { add, categories, fill, categoryName, field, formatBytes, h, lang, t, toast } from "./core.js";
+import { add, categories, fill, categoryName, field, formatBytes, h, t, toast } from "./core.js";
 import * as outbox from "./outbox.js";
 
 const MAX_PHOTOS = 10;
@@ -151,9 +151,9 @@ async function queueReport(category) {
     fields.accuracy_m = Math.round(position.coords.accuracy * 10) / 10;
     fields.location_source = "device";
   } // else the server takes the first photo's EXIF GPS, or answers location_required
-  await outbox.addReport({ fields, files: [...draft.files], summary: { category: category.code, lang } });
+  await outbox.addReport({ fields, files: [...draft.files], summary: { category: category.code } });
   Object.assign(draft, { category: null, files: [], description: "", quantity: "" });
-  toast(t("queued"));
+  toast(navigator.onLine === false ? t("queuedOffline") : t("queued"));
 }
 
 /** Follow the phone's position while the report screen is open; the newest fix wins. */
