@@ -37,7 +37,7 @@ CHROMIUM_ARGS = [
 ]
 # The phone stands in 经开区, Zhengzhou (34.75 N, 113.78 E), with a 12 m GPS fix.
 PHONE_POSITION = {"latitude": 34.7521, "longitude": 113.7834, "accuracy": 12}
-PHONE = {
+PHONE: dict[str, Any] = {
     "viewport": {"width": 360, "height": 640},
     "device_scale_factor": 2,
     "is_mobile": True,
@@ -68,7 +68,7 @@ def browser() -> Iterator[Any]:
         browser.close()
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
@@ -114,7 +114,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     migrate(settings.database_url)
     with Session(get_engine(settings.database_url), expire_on_commit=False) as session:
         zone = factories.make_zone(session)
-    port = _free_port()
+    port = free_port()
     config = uvicorn.Config(
         create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
     )

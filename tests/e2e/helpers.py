@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import FilePayload, Page, expect
 
 from tests import factories
 
@@ -23,7 +23,7 @@ class PhotoFile:
     def sha256(self) -> str:
         return hashlib.sha256(self.data).hexdigest()
 
-    def payload(self, mime: str = "image/jpeg") -> dict[str, Any]:
+    def payload(self, mime: str = "image/jpeg") -> FilePayload:
         return {"name": self.name, "mimeType": mime, "buffer": self.data}
 
 
@@ -48,7 +48,7 @@ def sign_in(page: Page, username: str, password: str = factories.PASSWORD) -> No
 
 
 def fill_report(
-    page: Page, category: str, description: str, photos: list[dict[str, Any]], quantity: str = ""
+    page: Page, category: str, description: str, photos: list[FilePayload], quantity: str = ""
 ) -> None:
     page.goto("/m/#/report")
     expect(page.locator("body[data-ready=report]")).to_be_attached()

@@ -2,12 +2,25 @@
 
 import gzip
 import re
+from collections.abc import Iterator
+from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
+from app.config import Settings
+from app.main import create_app
 from app.routers.pages import PHONE_DIR, phone_files
 
 BUDGET_BYTES = 150 * 1024
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    """The app with nothing behind it: static pages touch neither the database nor storage."""
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'unused.db'}", upload_dir=tmp_path)
+    with TestClient(create_app(settings)) as client:
+        yield client
 
 
 def test_root_redirects_to_the_phone_app(client: TestClient) -> None:
