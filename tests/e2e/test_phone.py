@@ -40,7 +40,13 @@ def test_sign_in_and_report_with_a_photo(page: Page, live_server: LiveServer) ->
     sign_in(page, "grid_worker")
     fill_report(page, "非法小广告", description, [photo.payload()], quantity="3")
     wait_located(page)
-    expect(page.get_by_role("listitem").filter(has=page.get_by_role("img", name="新照片 1")))
+    camera = page.get_by_label("照片", exact=True)
+    assert camera.evaluate("el => [el.accept, el.getAttribute('capture'), el.multiple]") == [
+        "image/*",
+        "environment",
+        True,
+    ]
+    expect(page.get_by_role("img", name="新照片 1")).to_be_visible()
     assert controls_without_names(page) == []
     page.get_by_role("button", name="提交").click()
 
@@ -354,6 +360,7 @@ def test_supervisor_dispatches_worker_rectifies_supervisor_verifies(
         expect(worker.get_by_role("heading", name="整改前")).to_be_visible()
         expect(worker.get_by_role("button", name="查看大图：整改前照片 1")).to_be_visible()
         assert _action_buttons(worker) == {"submit_rectification", "return"}
+        assert controls_without_names(worker) == []
         after = PhotoFile("after.jpg", factories.jpeg(seed=42))
         worker.get_by_label("整改后照片").set_input_files([after.payload()])
         worker.get_by_role("button", name="提交整改").click()
