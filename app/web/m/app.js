@@ -4,7 +4,7 @@ import {
   session, setLang, store, t,
 } from "./core.js";
 import * as outbox from "./outbox.js";
-import { reportView } from "./report.js";
+import { reportView, resetDraft } from "./report.js";
 import { issueView, reviewView, tasksView } from "./issues.js";
 
 const main = document.getElementById("main");
@@ -49,7 +49,8 @@ function render() {
 }
 
 function renderTop() {
-  fill(top, 
+  fill(
+    top,
     h("h1", { text: t("app") }),
     h("button", {
       type: "button",
@@ -80,7 +81,8 @@ function renderTabs(active) {
   const current = active === "issue" ? work : active;
   const tab = (name, label, extra = null) =>
     h("a", { href: `#/${name}`, class: "tab", "aria-current": name === current ? "page" : null }, h("span", { text: label }), extra);
-  fill(tabs, 
+  fill(
+    tabs,
     tab("report", t("tabReport")),
     tab(work, t(role() === "supervisor" ? "tabReview" : "tabTasks")),
     tab("outbox", t("tabOutbox"), h("span", { class: "badge", id: "outbox-badge", hidden: !badgeCount, text: String(badgeCount), "aria-label": t("outboxCount", { n: badgeCount }) })),
@@ -145,6 +147,7 @@ async function signOut() {
   store.del("cache.tasks");
   store.del("cache.review");
   forgetImages();
+  resetDraft();
   if ("caches" in window) caches.delete("gp-photos").catch(() => {});
   if (location.hash === "#/login") render();
   else location.hash = "#/login";
@@ -183,7 +186,8 @@ function outboxView(root) {
       signature = sig + lang;
       const pending = all.filter((i) => i.state !== "done");
       const others = pending.filter((i) => session.user && i.owner !== session.user.username);
-      fill(header, 
+      fill(
+        header,
         h("p", { class: "count", role: "status", text: pending.length ? t("outboxCount", { n: pending.length }) : t("outboxEmpty") }),
         navigator.onLine === false ? h("p", { class: "notice", text: t("offline") }) : null,
         others.length ? h("p", { class: "notice", text: t("wrongUserOutbox", { n: others.length, user: others[0].owner }) }) : null,

@@ -106,7 +106,7 @@ function listStatus(result) {
 
 function loadFailed(root, err, again) {
   add(root, 
-    h("p", { class: "error", role: "alert", text: t("loadFailed", { reason: problemText(err.status || 0, err.problem || {}) }) }),
+    h("p", { class: "error", role: "alert", text: t("loadFailed", { reason: reason(err) }) }),
     h("button", { type: "button", class: "secondary big", text: t("retry"), onclick: again }),
   );
 }
@@ -230,7 +230,8 @@ function drawIssue(root, issue, back, reload, notice) {
     issue.quantity !== null ? `${t("quantity")} ${issue.quantity} ${issue.quantity_unit}` : null,
     issue.rework_count ? t("rework", { n: issue.rework_count }) : null,
   ].filter(Boolean);
-  fill(root, 
+  fill(
+    root,
     h("a", { href: back, class: "back", text: "‹ " + t("back") }),
     h("h2", { class: "issue-title", text: `${issue.code} · ${c ? categoryName(c) : issue.category}` }),
     notice ? h("p", { class: "notice", role: "status", text: notice }) : null,
@@ -265,7 +266,14 @@ function actionsPanel(issue, back, reload) {
   return h("div", { class: "actions" }, panels);
 }
 
+/** Why a direct (not queued) request failed; nothing retries it by itself. */
+const reason = (err) => (err.status ? problemText(err.status, err.problem || {}) : t("needNetwork"));
+
+let busy = false; // one transition at a time: a double tap must not send it twice
+
 async function transition(issue, action, body, status, back, reload) {
+  if (busy) return;
+  busy = true;
   status.textContent = "";
   try {
     await api(`/api/v1/issues/${issue.id}/transitions`, {
@@ -278,7 +286,9 @@ async function transition(issue, action, body, status, back, reload) {
     location.hash = back;
   } catch (err) {
     if (err.status === 412) return reload(t("versionConflict"));
-    status.textContent = problemText(err.status, err.problem);
+    status.textContent = reason(err);
+  } finally {
+    busy = false;
   }
 }
 
@@ -291,13 +301,13 @@ function notePanel(action, run, needsNote) {
   const note = needsNote ? h("textarea", { rows: 2, maxLength: 2000 }) : null;
   const go = () => {
     if (note && !note.value.trim()) {
-      status.textContent = `${t("note")}?`;
+      status.textContent = t("needNote");
       return note.focus();
     }
     run(action, note ? { note: note.value.trim() } : {}, status);
   };
   const cls = action === "reject" || action === "return" ? "secondary" : "primary";
-  return h("section", { class: "action card" }, note ? field(t("note"), note) : null, status, actionButton(action, go, cls));
+  return h("section", { class: "action card" }, note ? field(t("noteFor", { action: t("act_" + action) }), note) : null, status, actionButton(action, go, cls));
 }
 
 function verifyPanel(allowed, run) {
@@ -305,7 +315,7 @@ function verifyPanel(allowed, run) {
   const note = h("textarea", { rows: 2, maxLength: 2000 });
   const fail = () => {
     if (!note.value.trim()) {
-      status.textContent = `${t("note")}?`;
+      status.textContent = t("needNote");
       return note.focus();
     }
     run("verify_fail", { note: note.value.trim() }, status);
@@ -331,8 +341,8 @@ function deadlinePanel(issue, action, run, withOffice) {
   if (office) fillOffices(office, issue);
   const go = () => {
     const when = new Date(deadline.value);
-    if (Number.isNaN(when.getTime())) return (status.textContent = `${t("deadline")}?`);
-    if (note && !note.value.trim()) return (status.textContent = `${t("note")}?`);
+    if (Number.isNaN(when.getTime())) return (status.textContent = t("needDeadline"));
+    if (note && !note.value.trim()) return (status.textContent = t("needNote"));
     const body = { deadline: when.toISOString() };
     if (office) body.org_unit = office.value;
     if (note) body.note = note.value.trim();
@@ -343,7 +353,7 @@ function deadlinePanel(issue, action, run, withOffice) {
     { class: "action card" },
     office ? field(t("office"), office) : null,
     field(t("deadline"), deadline),
-    note ? field(t("note"), note) : null,
+    note ? field(t("noteFor", { action: t("act_" + action) }), note) : null,
     status,
     actionButton(action, go),
   );
@@ -377,7 +387,8 @@ function rectifyPanel(issue) {
   const urls = [];
   const draw = () => {
     for (const u of urls.splice(0)) URL.revokeObjectURL(u);
-    fill(previews, 
+    fill(
+      previews,
       ...chosen.map((f, i) => {
         const url = URL.createObjectURL(f);
         urls.push(url);

@@ -13,14 +13,15 @@ export function reportView(root) {
   add(root, form);
   const urls = [];
 
-  const tiles = h("div", { class: "tiles", role: "radiogroup", "aria-labelledby": "category-legend" });
+  const tiles = h("div", { class: "tiles" });
   const unitLabel = h("span", { class: "unit", id: "quantity-unit" });
   const previews = h("ul", { class: "previews", "aria-label": t("chosenPhotos") });
   const locationBox = h("div", { class: "location-text", role: "status", "aria-live": "polite" });
   const error = h("p", { class: "error", role: "alert" });
 
   const drawTiles = (rows) => {
-    fill(tiles, 
+    fill(
+      tiles,
       ...rows.map((c) => {
         const input = h("input", { type: "radio", name: "category", value: c.code, checked: draft.category === c.code, onchange: () => pick(c) });
         return h("label", { class: "tile" }, input, h("span", { text: categoryName(c) }));
@@ -39,7 +40,8 @@ export function reportView(root) {
 
   const drawPreviews = () => {
     for (const url of urls.splice(0)) URL.revokeObjectURL(url);
-    fill(previews, 
+    fill(
+      previews,
       ...draft.files.map((file, i) => {
         const url = URL.createObjectURL(file);
         urls.push(url);
@@ -90,7 +92,7 @@ export function reportView(root) {
   const submit = h("button", { type: "submit", class: "primary big", text: t("submit") });
 
   add(form, 
-    h("fieldset", { class: "group" }, h("legend", { id: "category-legend", text: t("category") }), tiles),
+    h("fieldset", { class: "group", role: "radiogroup" }, h("legend", { text: t("category") }), tiles),
     h(
       "section",
       { class: "group" },
@@ -135,11 +137,16 @@ export function reportView(root) {
   const stopLocating = startLocating(drawLocation);
   categories()
     .then(drawTiles)
-    .catch((err) => fill(tiles, h("p", { class: "error", text: t("loadFailed", { reason: err.message || t("needNetwork") }) })));
+    .catch((err) => fill(tiles, h("p", { class: "error", text: t("loadFailed", { reason: err.status ? err.message : t("needNetwork") }) })));
   return () => {
     stopLocating();
     for (const url of urls) URL.revokeObjectURL(url);
   };
+}
+
+/** Forget the half-made report (on sign-out: the next user must not inherit its photos). */
+export function resetDraft() {
+  Object.assign(draft, { category: null, files: [], description: "", quantity: "" });
 }
 
 async function queueReport(category) {
@@ -152,7 +159,7 @@ async function queueReport(category) {
     fields.location_source = "device";
   } // else the server takes the first photo's EXIF GPS, or answers location_required
   await outbox.addReport({ fields, files: [...draft.files], summary: { category: category.code } });
-  Object.assign(draft, { category: null, files: [], description: "", quantity: "" });
+  resetDraft();
   toast(navigator.onLine === false ? t("queuedOffline") : t("queued"));
 }
 
