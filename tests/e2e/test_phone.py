@@ -48,6 +48,7 @@ def test_sign_in_and_report_with_a_photo(page: Page, live_server: LiveServer) ->
     ]
     expect(page.get_by_role("img", name="新照片 1")).to_be_visible()
     assert controls_without_names(page) == []
+    assert not _overflows(page), "the report screen is wider than the phone"
     page.get_by_role("button", name="提交").click()
 
     done = outbox_items(page).filter(has_text="已上报")
@@ -179,6 +180,7 @@ def test_a_refused_photo_fails_with_the_reason_and_stays(
     assert {i["state"] for i in idb_outbox(page)} == {"failed"}
     assert {i["error"]["status"] for i in idb_outbox(page)} == {413, 415}
     assert controls_without_names(page) == []
+    assert not _overflows(page)
 
     for _ in range(2):
         items.first.get_by_role("button", name=re.compile("^删除这一项")).click()
@@ -246,6 +248,37 @@ def test_sign_out_clears_the_token_and_keeps_no_credentials(page: Page, phone: A
     assert stored[0]["owner"] == "grid_worker"
 
 
+def test_denied_location_is_said_and_the_photo_exif_locates(
+    browser: Any, live_server: LiveServer
+) -> None:
+    from tests.e2e.conftest import PHONE
+
+    photo = real_photo()
+    description = unique("无定位")
+    context = browser.new_context(base_url=live_server.url, **(PHONE | {"permissions": []}))
+    try:
+        page = context.new_page()
+        sign_in(page, "grid_worker")
+        fill_report(page, "违规横幅", description, [photo.payload()])
+        expect(page.get_by_text("未获得定位权限。将使用照片自带的 GPS 位置")).to_be_visible()
+        page.get_by_role("button", name="提交").click()
+        expect(outbox_items(page).filter(has_text="已上报")).to_have_count(1)
+    finally:
+        context.close()
+    [issue] = _by_description(live_server, description)
+    assert issue["location_source"] == "exif"
+    assert issue["lat"] == pytest.approx(45.5, abs=0.05)  # where the photo was taken
+
+
+def _overflows(page: Page) -> bool:
+    """Wider than the 360 px phone (a mobile browser zooms out, so innerWidth would hide it)."""
+    right: float = page.evaluate(
+        "() => Math.max(...[...document.querySelectorAll('main *')]"
+        ".map((el) => el.getBoundingClientRect().right))"
+    )
+    return right > 360.5
+
+
 def test_english_switch(page: Page) -> None:
     page.goto("/m/")
     page.get_by_role("button", name="Switch to English").click()
@@ -255,6 +288,7 @@ def test_english_switch(page: Page) -> None:
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("radio", name="Flyposters and illegal small ads")).to_be_attached()
     expect(page.get_by_role("button", name="Submit")).to_be_visible()
+    assert not _overflows(page), "the report screen is wider than the phone"
     page.get_by_role("button", name="切换到中文").click()
     expect(page.get_by_role("button", name="提交")).to_be_visible()
 
@@ -325,6 +359,7 @@ def test_tasks_put_overdue_first_with_a_countdown(page: Page, live_server: LiveS
     expect(cards.first).to_contain_text("已超期 5小时")
     expect(cards.filter(has_text=due["code"])).to_contain_text(re.compile(r"剩余 (1天|23小时)"))
     assert controls_without_names(page) == []
+    assert not _overflows(page)
 
 
 def test_supervisor_dispatches_worker_rectifies_supervisor_verifies(
@@ -341,6 +376,7 @@ def test_supervisor_dispatches_worker_rectifies_supervisor_verifies(
     assert _action_buttons(page) <= set(live_server.issue(issue["id"])["allowed_actions"])
     assert {"dispatch", "accept", "reject"} <= _action_buttons(page)
     assert controls_without_names(page) == []
+    assert not _overflows(page)
     page.get_by_label("派往单位").select_option("A")
     page.get_by_label("整改期限").fill("2099-12-31T18:00")
     page.get_by_role("button", name="派遣").click()
