@@ -4,12 +4,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.responses import RedirectResponse
 from starlette.types import ASGIApp
 
 from app.config import MB, Settings, get_settings
 from app.errors import BodyLimitAsProblem, install_error_handlers
-from app.routers import account, evidence, issues, photos, public
+from app.routers import account, evidence, issues, pages, photos, public
 from app.services.storage import Storage
 
 
@@ -42,10 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(issues.router, max_body_size=settings.max_request_bytes)
     app.include_router(photos.router)
     app.include_router(evidence.router)
-
-    @app.get("/", include_in_schema=False)
-    def root() -> RedirectResponse:
-        return RedirectResponse("/docs")
+    app.include_router(pages.router)  # / → /m/, and the phone app
 
     return app
 

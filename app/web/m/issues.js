@@ -1,0 +1,457 @@
+// 任务 (a unit's dispatched issues), 审核 (a supervisor's queues) and one issue with its actions.
+import {
+  add, api, fill, authImage, categories, categoryName, field, formatBytes, formatDuration, formatTime, h, localInputValue,
+  orgUnits, problemText, session, store, t, toast,
+} from "./core.js";
+import * as outbox from "./outbox.js";
+
+// --- Loading lists, with the last answer kept for offline use --------------------------------
+async function fetchAll(query) {
+  const items = [];
+  let cursor = null;
+  for (let page = 0; page < 10; page++) {
+    const body = await api(`/api/v1/issues?${query}&limit=200${cursor ? "&cursor=" + encodeURIComponent(cursor) : ""}`);
+    items.push(...body.items);
+    if (!body.has_more) break;
+    cursor = body.next_cursor;
+  }
+  return items;
+}
+
+async function cachedList(key, load) {
+  try {
+    const items = await load();
+    store.set("cache." + key, { at: Date.now(), items });
+    return { items };
+  } catch (err) {
+    const cached = store.get("cache." + key);
+    if (err.status === 0 && cached) return { items: cached.items, at: cached.at };
+    throw err;
+  }
+}
+
+function cachedIssue(id) {
+  for (const key of ["cache.tasks", "cache.review"]) {
+    const found = ((store.get(key) || {}).items || []).find((i) => i.id === id);
+    if (found) return found;
+  }
+  return null;
+}
+
+// --- Small pieces -------------------------------------------------------------------------------
+let categoryRows = store.get("categories", []) || [];
+const category = (code) => categoryRows.find((c) => c.code === code);
+const categoryLabel = (code) => (category(code) ? categoryName(category(code)) : code);
+
+function countdown(issue) {
+  if (!issue.deadline) return { text: t("noDeadline"), overdue: false };
+  const ms = new Date(issue.deadline).getTime() - Date.now();
+  return ms < 0 ? { text: t("overdueBy", { d: formatDuration(ms) }), overdue: true } : { text: t("dueIn", { d: formatDuration(ms) }), overdue: false };
+}
+
+function deadlineChip(issue) {
+  const c = countdown(issue);
+  return h("span", { class: `chip ${c.overdue ? "overdue" : "due"}`, "data-deadline": issue.deadline || "", text: c.text });
+}
+
+function refreshCountdowns(root) {
+  for (const el of root.querySelectorAll("[data-deadline]")) {
+    if (!el.dataset.deadline) continue;
+    const c = countdown({ deadline: el.dataset.deadline });
+    el.textContent = c.text;
+    el.classList.toggle("overdue", c.overdue);
+  }
+}
+
+const statusChip = (issue) => h("span", { class: `chip status-${issue.status}`, text: t("status_" + issue.status) });
+const photosOf = (issue, kind) => issue.photos.filter((p) => p.kind === kind);
+
+/** After-photos of the current round: uploaded since the issue last entered `dispatched`. */
+function currentAfter(issue) {
+  const after = photosOf(issue, "after");
+  if (!issue.dispatched_at) return after;
+  const since = new Date(issue.dispatched_at).getTime();
+  return after.filter((p) => new Date(p.uploaded_at).getTime() >= since);
+}
+
+function thumb(photo, alt) {
+  return h("button", { type: "button", class: "thumb-button", "aria-label": t("enlarge", { what: alt }), onclick: () => lightbox(photo, alt) }, authImage(photo.urls.thumb, alt));
+}
+
+function lightbox(photo, alt) {
+  const close = () => {
+    overlay.remove();
+    document.removeEventListener("keydown", onKey);
+  };
+  const onKey = (e) => e.key === "Escape" && close();
+  const overlay = h(
+    "div",
+    { class: "lightbox", role: "dialog", "aria-modal": "true", "aria-label": alt, onclick: (e) => e.target === overlay && close() },
+    authImage(photo.urls.large, alt, "large"),
+    h("button", { type: "button", class: "primary big", text: t("close"), onclick: close }),
+  );
+  document.addEventListener("keydown", onKey);
+  add(document.body, overlay);
+  overlay.querySelector("button").focus();
+}
+
+/** A list's title with a big refresh button beside it. */
+function heading(title, reload) {
+  return h("div", { class: "list-head" }, h("h2", { text: title }), h("button", { type: "button", class: "secondary", text: t("refresh"), onclick: reload }));
+}
+
+function listStatus(result) {
+  return result.at ? h("p", { class: "notice", role: "status", text: t("cachedAt", { time: formatTime(result.at) }) }) : null;
+}
+
+function loadFailed(root, err, again) {
+  add(root, 
+    h("p", { class: "error", role: "alert", text: t("loadFailed", { reason: reason(err) }) }),
+    h("button", { type: "button", class: "secondary big", text: t("retry"), onclick: again }),
+  );
+}
+
+function issueCard(issue, { compare = false } = {}) {
+  const before = photosOf(issue, "before")[0];
+  const after = currentAfter(issue).at(-1);
+  const title = `${issue.code} · ${categoryLabel(issue.category)}`;
+  return h(
+    "li",
+    { class: `task ${issue.overdue ? "overdue" : ""}`, "data-issue": String(issue.id) },
+    h(
+      "a",
+      { href: `#/issue/${issue.id}`, class: "task-link" },
+      h(
+        "div",
+        { class: compare && after ? "pair" : "single" },
+        before ? authImage(before.urls.thumb, t("photoAlt", { kind: t("before"), n: 1 })) : null,
+        compare && after ? authImage(after.urls.thumb, t("photoAlt", { kind: t("after"), n: 1 })) : null,
+      ),
+      h(
+        "div",
+        { class: "task-body" },
+        h("p", { class: "title", text: title }),
+        h("p", { class: "meta" }, statusChip(issue), issue.status === "dispatched" ? deadlineChip(issue) : null),
+        issue.description ? h("p", { class: "desc", text: issue.description }) : null,
+      ),
+    ),
+  );
+}
+
+async function withCategories() {
+  categoryRows = await categories().catch(() => categoryRows);
+}
+
+// --- 任务 ----------------------------------------------------------------------------------------
+export function tasksView(root) {
+  let timer = 0;
+  const load = async () => {
+    fill(root, heading(t("tasksTitle"), load), h("p", { class: "muted", role: "status", text: t("loading") }));
+    await withCategories();
+    let result;
+    try {
+      const unit = encodeURIComponent(session.user.org_unit);
+      result = await cachedList("tasks", () => fetchAll(`status=dispatched&org_unit=${unit}`));
+    } catch (err) {
+      fill(root, heading(t("tasksTitle"), load));
+      return loadFailed(root, err, load);
+    }
+    const items = result.items
+      .filter((i) => i.status === "dispatched")
+      .sort((a, b) => Number(b.overdue) - Number(a.overdue) || (a.deadline || "9").localeCompare(b.deadline || "9"));
+    const list = h("ul", { class: "tasks", "aria-label": t("tasksTitle") }, items.map((i) => issueCard(i)));
+    fill(root, heading(t("tasksTitle"), load), listStatus(result), items.length ? list : h("p", { class: "muted", text: t("tasksEmpty") }));
+    clearInterval(timer);
+    timer = setInterval(() => refreshCountdowns(root), 30000);
+  };
+  load();
+  return () => clearInterval(timer);
+}
+
+// --- 审核 ----------------------------------------------------------------------------------------
+export function reviewView(root) {
+  const load = async () => {
+    fill(root, heading(t("reviewTitle"), load), h("p", { class: "muted", role: "status", text: t("loading") }));
+    await withCategories();
+    let result;
+    try {
+      result = await cachedList("review", async () => {
+        const [intake, verify] = await Promise.all([fetchAll("status=reported&status=accepted"), fetchAll("status=rectified")]);
+        return [...intake, ...verify];
+      });
+    } catch (err) {
+      fill(root, heading(t("reviewTitle"), load));
+      return loadFailed(root, err, load);
+    }
+    const can = (i, ...actions) => actions.some((a) => i.allowed_actions.includes(a));
+    const oldest = (a, b) => a.reported_at.localeCompare(b.reported_at);
+    const intake = result.items.filter((i) => can(i, "accept", "dispatch")).sort(oldest);
+    const verify = result.items.filter((i) => can(i, "verify_pass", "verify_fail")).sort(oldest);
+    const section = (id, title, rows, compare) =>
+      h(
+        "section",
+        { class: "queue", "aria-labelledby": id },
+        h("h3", { id, text: `${title} (${rows.length})` }),
+        rows.length ? h("ul", { class: "tasks" }, rows.map((i) => issueCard(i, { compare }))) : h("p", { class: "muted", text: t("queueEmpty") }),
+      );
+    fill(root, heading(t("reviewTitle"), load), listStatus(result), section("queue-verify", t("queueVerify"), verify, true), section("queue-intake", t("queueIntake"), intake, false));
+  };
+  load();
+}
+
+// --- One issue ---------------------------------------------------------------------------------
+export function issueView(root, arg) {
+  const id = Number(arg);
+  const back = session.user.role === "supervisor" ? "#/review" : "#/tasks";
+  let alive = true;
+  const load = async (notice = null) => {
+    await withCategories();
+    let issue;
+    try {
+      issue = await api(`/api/v1/issues/${id}`);
+    } catch (err) {
+      issue = err.status === 0 ? cachedIssue(id) : null;
+      if (!issue) {
+        fill(root, h("a", { href: back, class: "back", text: "‹ " + t("back") }));
+        return loadFailed(root, err, () => load());
+      }
+    }
+    if (alive) drawIssue(root, issue, back, load, notice);
+  };
+  load();
+  return () => (alive = false);
+}
+
+function drawIssue(root, issue, back, reload, notice) {
+  const c = category(issue.category);
+  const facts = [
+    [t("reportedAt", { time: formatTime(issue.reported_at) }), t("reportedBy", { who: issue.reported_by })].join(" · "),
+    t("unit", { unit: issue.org_unit }),
+    issue.quantity !== null ? `${t("quantity")} ${issue.quantity} ${issue.quantity_unit}` : null,
+    issue.rework_count ? t("rework", { n: issue.rework_count }) : null,
+  ].filter(Boolean);
+  fill(
+    root,
+    h("a", { href: back, class: "back", text: "‹ " + t("back") }),
+    h("h2", { class: "issue-title", text: `${issue.code} · ${c ? categoryName(c) : issue.category}` }),
+    notice ? h("p", { class: "notice", role: "status", text: notice }) : null,
+    h("p", { class: "meta" }, statusChip(issue), issue.status === "dispatched" ? deadlineChip(issue) : null),
+    issue.description ? h("p", { class: "desc big-text", text: issue.description }) : null,
+    h("ul", { class: "facts" }, facts.map((f) => h("li", { text: f }))),
+    photoPanel(issue),
+    actionsPanel(issue, back, reload),
+  );
+}
+
+function photoPanel(issue) {
+  const before = photosOf(issue, "before");
+  const after = currentAfter(issue);
+  const column = (title, photos, kind) =>
+    h("div", { class: "column" }, h("h3", { text: title }), photos.map((p, i) => thumb(p, t("photoAlt", { kind, n: i + 1 }))));
+  if (!after.length) return h("section", { class: "photos" }, column(t("before"), before, t("before")));
+  return h("section", { class: "photos compare", "aria-label": `${t("before")} / ${t("after")}` }, column(t("before"), before, t("before")), column(t("after"), after, t("after")));
+}
+
+// --- Actions: only those the server's allowed_actions offer ------------------------------------
+function actionsPanel(issue, back, reload) {
+  const allowed = new Set(issue.allowed_actions);
+  const run = (action, body, status) => transition(issue, action, body, status, back, reload);
+  const panels = [];
+  if (allowed.has("submit_rectification")) panels.push(rectifyPanel(issue));
+  if (allowed.has("verify_pass") || allowed.has("verify_fail")) panels.push(verifyPanel(allowed, run));
+  if (allowed.has("dispatch")) panels.push(deadlinePanel(issue, "dispatch", run, true));
+  if (allowed.has("accept")) panels.push(notePanel("accept", run, false));
+  if (allowed.has("extend_deadline")) panels.push(deadlinePanel(issue, "extend_deadline", run, false));
+  for (const action of ["return", "reject", "reopen"]) if (allowed.has(action)) panels.push(notePanel(action, run, true));
+  return h("div", { class: "actions" }, panels);
+}
+
+/** Why a direct (not queued) request failed; nothing retries it by itself. */
+const reason = (err) => (err.status ? problemText(err.status, err.problem || {}) : t("needNetwork"));
+
+let busy = false; // one transition at a time: a double tap must not send it twice
+
+async function transition(issue, action, body, status, back, reload) {
+  if (busy) return;
+  busy = true;
+  status.textContent = "";
+  try {
+    await api(`/api/v1/issues/${issue.id}/transitions`, {
+      method: "POST",
+      json: { action, ...body },
+      headers: { "If-Match": `"${issue.version}"` },
+    });
+    toast(t("actionSent", { action: t("act_" + action) }));
+    store.del("cache.review");
+    location.hash = back;
+  } catch (err) {
+    if (err.status === 412) return reload(t("versionConflict"));
+    status.textContent = reason(err);
+  } finally {
+    busy = false;
+  }
+}
+
+function actionButton(action, onclick, cls = "primary") {
+  return h("button", { type: "button", class: `${cls} big`, "data-action": action, text: t("act_" + action), onclick });
+}
+
+function notePanel(action, run, needsNote) {
+  const status = h("p", { class: "error", role: "alert" });
+  const note = needsNote ? h("textarea", { rows: 2, maxLength: 2000 }) : null;
+  const go = () => {
+    if (note && !note.value.trim()) {
+      status.textContent = t("needNote");
+      return note.focus();
+    }
+    run(action, note ? { note: note.value.trim() } : {}, status);
+  };
+  const cls = action === "reject" || action === "return" ? "secondary" : "primary";
+  return h("section", { class: "action card" }, note ? field(t("noteFor", { action: t("act_" + action) }), note) : null, status, actionButton(action, go, cls));
+}
+
+function verifyPanel(allowed, run) {
+  const status = h("p", { class: "error", role: "alert" });
+  const note = h("textarea", { rows: 2, maxLength: 2000 });
+  const fail = () => {
+    if (!note.value.trim()) {
+      status.textContent = t("needNote");
+      return note.focus();
+    }
+    run("verify_fail", { note: note.value.trim() }, status);
+  };
+  const pass = () => run("verify_pass", note.value.trim() ? { note: note.value.trim() } : {}, status);
+  return h(
+    "section",
+    { class: "action card verify" },
+    field(t("note"), note),
+    status,
+    h("div", { class: "row" }, allowed.has("verify_pass") ? actionButton("verify_pass", pass, "good") : null, allowed.has("verify_fail") ? actionButton("verify_fail", fail, "danger") : null),
+  );
+}
+
+/** Dispatch (office and deadline) or extend the deadline (deadline and note). */
+function deadlinePanel(issue, action, run, withOffice) {
+  const status = h("p", { class: "error", role: "alert" });
+  const hours = (category(issue.category) || {}).deadline_hours || 72;
+  const start = action === "extend_deadline" && issue.deadline ? new Date(issue.deadline) : new Date();
+  const deadline = h("input", { type: "datetime-local", required: true, value: localInputValue(new Date(start.getTime() + hours * 3600e3)) });
+  const note = withOffice ? null : h("textarea", { rows: 2, maxLength: 2000 });
+  const office = withOffice ? h("select", { required: true }) : null;
+  if (office) fillOffices(office, issue);
+  const go = () => {
+    const when = new Date(deadline.value);
+    if (Number.isNaN(when.getTime())) return (status.textContent = t("needDeadline"));
+    if (note && !note.value.trim()) return (status.textContent = t("needNote"));
+    const body = { deadline: when.toISOString() };
+    if (office) body.org_unit = office.value;
+    if (note) body.note = note.value.trim();
+    run(action, body, status);
+  };
+  return h(
+    "section",
+    { class: "action card" },
+    office ? field(t("office"), office) : null,
+    field(t("deadline"), deadline),
+    note ? field(t("noteFor", { action: t("act_" + action) }), note) : null,
+    status,
+    actionButton(action, go),
+  );
+}
+
+/** Units the supervisor may dispatch to (their own and below), offices first; the one above
+ *  the issue's current unit is chosen by default. */
+async function fillOffices(select, issue) {
+  const units = await orgUnits().catch(() => []);
+  const byCode = new Map(units.map((u) => [u.code, u]));
+  const chain = (code) => {
+    const out = [];
+    for (let u = byCode.get(code); u; u = byCode.get(u.parent_code)) out.push(u.code);
+    return out;
+  };
+  const mine = session.user.org_unit;
+  const order = { office: 0, community: 1, district: 2, grid: 3 };
+  const choices = units.filter((u) => u.kind !== "grid" && chain(u.code).includes(mine)).sort((a, b) => order[a.kind] - order[b.kind] || a.code.localeCompare(b.code));
+  const issueChain = chain(issue.org_unit);
+  const preferred = choices.find((u) => u.kind === "office" && issueChain.includes(u.code)) || choices.find((u) => u.kind === "office") || choices[0];
+  fill(select, ...choices.map((u) => h("option", { value: u.code, selected: u === preferred, text: `${u.name} (${u.code})` })));
+}
+
+/** Worker: after-photos go through the outbox, then the submission waits behind them. */
+function rectifyPanel(issue) {
+  const chosen = [];
+  const status = h("p", { class: "error", role: "alert" });
+  const waiting = h("p", { class: "notice", role: "status", hidden: true });
+  const previews = h("ul", { class: "previews", "aria-label": t("chosenPhotos") });
+  const here = onePosition();
+  const urls = [];
+  const draw = () => {
+    for (const u of urls.splice(0)) URL.revokeObjectURL(u);
+    fill(
+      previews,
+      ...chosen.map((f, i) => {
+        const url = URL.createObjectURL(f);
+        urls.push(url);
+        return h(
+          "li",
+          { class: "preview" },
+          h("img", { src: url, alt: t("newPhotoAlt", { n: i + 1 }) }),
+          h("span", { class: "size", text: formatBytes(f.size) }),
+          h("button", { type: "button", class: "remove", "aria-label": t("removePhoto", { n: i + 1 }), text: "×", onclick: () => (chosen.splice(i, 1), draw()) }),
+        );
+      }),
+    );
+  };
+  const input = h("input", {
+    type: "file", accept: "image/*", capture: "environment", multiple: true, class: "file", id: `after-${issue.id}`, "aria-label": t("afterPhotos"),
+    onchange: (e) => (chosen.push(...e.target.files), (e.target.value = ""), (status.textContent = ""), draw()),
+  });
+  const pending = async () => (await outbox.items()).filter((i) => i.kind === "photos" && i.issue_id === issue.id && i.state !== "done");
+  const showPending = async () => {
+    const n = (await pending()).reduce((sum, i) => sum + i.files.length, 0);
+    waiting.hidden = !n;
+    waiting.textContent = t("afterWaiting", { n });
+  };
+  const queuePhotos = async () => {
+    if (!chosen.length) return false;
+    const pos = await here;
+    const fields = pos ? { lat: pos.latitude, lon: pos.longitude, accuracy_m: Math.round(pos.accuracy * 10) / 10, location_source: "device" } : {};
+    await outbox.addPhotos({ issue, kind: "after", files: chosen.splice(0), fields });
+    draw();
+    return true;
+  };
+  const upload = async () => {
+    if (!(await queuePhotos())) return (status.textContent = t("needAfter"));
+    toast(t("afterQueued"));
+    showPending();
+  };
+  const submit = async () => {
+    await queuePhotos();
+    if (!currentAfter(issue).length && !(await pending()).length) return (status.textContent = t("needAfter"));
+    await outbox.addAction({ issue, action: "submit_rectification", target: "rectified" });
+    toast(t("queuedAction", { action: t("act_submit_rectification") }));
+    location.hash = "#/outbox";
+  };
+  showPending();
+  return h(
+    "section",
+    { class: "action card rectify" },
+    h("h3", { text: t("afterPhotos") }),
+    h("p", { class: "muted", text: t("afterHint") }),
+    input,
+    h("label", { for: input.id, class: "button secondary big", text: t("takePhoto") }),
+    previews,
+    waiting,
+    status,
+    h("button", { type: "button", class: "secondary big", text: t("uploadAfter"), onclick: upload }),
+    actionButton("submit_rectification", submit),
+  );
+}
+
+/** One position fix for after-photos, or null (the photo's own EXIF is used then). */
+function onePosition() {
+  if (!("geolocation" in navigator)) return Promise.resolve(null);
+  return new Promise((resolve) =>
+    navigator.geolocation.getCurrentPosition((p) => resolve(p.coords), () => resolve(null), { enableHighAccuracy: true, maximumAge: 60000, timeout: 15000 }),
+  );
+}
