@@ -1,8 +1,9 @@
 """The phone app end to end: a real Chromium, the real server, a phone in 经开区."""
 
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -28,6 +29,8 @@ from tests.e2e.helpers import (  # noqa: E402
     unique,
     wait_located,
 )
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 def _by_description(server: LiveServer, description: str) -> list[dict[str, Any]]:
@@ -314,7 +317,12 @@ def _report_by_api(server: LiveServer, description: str) -> dict[str, Any]:
     with server.api("grid_worker") as client:
         response = client.post(
             "/api/v1/issues",
-            data={"category": "garbage", "description": description, "lat": 34.75, "lon": 113.78},
+            data={
+                "category": "garbage",
+                "description": description,
+                "lat": factories.LAT,  # where factories.jpeg() says the photos were taken
+                "lon": factories.LON,
+            },
             files=factories.files("photos", factories.jpeg(seed=3)),
         )
         assert response.status_code == 201, response.text
@@ -378,13 +386,14 @@ def test_supervisor_dispatches_worker_rectifies_supervisor_verifies(
     assert controls_without_names(page) == []
     assert not _overflows(page)
     page.get_by_label("派往单位").select_option("A")
-    page.get_by_label("整改期限").fill("2099-12-31T18:00")
+    deadline = (datetime.now(SHANGHAI) + timedelta(days=30)).strftime("%Y-%m-%d")
+    page.get_by_label("整改期限").fill(f"{deadline}T18:00")
     page.get_by_role("button", name="派遣").click()
     expect(page.get_by_role("heading", name="审核")).to_be_visible()
     dispatched = live_server.issue(issue["id"])
     assert dispatched["status"] == "dispatched"
     assert dispatched["org_unit"] == "A"
-    assert dispatched["deadline"].startswith("2099-12-31T10:00")  # 18:00 in Shanghai
+    assert dispatched["deadline"].startswith(f"{deadline}T10:00")  # 18:00 in Shanghai
 
     # The office's worker takes an after-photo and submits; both go through the outbox.
     worker_phone = browser.new_context(base_url=live_server.url, **PHONE)
@@ -397,7 +406,7 @@ def test_supervisor_dispatches_worker_rectifies_supervisor_verifies(
         expect(worker.get_by_role("button", name="查看大图：整改前照片 1")).to_be_visible()
         assert _action_buttons(worker) == {"submit_rectification", "return"}
         assert controls_without_names(worker) == []
-        after = PhotoFile("after.jpg", factories.jpeg(seed=42))
+        after = PhotoFile("after.jpg", factories.fresh_jpeg())
         worker.get_by_label("整改后照片").set_input_files([after.payload()])
         worker.get_by_role("button", name="提交整改").click()
         expect(outbox_items(worker).filter(has_text="已完成")).to_have_count(2)

@@ -68,9 +68,11 @@ def event_count(client: TestClient, zone: Zone, issue_id: int) -> int:
 
 
 def upload_after(
-    client: TestClient, zone: Zone, username: str, issue_id: int, seed: int = 99
+    client: TestClient, zone: Zone, username: str, issue_id: int, seed: int | None = None
 ) -> None:
-    response = add_photos(client, zone, username, issue_id, "after", jpeg(seed=seed))
+    """An after-photo: a fresh scene unless `seed` asks for a given one."""
+    blobs = () if seed is None else (jpeg(seed=seed),)
+    response = add_photos(client, zone, username, issue_id, "after", *blobs)
     assert response.status_code == 201, response.text
 
 
