@@ -12,6 +12,9 @@ from sqlalchemy.engine import make_url
 from sqlmodel import Session, create_engine
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+# Execution option for connections that only read: on SQLite they begin a plain (deferred)
+# transaction instead of BEGIN IMMEDIATE, so they never wait for a writer.
+READ_ONLY = "gridproof_read_only"
 
 
 @lru_cache
@@ -41,7 +44,9 @@ def _make_sqlite_transactions_immediate(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # A connection marked read-only (the conditional-GET check) needs no write lock.
+        read_only = connection.get_execution_options().get(READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def session_scope(database_url: str) -> Iterator[Session]:

@@ -8,6 +8,7 @@ from fastapi.responses import RedirectResponse
 
 from app.config import MB, Settings, get_settings
 from app.errors import install_error_handlers
+from app.etags import ConditionalGetMiddleware
 from app.routers import account, evidence, issues, photos, public
 from app.services.storage import Storage
 
@@ -31,6 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
+    app.add_middleware(ConditionalGetMiddleware, settings=settings)
     app.include_router(public.router)
     app.include_router(account.router)
     app.include_router(issues.router, max_body_size=settings.max_request_bytes)

@@ -19,13 +19,16 @@ so updated_at never decreases along the feed, even for writers whose clocks (or 
 of reading the clock, before waiting for the lock) disagree.
 """
 
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, case, or_, update
+from sqlalchemy import Connection, bindparam, case, or_, update
 from sqlmodel import Session, col, select
 
+from app.models import ApiToken, User
 from app.models.base import UTCDateTime, utcnow
 from app.models.change import COUNTER_ID, ChangeCounter
+from app.services.auth import token_digest
 
 
 def next_change(session: Session, now: datetime) -> tuple[int, datetime]:
@@ -55,3 +58,29 @@ def current(session: Session) -> int:
     """The number of the last committed change."""
     query = select(ChangeCounter.value).where(col(ChangeCounter.id) == COUNTER_ID)
     return int(session.exec(query).one())
+
+
+@dataclass(frozen=True)
+class Revalidation:
+    """What a cached answer depends on: who asks (and so their scope) and the last change."""
+
+    user_id: int
+    role: str
+    org_unit_id: int
+    change: int
+
+
+def revalidation(connection: Connection, token: str) -> Revalidation | None:
+    """The token's user and the last change number, in one query; None for a bad token."""
+    query = (
+        select(User.id, User.role, User.org_unit_id, ChangeCounter.value)
+        .select_from(ApiToken)
+        .join(User, col(User.id) == col(ApiToken.user_id))
+        .join(ChangeCounter, col(ChangeCounter.id) == COUNTER_ID)
+        .where(ApiToken.token_sha256 == token_digest(token), col(ApiToken.revoked_at).is_(None))
+    )
+    row = connection.execute(query).first()
+    if row is None:
+        return None
+    user_id, role, org_unit_id, change = row
+    return Revalidation(user_id, role, org_unit_id, change)
