@@ -9,7 +9,7 @@ from fastapi.responses import RedirectResponse
 from app.config import MB, Settings, get_settings
 from app.errors import install_error_handlers
 from app.etags import ConditionalGetMiddleware
-from app.routers import account, evidence, issues, photos, public
+from app.routers import account, evidence, exports, issues, photos, public
 from app.services.storage import Storage
 
 
@@ -38,6 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(issues.router, max_body_size=settings.max_request_bytes)
     app.include_router(photos.router)
     app.include_router(evidence.router)
+    app.include_router(exports.router)
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:
