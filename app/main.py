@@ -5,11 +5,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
 
 from app.config import MB, Settings, get_settings
 from app.errors import install_error_handlers
 from app.etags import ConditionalGetMiddleware
-from app.routers import account, evidence, exports, issues, photos, public
+from app.routers import account, dashboard_page, evidence, exports, issues, photos, public
 from app.services.storage import Storage
 
 
@@ -39,6 +40,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(photos.router)
     app.include_router(evidence.router)
     app.include_router(exports.router)
+    app.include_router(dashboard_page.router)
+    app.mount(
+        "/dashboard/assets",
+        StaticFiles(directory=dashboard_page.DASHBOARD_DIR),
+        name="dashboard-assets",
+    )
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:
