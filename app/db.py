@@ -30,6 +30,19 @@ def get_engine(database_url: str) -> Engine:
     return engine
 
 
+@lru_cache
+def get_read_engine(database_url: str) -> Engine:
+    """An engine for single-statement reads on the hot path (revalidating a poll).
+
+    On PostgreSQL: autocommit (no BEGIN and ROLLBACK round trips) and no pre-ping (no extra
+    round trip per checkout); a caller that meets a dead connection falls back to the full
+    path. On SQLite: the main engine, in a deferred transaction (see READ_ONLY).
+    """
+    if make_url(database_url).get_backend_name() == "sqlite":
+        return get_engine(database_url).execution_options(**{READ_ONLY: True})
+    return create_engine(database_url, pool_size=5, max_overflow=10, isolation_level="AUTOCOMMIT")
+
+
 def _make_sqlite_transactions_immediate(engine: Engine) -> None:
     # SQLAlchemy's documented recipe: let SQLAlchemy emit BEGIN itself, as BEGIN IMMEDIATE,
     # so that two writers queue on the lock instead of failing with SQLITE_BUSY mid-transaction.

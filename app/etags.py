@@ -16,13 +16,14 @@ files (immutable, from their hash).
 import hashlib
 import time
 
+from sqlalchemy.exc import DBAPIError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import Settings
-from app.db import READ_ONLY, get_engine
+from app.db import get_read_engine
 from app.services import changes
 
 API_PREFIX = "/api/v1/"
@@ -99,6 +100,9 @@ class ConditionalGetMiddleware:
         await self.app(scope, receive, send_labelled)
 
     def _revalidation(self, token: str) -> changes.Revalidation | None:
-        engine = get_engine(self.settings.database_url)
-        with engine.connect().execution_options(**{READ_ONLY: True}) as connection:
-            return changes.revalidation(connection, token)
+        try:
+            with get_read_engine(self.settings.database_url).connect() as connection:
+                return changes.revalidation(connection, token)
+        except DBAPIError:
+            # A dropped pooled connection (this engine does not pre-ping): let the route answer.
+            return None

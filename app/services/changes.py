@@ -70,16 +70,19 @@ class Revalidation:
     change: int
 
 
+# Built once: revalidating is the hot path of every poll.
+_REVALIDATION = (
+    select(User.id, User.role, User.org_unit_id, ChangeCounter.value)
+    .select_from(ApiToken)
+    .join(User, col(User.id) == col(ApiToken.user_id))
+    .join(ChangeCounter, col(ChangeCounter.id) == COUNTER_ID)
+    .where(ApiToken.token_sha256 == bindparam("digest"), col(ApiToken.revoked_at).is_(None))
+)
+
+
 def revalidation(connection: Connection, token: str) -> Revalidation | None:
     """The token's user and the last change number, in one query; None for a bad token."""
-    query = (
-        select(User.id, User.role, User.org_unit_id, ChangeCounter.value)
-        .select_from(ApiToken)
-        .join(User, col(User.id) == col(ApiToken.user_id))
-        .join(ChangeCounter, col(ChangeCounter.id) == COUNTER_ID)
-        .where(ApiToken.token_sha256 == token_digest(token), col(ApiToken.revoked_at).is_(None))
-    )
-    row = connection.execute(query).first()
+    row = connection.execute(_REVALIDATION, {"digest": token_digest(token)}).first()
     if row is None:
         return None
     user_id, role, org_unit_id, change = row
