@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     # 5 % of it changed measures about 6, unrelated scenes 20 or more.
     # At most 5: the similarity index (checks.similar_photos) finds every match up to 5.
     phash_max_distance: int = Field(default=4, ge=0, le=5)
+    # ETags of the API also change every this many seconds, because some answers depend on the
+    # clock and not only on writes (`overdue`, "due within 24 hours"); 0: only on writes.
+    etag_clock_seconds: int = Field(default=60, ge=0)
 
     @property
     def max_upload_bytes(self) -> int:

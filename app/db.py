@@ -12,6 +12,9 @@ from sqlalchemy.engine import make_url
 from sqlmodel import Session, create_engine
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+# Execution option for connections that only read: on SQLite they begin a plain (deferred)
+# transaction instead of BEGIN IMMEDIATE, so they never wait for a writer.
+READ_ONLY = "gridproof_read_only"
 
 
 @lru_cache
@@ -25,6 +28,19 @@ def get_engine(database_url: str) -> Engine:
     engine = create_engine(database_url, connect_args={"check_same_thread": False, "timeout": 30})
     _make_sqlite_transactions_immediate(engine)
     return engine
+
+
+@lru_cache
+def get_read_engine(database_url: str) -> Engine:
+    """An engine for single-statement reads on the hot path (revalidating a poll).
+
+    On PostgreSQL: autocommit (no BEGIN and ROLLBACK round trips) and no pre-ping (no extra
+    round trip per checkout); a caller that meets a dead connection falls back to the full
+    path. On SQLite: the main engine, in a deferred transaction (see READ_ONLY).
+    """
+    if make_url(database_url).get_backend_name() == "sqlite":
+        return get_engine(database_url).execution_options(**{READ_ONLY: True})
+    return create_engine(database_url, pool_size=5, max_overflow=10, isolation_level="AUTOCOMMIT")
 
 
 def _make_sqlite_transactions_immediate(engine: Engine) -> None:
@@ -41,7 +57,9 @@ def _make_sqlite_transactions_immediate(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # A connection marked read-only (the conditional-GET check) needs no write lock.
+        read_only = connection.get_execution_options().get(READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def session_scope(database_url: str) -> Iterator[Session]:

@@ -4,11 +4,22 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from app.config import MB, Settings, get_settings
 from app.errors import BodyLimitAsProblem, install_error_handlers
-from app.routers import account, evidence, issues, pages, photos, public
+from app.etags import ConditionalGetMiddleware
+from app.routers import (
+    account,
+    dashboard_page,
+    evidence,
+    exports,
+    issues,
+    pages,
+    photos,
+    public,
+)
 from app.services.storage import Storage
 
 
@@ -36,11 +47,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
+    app.add_middleware(ConditionalGetMiddleware, settings=settings)
     app.include_router(public.router)
     app.include_router(account.router)
     app.include_router(issues.router, max_body_size=settings.max_request_bytes)
     app.include_router(photos.router)
     app.include_router(evidence.router)
+    app.include_router(exports.router)
+    app.include_router(dashboard_page.router)
+    app.mount(
+        "/dashboard/assets",
+        StaticFiles(directory=dashboard_page.DASHBOARD_DIR),
+        name="dashboard-assets",
+    )
     app.include_router(pages.router)  # / → /m/, and the phone app
 
     return app

@@ -1,6 +1,7 @@
 """Every table, imported here so that Alembic and the app see one metadata."""
 
 from app.models.category import Category
+from app.models.change import ChangeCounter
 from app.models.event import IssueEvent
 from app.models.idempotency import IdempotencyRecord
 from app.models.issue import Issue, IssueCodeCounter, IssueStatus
@@ -11,6 +12,7 @@ from app.models.user import ApiToken, Role, User
 __all__ = [
     "ApiToken",
     "Category",
+    "ChangeCounter",
     "IdempotencyRecord",
     "Issue",
     "IssueCodeCounter",

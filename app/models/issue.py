@@ -5,6 +5,7 @@ from enum import StrEnum
 
 from pydantic import AwareDatetime, BaseModel
 from pydantic import Field as PydanticField
+from sqlalchemy import BigInteger
 from sqlmodel import Field, Index, SQLModel, UniqueConstraint
 
 from app.models.base import MAX_ID, Text, time_field, utcnow
@@ -30,8 +31,12 @@ class LocationSource(StrEnum):
 
 class Issue(SQLModel, table=True):
     __tablename__ = "issues"
-    # The list and the change feed walk (updated_at, id) with a keyset cursor.
-    __table_args__ = (Index("ix_issues_updated_at_id", "updated_at", "id"),)
+    # The change feed walks (change_seq, id) with a keyset cursor; updated_since filters on
+    # updated_at.
+    __table_args__ = (
+        Index("ix_issues_updated_at_id", "updated_at", "id"),
+        Index("ix_issues_change_seq_id", "change_seq", "id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     code: str = Field(unique=True, max_length=40)
@@ -61,6 +66,9 @@ class Issue(SQLModel, table=True):
     duplicate_of_id: int | None = Field(default=None, foreign_key="issues.id")
     version: int = Field(default=1)
     updated_at: datetime = time_field(nullable=False, default_factory=utcnow)
+    # The number of the issue's latest change, from the change counter (app/services/changes.py):
+    # strictly increasing in commit order. 0 only for rows loaded around the services.
+    change_seq: int = Field(default=0, sa_type=BigInteger, sa_column_kwargs={"server_default": "0"})
 
 
 class IssueCodeCounter(SQLModel, table=True):

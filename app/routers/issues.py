@@ -6,6 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Header, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
 
+from app import etags
 from app.deps import (
     CurrentIssue,
     CurrentUser,
@@ -139,7 +140,7 @@ def get_issue(
     """One issue; answers If-None-Match with 304 while its version is unchanged."""
     etag = _etag(issue.version)
     headers = {"ETag": etag, "Cache-Control": "no-cache"}
-    if request.headers.get("if-none-match") == etag:
+    if etags.matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
     body = issue_public(session, issue, user, utcnow(), crs).model_dump(mode="json")
     return JSONResponse(body, headers=headers)

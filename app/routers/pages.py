@@ -9,6 +9,7 @@ from pathlib import Path
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 
+from app import etags
 from app.errors import NotFound
 
 router = APIRouter(include_in_schema=False)
@@ -82,7 +83,7 @@ def _serve(request: Request, name: str) -> Response:
     if name.endswith(".html"):
         headers["Content-Security-Policy"] = CSP
         headers["Referrer-Policy"] = "no-referrer"
-    if request.headers.get("if-none-match") == found.etag:
+    if etags.matches(request.headers.get("if-none-match"), found.etag):
         return Response(status_code=304, headers=headers)
     body = found.body
     if "gzip" in request.headers.get("accept-encoding", ""):

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse
 from sqlmodel import Session
 
+from app import etags
 from app.deps import CurrentUser, PhotoId, SessionDep, StorageDep
 from app.errors import Forbidden, NotFound
 from app.models import Issue, Photo, User
@@ -33,7 +34,7 @@ def _visible_photo(session: Session, photo_id: int, user: User) -> tuple[Photo, 
 
 def _file(request: Request, path: Path, etag: str, media_type: str, **headers: str) -> Response:
     common = {"ETag": etag, "Cache-Control": IMMUTABLE, "X-Content-Type-Options": "nosniff"}
-    if request.headers.get("if-none-match") == etag:
+    if etags.matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=common)
     if not path.exists():
         raise NotFound("the stored file is missing; run `gridproof verify`")

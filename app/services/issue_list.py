@@ -1,4 +1,4 @@
-"""The issue list: filters and an opaque keyset cursor over (updated_at, id)."""
+"""The issue list and change feed: filters and an opaque keyset cursor over (change_seq, id)."""
 
 import base64
 import binascii
@@ -7,8 +7,9 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import and_, or_
+from sqlalchemy import and_, func, or_, tuple_
 from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from app.errors import ValidationFailed
 from app.models import Issue, User
@@ -19,6 +20,9 @@ from app.services.permissions import visible_issues
 
 MAX_LIMIT = 200
 MAX_GEOJSON_LIMIT = 5000
+# Past every id (ids are 32-bit): a position after every issue with the same change_seq.
+_AFTER_ALL_IDS = MAX_ID
+_MAX_SEQ = 2**63 - 1
 
 
 @dataclass
@@ -32,21 +36,62 @@ class IssueFilters:
     q: str | None = None
 
 
-def encode_cursor(issue: Issue) -> str:
-    raw = json.dumps([issue.updated_at.isoformat(), issue.id]).encode()
+def encode_cursor(change_seq: int, issue_id: int) -> str:
+    raw = json.dumps(["c", change_seq, issue_id]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, int]:
+@dataclass(frozen=True)
+class FeedPosition:
+    """Where a cursor points: after (change_seq, id), or (legacy) after (updated_at, id)."""
+
+    change_seq: int | None = None
+    issue_id: int = 0
+    updated_at: datetime | None = None
+
+
+def decode_cursor(cursor: str) -> FeedPosition:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        at, issue_id = json.loads(raw)
-        moment = datetime.fromisoformat(at)
-        if moment.tzinfo is None or type(issue_id) is not int or not 0 < issue_id <= MAX_ID:
+        value = json.loads(raw)
+        if isinstance(value, list) and len(value) == 3 and value[0] == "c":
+            _, change_seq, issue_id = value
+            if _whole(change_seq, _MAX_SEQ) and _whole(issue_id, MAX_ID):
+                return FeedPosition(change_seq=change_seq, issue_id=issue_id)
             raise ValueError
-        return moment, issue_id
+        # Cursors handed out before the feed was ordered by change: [updated_at, id].
+        at, issue_id = value
+        moment = datetime.fromisoformat(at)
+        if moment.tzinfo is None or not _whole(issue_id, MAX_ID):
+            raise ValueError
+        return FeedPosition(issue_id=issue_id, updated_at=moment)
     except (ValueError, TypeError, binascii.Error, json.JSONDecodeError):
         raise ValidationFailed("cursor is not one this server handed out", field="cursor") from None
+
+
+def _whole(value: object, largest: int) -> bool:
+    """A JSON integer (not a bool) that a column can hold."""
+    return type(value) is int and 0 <= value <= largest
+
+
+def _resolve_legacy(session: Session, position: FeedPosition) -> tuple[int, int]:
+    """The change position of a legacy (updated_at, id) cursor.
+
+    The migration numbered the issues in their old (updated_at, id) order, and a later change
+    moves an issue past the old positions, so the issues at or before the old position are
+    exactly those numbered up to the largest number found there.
+    """
+    assert position.updated_at is not None
+    at, issue_id = position.updated_at, position.issue_id
+    seq = session.exec(
+        select(func.max(Issue.change_seq)).where(
+            or_(
+                col(Issue.updated_at) < at,
+                and_(col(Issue.updated_at) == at, col(Issue.id) <= issue_id),
+            )
+        )
+    ).one()
+    return (seq or 0), _AFTER_ALL_IDS if seq else 0
 
 
 def parse_bbox(text: str) -> tuple[float, float, float, float]:
@@ -59,15 +104,10 @@ def parse_bbox(text: str) -> tuple[float, float, float, float]:
     return min_lon, min_lat, max_lon, max_lat
 
 
-def list_issues(
-    session: Session,
-    user: User,
-    filters: IssueFilters,
-    now: datetime,
-    limit: int = 50,
-    cursor: str | None = None,
-) -> tuple[list[Issue], str | None, bool]:
-    """One page: (issues, cursor to resume after the last one, whether more follow)."""
+def filtered(
+    session: Session, user: User, filters: IssueFilters, now: datetime
+) -> SelectOfScalar[Issue]:
+    """The issues this user may see, narrowed by the filters (unordered)."""
     query = select(Issue).where(visible_issues(session, user))
     if filters.status:
         query = query.where(col(Issue.status).in_(filters.status))
@@ -91,16 +131,36 @@ def list_issues(
         pattern = "%" + re.sub(r"([\\%_])", r"\\\1", filters.q) + "%"  # the text, literally
         columns = (Issue.description, Issue.code, Issue.address)
         query = query.where(or_(*(col(c).ilike(pattern, escape="\\") for c in columns)))
+    return query
+
+
+def list_issues(
+    session: Session,
+    user: User,
+    filters: IssueFilters,
+    now: datetime,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> tuple[list[Issue], str, bool]:
+    """One page of the change feed: (issues, cursor after the last one, whether more follow).
+
+    Ordered by change_seq (then id, for rows loaded around the services with 0): every write
+    moves the issue to the end, and numbers become visible in commit order, so a client that
+    follows the cursor sees every issue at its latest version (see services/changes.py).
+    """
+    seq, issue_id = 0, 0
     if cursor:
-        at, issue_id = decode_cursor(cursor)
-        query = query.where(
-            or_(
-                col(Issue.updated_at) > at,
-                and_(col(Issue.updated_at) == at, col(Issue.id) > issue_id),
-            )
-        )
-    query = query.order_by(col(Issue.updated_at), col(Issue.id)).limit(limit + 1)
+        position = decode_cursor(cursor)
+        if position.change_seq is None:
+            seq, issue_id = _resolve_legacy(session, position)
+        else:
+            seq, issue_id = position.change_seq, position.issue_id
+    query = filtered(session, user, filters, now)
+    if cursor:
+        query = query.where(tuple_(col(Issue.change_seq), col(Issue.id)) > tuple_(seq, issue_id))
+    query = query.order_by(col(Issue.change_seq), col(Issue.id)).limit(limit + 1)
     rows = list(session.exec(query))
     page, has_more = rows[:limit], len(rows) > limit
-    next_cursor = encode_cursor(page[-1]) if page else cursor
-    return page, next_cursor, has_more
+    if page:
+        seq, issue_id = page[-1].change_seq, page[-1].id or 0
+    return page, encode_cursor(seq, issue_id), has_more

@@ -42,7 +42,7 @@ from app.models.issue import (
     TransitionRequest,
 )
 from app.models.photo import PhotoKind
-from app.services import audit, checks, idempotency, orgs
+from app.services import audit, changes, checks, idempotency, orgs
 from app.services.geo import to_wgs84
 from app.services.permissions import RECTIFIERS, REPORTERS, SUPERVISORS, acts_on, visible_issues
 from app.services.photos import IngestedPhoto, ingest_photo
@@ -180,6 +180,7 @@ def report_issue(
         before, after = ingested["photos"], ingested.get("after_photos", [])
         lat, lon, source = _resolve_location(form, before)
         on_the_spot = bool(after)
+        change_seq, updated_at = changes.next_change(session, now)
         issue = Issue(
             code=_next_code(session, settings, now),
             category_code=category.code,
@@ -196,7 +197,8 @@ def report_issue(
             rectified_at=now if on_the_spot else None,
             rectified_by_id=user.id if on_the_spot else None,
             quantity=form.quantity,
-            updated_at=now,
+            updated_at=updated_at,
+            change_seq=change_seq,
         )
         session.add(issue)
         session.flush()
@@ -262,7 +264,7 @@ def add_photos(
         photos = _add_photo_rows(
             session, settings, locked, user, form.kind, ingested["files"], form, form.note, now
         )
-        _touch(locked, now)
+        _touch(session, locked, now)
         data = {"kind": form.kind.value, "photos": [_photo_ref(p) for p in photos]}
         audit.append_event(
             session,
@@ -506,9 +508,10 @@ def _next_code(session: Session, settings: Settings, now: datetime) -> str:
     return f"{prefix}-{day}-{number:04d}"
 
 
-def _touch(issue: Issue, now: datetime) -> None:
+def _touch(session: Session, issue: Issue, now: datetime) -> None:
+    """A new version of the issue, numbered by the change counter (see services/changes.py)."""
     issue.version += 1
-    issue.updated_at = max(now, issue.updated_at)
+    issue.change_seq, issue.updated_at = changes.next_change(session, max(now, issue.updated_at))
 
 
 def _id(row: Issue | User) -> int:
@@ -565,7 +568,7 @@ def apply_transition(
     from_status = issue.status
     data = EFFECTS[action](session, settings, issue, user, request, now)
     issue.status = rule.target
-    _touch(issue, now)
+    _touch(session, issue, now)
     audit.append_event(
         session, issue, user, action, now, from_status=from_status, note=request.note, data=data
     )

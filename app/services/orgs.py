@@ -8,6 +8,7 @@ from sqlmodel import Session, col, select
 from app.errors import ValidationFailed
 from app.models import OrgUnit
 from app.models.org import OrgKind, OrgUnitPublic
+from app.services import changes
 
 
 def by_code(session: Session, code: str) -> OrgUnit:
@@ -47,6 +48,7 @@ def add_org(session: Session, code: str, name: str, kind: str, parent_code: str 
     session.flush()
     org.path = f"{parent.path if parent else '/'}{org.id}/"
     session.add(org)
+    changes.bump(session)
     session.commit()
     return org
 

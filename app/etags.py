@@ -1,0 +1,109 @@
+"""Conditional GETs for the whole API: an ETag on every answer, 304 when nothing changed.
+
+The ETag of a GET under /api/v1 is a hash of the last change number (services/changes.py), who
+asks (user, role and unit: their scope), the full URL with its query, and the clock rounded to
+`etag_clock_seconds` (some answers depend on the time, not only on writes). Revalidating costs
+one indexed query (the token's user joined with the counter row) and never reaches the route:
+a dashboard polling every few seconds costs next to nothing while nothing changes.
+
+The number is read before the route runs, so an answer is never labelled newer than it is: a
+write that lands meanwhile changes the number, and the next poll gets the new answer.
+
+Routes that set their own ETag keep it: GET /api/v1/issues/{id} ("<version>") and the photo
+files (immutable, from their hash).
+"""
+
+import hashlib
+import time
+
+from sqlalchemy.exc import DBAPIError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.config import Settings
+from app.db import get_read_engine
+from app.services import changes
+
+API_PREFIX = "/api/v1/"
+# Bump when the shape of answers changes, so that ETags from an older release never match.
+ETAG_FORMAT = "1"
+
+
+def etag_for(state: changes.Revalidation, target: str, clock: int) -> str:
+    key = "|".join(
+        map(str, (ETAG_FORMAT, state.change, state.user_id, state.role, state.org_unit_id, clock))
+    )
+    return f'"c{hashlib.sha256(f"{key}|{target}".encode()).hexdigest()[:32]}"'
+
+
+def matches(if_none_match: str | None, etag: str) -> bool:
+    """Weak comparison over the list of tags, `*` included, as RFC 9110 asks for If-None-Match."""
+    if not if_none_match:
+        return False
+    tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+    return "*" in tags or etag.removeprefix("W/") in tags
+
+
+def clock_bucket(settings: Settings) -> int:
+    seconds = settings.etag_clock_seconds
+    return int(time.time() // seconds) if seconds else 0
+
+
+def _bearer(headers: Headers) -> str | None:
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
+
+
+def _cache_headers(etag: str) -> dict[str, str]:
+    return {"ETag": etag, "Cache-Control": "no-cache", "Vary": "Authorization"}
+
+
+class ConditionalGetMiddleware:
+    """Pure ASGI middleware: answers If-None-Match before routing, labels 200 answers after."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] not in ("GET", "HEAD")
+            or not scope["path"].startswith(API_PREFIX)
+        ):
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        token = _bearer(headers)
+        state = await run_in_threadpool(self._revalidation, token) if token else None
+        if state is None:  # no or bad token: the route answers 401
+            await self.app(scope, receive, send)
+            return
+        target = scope["path"] + "?" + scope["query_string"].decode("latin-1")
+        etag = etag_for(state, target, clock_bucket(self.settings))
+        if matches(headers.get("if-none-match"), etag):
+            await Response(status_code=304, headers=_cache_headers(etag))(scope, receive, send)
+            return
+
+        async def send_labelled(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 200:
+                response_headers = MutableHeaders(scope=message)
+                if "etag" not in response_headers:
+                    response_headers["ETag"] = etag
+                    response_headers["Cache-Control"] = "no-cache"
+                    response_headers.add_vary_header("Authorization")
+            await send(message)
+
+        await self.app(scope, receive, send_labelled)
+
+    def _revalidation(self, token: str) -> changes.Revalidation | None:
+        try:
+            with get_read_engine(self.settings.database_url).connect() as connection:
+                return changes.revalidation(connection, token)
+        except DBAPIError:
+            # A dropped pooled connection (this engine does not pre-ping): let the route answer.
+            return None

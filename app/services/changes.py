@@ -1,0 +1,89 @@
+"""The change counter: one row numbering every write, in commit order.
+
+Every write takes the next number inside its own transaction with
+
+    UPDATE change_counter SET value = value + 1, changed_at = … RETURNING value, changed_at
+
+On PostgreSQL that UPDATE locks the row until the transaction ends, so a second writer waits
+there until the first has committed (or rolled back) and then reads the committed value: the
+numbers are handed out in commit order and a number becomes visible only after every smaller
+one. A reader that has seen change n has therefore seen (or will never see) every change below
+n, which is what lets the change feed resume from a number without missing a write that
+committed late. On SQLite, BEGIN IMMEDIATE (app/db.py) serialises writers outright.
+
+The same row serves the conditional GETs (app/services/etags.py): its value changes with every
+write, so one read of it tells whether anything a client saw may have changed.
+
+`changed_at` is the latest time stamped on any change: a write stamps max(its clock, changed_at),
+so updated_at never decreases along the feed, even for writers whose clocks (or whose moment
+of reading the clock, before waiting for the lock) disagree.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, bindparam, case, or_, update
+from sqlmodel import Session, col, select
+
+from app.models import ApiToken, User
+from app.models.base import UTCDateTime, utcnow
+from app.models.change import COUNTER_ID, ChangeCounter
+from app.services.auth import token_digest
+
+
+def next_change(session: Session, now: datetime) -> tuple[int, datetime]:
+    """Take the next change number and its time; the row stays locked until the caller commits."""
+    changed_at = col(ChangeCounter.changed_at)
+    stamp = bindparam("stamp", now, type_=UTCDateTime())
+    later = case((or_(changed_at.is_(None), changed_at < stamp), stamp), else_=changed_at)
+    statement = (
+        update(ChangeCounter)
+        .where(col(ChangeCounter.id) == COUNTER_ID)
+        .values(
+            value=col(ChangeCounter.value) + 1,
+            changed_at=later,
+        )
+        .returning(col(ChangeCounter.value), changed_at)
+    )
+    value, at = session.execute(statement).one()
+    return value, at or now
+
+
+def bump(session: Session) -> int:
+    """Count a write that changes no issue (an org unit, say), so cached answers are refreshed."""
+    return next_change(session, utcnow())[0]
+
+
+def current(session: Session) -> int:
+    """The number of the last committed change."""
+    query = select(ChangeCounter.value).where(col(ChangeCounter.id) == COUNTER_ID)
+    return int(session.exec(query).one())
+
+
+@dataclass(frozen=True)
+class Revalidation:
+    """What a cached answer depends on: who asks (and so their scope) and the last change."""
+
+    user_id: int
+    role: str
+    org_unit_id: int
+    change: int
+
+
+# Built once: revalidating is the hot path of every poll.
+_REVALIDATION = (
+    select(User.id, User.role, User.org_unit_id, ChangeCounter.value)
+    .select_from(ApiToken)
+    .join(User, col(User.id) == col(ApiToken.user_id))
+    .join(ChangeCounter, col(ChangeCounter.id) == COUNTER_ID)
+    .where(ApiToken.token_sha256 == bindparam("digest"), col(ApiToken.revoked_at).is_(None))
+)
+
+
+def revalidation(connection: Connection, token: str) -> Revalidation | None:
+    """The token's user and the last change number, in one query; None for a bad token."""
+    row = connection.execute(_REVALIDATION, {"digest": token_digest(token)}).first()
+    if row is None:
+        return None
+    user_id, role, org_unit_id, change = row
+    return Revalidation(user_id, role, org_unit_id, change)

@@ -1,0 +1,165 @@
+"""Conditional GETs: an ETag on every GET of the API, 304 without running the route."""
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, event
+
+from app import etags
+from app.config import Settings
+from app.routers import issues as issues_router
+from app.services import changes, orgs
+from tests.factories import act, add_photos, report
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    # No clock in the ETags here, so that a test never straddles a rollover.
+    uploads = tmp_path / "uploads"
+    return Settings(database_url=database_url, upload_dir=uploads, etag_clock_seconds=0)
+
+
+@pytest.fixture
+def issue(client, zone):
+    response = report(client, zone)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def _paths(issue):
+    return [
+        "/api/v1/issues",
+        "/api/v1/issues?status=reported&limit=10",
+        "/api/v1/issues.geojson",
+        "/api/v1/categories",
+        "/api/v1/org-units",
+        "/api/v1/auth/me",
+        f"/api/v1/photos/{issue['photos'][0]['id']}",
+        f"/api/v1/issues/{issue['id']}/events",
+    ]
+
+
+def test_every_get_answers_if_none_match_with_304(client, zone, issue):
+    headers = zone.headers("grid_worker")
+    for path in _paths(issue):
+        first = client.get(path, headers=headers)
+        assert first.status_code == 200, (path, first.text)
+        etag = first.headers["etag"]
+        assert etag.startswith('"c') and first.headers["cache-control"] == "no-cache"
+        assert "Authorization" in first.headers["vary"]
+        again = client.get(path, headers={**headers, "If-None-Match": etag})
+        assert again.status_code == 304, path
+        assert again.content == b"" and again.headers["etag"] == etag
+        assert again.headers["cache-control"] == "no-cache"
+        weak = client.get(path, headers={**headers, "If-None-Match": f'"x", W/{etag}'})
+        assert weak.status_code == 304, path
+
+
+def test_a_304_reads_one_row_and_never_reaches_the_route(client, zone, issue, monkeypatch):
+    headers = zone.headers("viewer")
+    etag = client.get("/api/v1/issues", headers=headers).headers["etag"]
+
+    def heavy(*_args, **_kwargs):
+        raise AssertionError("the list query ran for a 304")
+
+    monkeypatch.setattr(issues_router, "list_issues", heavy)
+    statements: list[str] = []
+
+    def count(_conn, _cursor, statement, *_args):
+        if not statement.lstrip().upper().startswith(("BEGIN", "ROLLBACK", "COMMIT")):
+            statements.append(statement)
+
+    # Every engine of the process (the revalidation has its own on PostgreSQL).
+    event.listen(Engine, "before_cursor_execute", count)
+    try:
+        response = client.get("/api/v1/issues", headers={**headers, "If-None-Match": etag})
+    finally:
+        event.remove(Engine, "before_cursor_execute", count)
+    assert response.status_code == 304
+    assert len(statements) == 1, statements
+
+
+def test_the_etag_changes_after_every_write(client, zone, issue, session):
+    headers = zone.headers("d_super")
+
+    def etag(path="/api/v1/issues"):
+        response = client.get(path, headers=headers)
+        assert response.status_code == 200
+        return response.headers["etag"]
+
+    seen = [etag()]
+    issue = act(client, zone, "d_super", issue, "dispatch", org_unit="A").json()
+    seen.append(etag())
+    assert add_photos(client, zone, "a_worker", issue["id"], "after").status_code == 201
+    seen.append(etag())
+    assert report(client, zone).status_code == 201
+    seen.append(etag())
+    assert len(set(seen)) == len(seen)
+    stale = client.get("/api/v1/issues", headers={**headers, "If-None-Match": seen[0]})
+    assert stale.status_code == 200 and stale.headers["etag"] == seen[-1]
+
+    before = etag("/api/v1/org-units")
+    orgs.add_org(session, "B2", "新社区", "community", "B")
+    assert etag("/api/v1/org-units") != before
+
+
+def test_a_failed_write_keeps_the_etag(client, zone, issue):
+    headers = zone.headers("d_super")
+    before = client.get("/api/v1/issues", headers=headers).headers["etag"]
+    assert act(client, zone, "d_super", issue, "reject").status_code == 422  # no note
+    after = client.get("/api/v1/issues", headers={**headers, "If-None-Match": before})
+    assert after.status_code == 304
+
+
+def test_users_and_queries_never_share_an_etag(client, zone, issue):
+    a = client.get("/api/v1/issues", headers=zone.headers("a_super"))
+    b = client.get("/api/v1/issues", headers=zone.headers("b_super"))
+    assert a.json()["items"] != b.json()["items"]  # different scope, different answers
+    assert a.headers["etag"] != b.headers["etag"]
+    borrowed = client.get(
+        "/api/v1/issues", headers=zone.headers("b_super", **{"If-None-Match": a.headers["etag"]})
+    )
+    assert borrowed.status_code == 200
+    filtered = client.get("/api/v1/issues?category=banner", headers=zone.headers("a_super"))
+    assert filtered.headers["etag"] != a.headers["etag"]
+
+
+def test_a_revoked_token_gets_401_not_304(client, zone, issue):
+    headers = zone.headers("viewer")
+    etag = client.get("/api/v1/categories", headers=headers).headers["etag"]
+    assert client.post("/api/v1/auth/logout", headers=headers).status_code == 204
+    response = client.get("/api/v1/categories", headers={**headers, "If-None-Match": etag})
+    assert response.status_code == 401
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert "etag" not in response.headers
+
+
+def test_errors_carry_no_etag(client, zone):
+    response = client.get("/api/v1/issues/999999", headers=zone.headers("viewer"))
+    assert response.status_code == 404 and "etag" not in response.headers
+
+
+def test_one_issue_and_photo_files_keep_their_own_etags(client, zone, issue):
+    headers = zone.headers("grid_worker")
+    one = client.get(f"/api/v1/issues/{issue['id']}", headers=headers)
+    assert one.headers["etag"] == f'"{issue["version"]}"'
+    assert (
+        client.get(
+            f"/api/v1/issues/{issue['id']}",
+            headers={**headers, "If-None-Match": one.headers["etag"]},
+        ).status_code
+        == 304
+    )
+    photo = issue["photos"][0]
+    thumb = client.get(photo["urls"]["thumb"], headers=headers)
+    assert thumb.headers["etag"] == f'"{photo["sha256"]}-thumb"'
+    assert "immutable" in thumb.headers["cache-control"]
+
+
+def test_etags_roll_over_with_the_clock():
+    state = changes.Revalidation(user_id=1, role="viewer", org_unit_id=1, change=7)
+    target = "/api/v1/stats?"
+    assert etags.etag_for(state, target, 1) != etags.etag_for(state, target, 2)
+    assert etags.etag_for(state, target, 1) == etags.etag_for(state, target, 1)
+    assert etags.clock_bucket(Settings(etag_clock_seconds=0)) == 0
+    assert etags.clock_bucket(Settings(etag_clock_seconds=60)) > 0
