@@ -5,6 +5,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
 from starlette.types import ASGIApp
 
 from app.config import MB, Settings, get_settings
@@ -48,6 +49,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     app.add_middleware(ConditionalGetMiddleware, settings=settings)
+    # JSON lists are large and phones are on weak links; photos and zips are compressed already.
+    app.add_middleware(
+        GZipMiddleware,
+        minimum_size=1024,
+        exclude_content_types=(
+            *DEFAULT_EXCLUDED_CONTENT_TYPES,
+            "image/heic",
+            "image/heif",
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        ),
+    )
     app.include_router(public.router)
     app.include_router(account.router)
     app.include_router(issues.router, max_body_size=settings.max_request_bytes)

@@ -106,6 +106,9 @@ class IssuePublic(BaseModel):
     verified_by: str | None
     overdue: bool
     rework_count: int
+    # Which rectification round the issue is in (bumped each time it enters `dispatched`):
+    # submit_rectification needs an after-photo of the current round.
+    dispatch_round: int
     quantity: float | None
     quantity_unit: str
     duplicate_of: int | None

@@ -82,4 +82,6 @@ class PhotoPublic(BaseModel):
     location_source: str | None
     flags: list[str]
     note: str | None
+    # The issue's rectification round when the photo was uploaded (see IssuePublic).
+    dispatch_round: int
     urls: PhotoUrls

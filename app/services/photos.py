@@ -150,8 +150,7 @@ def _spool(upload: BinaryIO, settings: Settings, storage: Storage) -> tuple[Path
                 size += len(chunk)
                 if size > settings.max_upload_bytes:
                     raise PhotoTooLarge(
-                        f"照片过大 (最大 {settings.max_upload_mb:g} MB): the photo is larger "
-                        f"than {settings.max_upload_mb:g} MB",
+                        f"the photo is larger than {settings.max_upload_mb:g} MB",
                         max_bytes=settings.max_upload_bytes,
                     )
                 if len(head) < 64:

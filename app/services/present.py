@@ -62,6 +62,7 @@ def _photo(photo: Photo, names: dict[int, str], crs: Crs) -> PhotoPublic:
         location_source=photo.location_source,
         flags=photo.flags,
         note=photo.note,
+        dispatch_round=photo.dispatch_round,
         urls=PhotoUrls(thumb=f"{base}/thumb", large=f"{base}/large", original=f"{base}/original"),
     )
 
@@ -129,6 +130,7 @@ def _issue(
         verified_by=names.get(i.verified_by_id) if i.verified_by_id else None,
         overdue=is_overdue(i, now),
         rework_count=i.rework_count,
+        dispatch_round=i.dispatch_round,
         quantity=i.quantity,
         quantity_unit=units[i.category_code],
         duplicate_of=i.duplicate_of_id,

@@ -844,3 +844,20 @@ def test_health_and_readiness(client):
     assert ready.status_code == 200
     assert ready.json()["database"] is True
     assert ready.json()["storage"] is True
+
+
+def test_json_is_gzipped_for_weak_links_but_photos_are_not(client, zone):
+    issue = created(report(client, zone))
+    for _ in range(3):
+        created(report(client, zone))
+    gzip_ok = {"Accept-Encoding": "gzip"}
+    listing = client.get("/api/v1/issues?limit=50", headers=zone.headers("d_super", **gzip_ok))
+    assert listing.status_code == 200
+    assert listing.headers["content-encoding"] == "gzip"
+    assert len(listing.json()["items"]) == 4  # decoded transparently by the client
+    photo_id = issue["photos"][0]["id"]
+    for size in ("thumb", "original"):
+        url = f"/api/v1/photos/{photo_id}/{size}"
+        response = client.get(url, headers=zone.headers("d_super", **gzip_ok))
+        assert response.status_code == 200
+        assert "content-encoding" not in response.headers  # JPEG is compressed already

@@ -780,3 +780,21 @@ def test_concurrent_service_calls_let_exactly_one_through(
     after = get(client, zone, issue["id"])
     assert after["version"] == issue["version"] + 1
     assert event_count(client, zone, issue["id"]) == after["version"]
+
+
+def test_dispatch_round_tells_which_after_photos_count(client: TestClient, zone: Zone) -> None:
+    issue = rectified_issue(client, zone)
+    assert issue["dispatch_round"] == 1
+    [first_after] = [p for p in issue["photos"] if p["kind"] == "after"]
+    assert first_after["dispatch_round"] == 1
+    failed = ok(act(client, zone, "d_super", issue, "verify_fail", note="仍有残留"))
+    assert failed["dispatch_round"] == 2  # the old after-photo is of round 1: a new one is needed
+    response = submit(client, zone, "a_worker", issue["id"])
+    assert response.status_code == 409 and response.json()["code"] == "after_photo_required"
+    upload_after(client, zone, "a_worker", issue["id"])
+    rounds = {
+        p["dispatch_round"]
+        for p in get(client, zone, issue["id"])["photos"]
+        if p["kind"] == "after"
+    }
+    assert rounds == {1, 2}
