@@ -36,6 +36,12 @@ class Settings(BaseSettings):
     # At most 4: the similarity index (five bands of the hash) finds every match up to 4.
     phash_max_distance: int = Field(default=4, ge=0, le=4)
 
+    # Dashboards: the weights of the composite score (relative; see the README, "Dashboards").
+    score_weight_closure: float = Field(default=30, ge=0)
+    score_weight_on_time_rectification: float = Field(default=30, ge=0)
+    score_weight_rework: float = Field(default=30, ge=0)
+    score_weight_volume: float = Field(default=10, ge=0)
+
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * MB)
