@@ -8,7 +8,7 @@ from fastapi.responses import RedirectResponse
 
 from app.config import MB, Settings, get_settings
 from app.errors import install_error_handlers
-from app.routers import account, evidence, issues, photos, public
+from app.routers import account, dashboard, evidence, issues, photos, public
 from app.services.storage import Storage
 
 
@@ -36,6 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(issues.router, max_body_size=settings.max_request_bytes)
     app.include_router(photos.router)
     app.include_router(evidence.router)
+    app.include_router(dashboard.router)
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:

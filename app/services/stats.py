@@ -1,0 +1,578 @@
+"""Dashboards: counts, indicators, the composite score and the rankings, by aggregate SQL.
+
+Two grouped queries answer everything: one over the issues that matter to the period (picked
+through indexes, so the cost follows the period's volume rather than the table's size), grouped
+by responsible unit, category and status; one over the period's rectification and verification
+events, grouped by responsible unit. The few hundred aggregate rows are then rolled up in Python
+to the scope, to each category, or to the office / community / grid cell each unit lies under.
+
+The definitions (also in the README, "Dashboards: stats, indicators and rankings"):
+
+- period: [from, to), instants; calendar weeks start on Monday, in the zone's time zone.
+- due (应结案): dispatched issues whose deadline falls in the period and whose outcome is known:
+  closed, or the deadline has passed. Rejected and duplicate issues are never due.
+- closed: due issues closed before the period's end. closed_on_time: closed at or before the
+  deadline.
+- dispatched (应处置): issues with a `dispatch` event in the period whose outcome is known:
+  rectified, or the deadline has passed. rectified_on_time: the (latest, accepted or pending)
+  rectification at or before the deadline.
+- rectifications_submitted: `submit_rectification` events in the period, plus issues reported
+  already fixed (立行立改); verify_fail: `verify_fail` events in the period.
+- overdue_open (超期未结): issues past their deadline and not closed at the period's end (or now,
+  when that is earlier), whenever they were due.
+- volume: the issues that are due or dispatched in the period (each once).
+"""
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, fields
+from datetime import date, datetime, time, timedelta
+from enum import StrEnum
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, Field
+from sqlalchemy import ColumnElement, Executable, and_, case, func, or_, union
+from sqlalchemy import select as select_columns
+from sqlmodel import Session, col, select
+
+from app.config import Settings
+from app.errors import Forbidden, NotFound, ValidationFailed
+from app.models import Category, Issue, IssueEvent, OrgUnit, User
+from app.models.issue import IssueStatus
+from app.services import orgs
+from app.services.issues import Action
+from app.services.permissions import user_org, visible_issues
+
+S = IssueStatus
+OPEN = (S.REPORTED, S.ACCEPTED, S.DISPATCHED, S.RECTIFIED)
+ENDED_WITHOUT_FIX = (S.REJECTED, S.DUPLICATE)
+REPORT_ACTION = "report"
+DUE_SOON = timedelta(hours=24)
+# Grades by score: the first threshold reached.
+GRADES = (("A", 90.0), ("B", 75.0), ("C", 60.0), ("D", 40.0))
+MIN_YEAR, MAX_YEAR = 1970, 2999
+
+
+class PeriodKind(StrEnum):
+    WEEK = "week"
+    MONTH = "month"
+
+
+class RankedKind(StrEnum):
+    OFFICE = "office"
+    COMMUNITY = "community"
+    GRID = "grid"
+
+
+# --- Periods ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Period:
+    """The instants [start, end)."""
+
+    start: datetime
+    end: datetime
+
+    def contains(self, column: Any) -> ColumnElement[bool]:
+        return and_(col(column) >= self.start, col(column) < self.end)
+
+
+def calendar_period(kind: PeriodKind, day: date, zone: ZoneInfo) -> Period:
+    """The calendar week (Monday start) or month that contains the zone's local `day`."""
+    if kind == PeriodKind.WEEK:
+        first = day - timedelta(days=day.weekday())
+        after = first + timedelta(days=7)
+    else:
+        first = day.replace(day=1)
+        after = (first + timedelta(days=32)).replace(day=1)
+    return Period(datetime.combine(first, time(), zone), datetime.combine(after, time(), zone))
+
+
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+# "…T10:00+08:00" sent unencoded in a query string arrives as "…T10:00 08:00".
+_LOST_PLUS = re.compile(r"(T\S+) (\d{2}:?\d{2})$")
+
+
+def parse_moment(text: str, zone: ZoneInfo, name: str, *, end: bool) -> datetime:
+    """A date (the zone's local day, included whole as an end) or an ISO 8601 datetime."""
+    text = text.strip()
+    try:
+        if _DATE.fullmatch(text):
+            day = date.fromisoformat(text) + timedelta(days=1 if end else 0)
+            moment = datetime.combine(day, time(), zone)
+        else:
+            moment = datetime.fromisoformat(_LOST_PLUS.sub(r"\1+\2", text))
+    except (ValueError, OverflowError):
+        raise ValidationFailed(
+            f"{name}: {text!r} is neither a date (YYYY-MM-DD) nor an ISO 8601 datetime",
+            field=name,
+        ) from None
+    if not MIN_YEAR <= moment.year <= MAX_YEAR:
+        raise ValidationFailed(f"{name}: {text!r} is out of range", field=name)
+    # A wall time without offset is the zone's local time.
+    return moment if moment.tzinfo else moment.replace(tzinfo=zone)
+
+
+def resolve_period(
+    from_text: str | None, to_text: str | None, zone: ZoneInfo, now: datetime
+) -> Period:
+    """The asked period; by default the current week, or the week that `to` ends in."""
+    if to_text:
+        end = parse_moment(to_text, zone, "to", end=True)
+    else:
+        end = calendar_period(PeriodKind.WEEK, now.astimezone(zone).date(), zone).end
+    if from_text:
+        start = parse_moment(from_text, zone, "from", end=False)
+    else:
+        last_day = (end - timedelta(microseconds=1)).astimezone(zone).date()
+        start = calendar_period(PeriodKind.WEEK, last_day, zone).start
+    if start >= end:
+        raise ValidationFailed(
+            f"from ({start.isoformat()}) must be before to ({end.isoformat()})", field="from"
+        )
+    return Period(start.astimezone(zone), end.astimezone(zone))
+
+
+# --- Indicators and the score ----------------------------------------------------------------
+
+
+@dataclass
+class Tally:
+    """The counts behind the indicators; they add up from units to any unit above them."""
+
+    due: int = 0
+    closed: int = 0
+    closed_on_time: int = 0
+    dispatched: int = 0
+    rectified_on_time: int = 0
+    rectifications_submitted: int = 0
+    verify_fail: int = 0
+    overdue_open: int = 0
+    volume: int = 0
+
+    def add(self, row: Any) -> None:
+        """Add the same-named counts of another tally or of a result row (missing: 0)."""
+        for name in (f.name for f in fields(self)):
+            setattr(self, name, getattr(self, name) + int(getattr(row, name, 0) or 0))
+
+
+class Indicators(BaseModel):
+    closure_rate: float | None = Field(description="结案率: closed / due")
+    on_time_closure_rate: float | None = Field(description="按期结案率: closed_on_time / due")
+    on_time_rectification_rate: float | None = Field(
+        description="按期处置率: rectified_on_time / dispatched"
+    )
+    rework_rate: float | None = Field(description="返工率: verify_fail / rectifications_submitted")
+    overdue_open: int = Field(description="超期未结")
+    due: int
+    closed: int
+    closed_on_time: int
+    dispatched: int
+    rectified_on_time: int
+    rectifications_submitted: int
+    verify_fail: int
+
+
+def _ratio(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def indicators(tally: Tally) -> Indicators:
+    return Indicators(
+        closure_rate=_rounded(_ratio(tally.closed, tally.due)),
+        on_time_closure_rate=_rounded(_ratio(tally.closed_on_time, tally.due)),
+        on_time_rectification_rate=_rounded(_ratio(tally.rectified_on_time, tally.dispatched)),
+        rework_rate=_rounded(_ratio(tally.verify_fail, tally.rectifications_submitted)),
+        overdue_open=tally.overdue_open,
+        due=tally.due,
+        closed=tally.closed,
+        closed_on_time=tally.closed_on_time,
+        dispatched=tally.dispatched,
+        rectified_on_time=tally.rectified_on_time,
+        rectifications_submitted=tally.rectifications_submitted,
+        verify_fail=tally.verify_fail,
+    )
+
+
+def volume_band(volume: int, busiest: int) -> float:
+    """The volume compared with the busiest unit ranked beside it, in quarters."""
+    if volume <= 0 or busiest <= 0:
+        return 0.0
+    share = volume / busiest
+    if share >= 0.75:
+        return 1.0
+    if share >= 0.5:
+        return 0.75
+    if share >= 0.25:
+        return 0.5
+    return 0.25
+
+
+def score(tally: Tally, band: float, settings: Settings) -> float | None:
+    """0–100, the weighted mean of the parts that are defined; None without work."""
+    if tally.volume == 0:
+        return None
+    rework = _ratio(tally.verify_fail, tally.rectifications_submitted)
+    parts = [
+        (settings.score_weight_closure, _ratio(tally.closed, tally.due)),
+        (
+            settings.score_weight_on_time_rectification,
+            _ratio(tally.rectified_on_time, tally.dispatched),
+        ),
+        (settings.score_weight_rework, None if rework is None else max(0.0, 1.0 - rework)),
+        (settings.score_weight_volume, band),
+    ]
+    defined = [(weight, value) for weight, value in parts if value is not None]
+    total = sum(weight for weight, _ in defined)
+    if total <= 0:
+        return None
+    return round(100 * sum(weight * value for weight, value in defined) / total, 1)
+
+
+def grade(value: float | None) -> str | None:
+    if value is None:
+        return None
+    return next((letter for letter, floor in GRADES if value >= floor), "E")
+
+
+# --- The two aggregate queries ---------------------------------------------------------------
+
+
+def _count_if(condition: ColumnElement[bool]) -> Any:
+    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+
+def _issue_rows(
+    session: Session, scope: ColumnElement[bool], period: Period, now: datetime
+) -> Sequence[Any]:
+    """Per (responsible unit, category, status): the period's counts and the live ones."""
+    cut = min(period.end, now)
+    dispatched_in_period = (
+        select(col(IssueEvent.issue_id).label("issue_id"))
+        .where(IssueEvent.action == Action.DISPATCH, period.contains(IssueEvent.at))
+        .distinct()
+        .cte("dispatched_in_period")
+    )
+    # Every issue any count below can be true for, each picked through an index.
+    branches = [
+        select(col(Issue.id).label("id")).where(period.contains(Issue.reported_at)),
+        select(col(Issue.id).label("id")).where(period.contains(Issue.closed_at)),
+        select(col(Issue.id).label("id")).where(period.contains(Issue.deadline_at)),
+        select(col(Issue.id).label("id")).where(col(Issue.status).in_(OPEN)),
+        select(dispatched_in_period.c.issue_id.label("id")),
+    ]
+    if cut < now:  # a past period: issues overdue at its end but closed since
+        branches.append(
+            select(col(Issue.id).label("id")).where(
+                col(Issue.closed_at) >= cut, col(Issue.deadline_at) < cut
+            )
+        )
+    candidates = union(*branches).subquery("candidates")
+
+    status, deadline = col(Issue.status), col(Issue.deadline_at)
+    closed_at, rectified_at = col(Issue.closed_at), col(Issue.rectified_at)
+    counted = status.not_in(ENDED_WITHOUT_FIX)
+    due = and_(
+        period.contains(Issue.deadline_at), counted, or_(deadline <= now, closed_at.is_not(None))
+    )
+    dispatched = and_(
+        dispatched_in_period.c.issue_id.is_not(None),
+        counted,
+        or_(rectified_at.is_not(None), deadline <= now),
+    )
+    closed_in_period = period.contains(Issue.closed_at)
+    dispatched_now = status == S.DISPATCHED
+    query = (
+        select_columns(
+            col(Issue.org_unit_id).label("org_unit_id"),
+            col(Issue.category_code).label("category"),
+            status.label("status"),
+            _count_if(period.contains(Issue.reported_at)).label("reported"),
+            _count_if(closed_in_period).label("closed_in_period"),
+            func.sum(case((closed_in_period, col(Issue.quantity)))).label("quantity"),
+            _count_if(due).label("due"),
+            _count_if(and_(due, closed_at < period.end)).label("closed"),
+            _count_if(and_(due, closed_at <= deadline)).label("closed_on_time"),
+            _count_if(dispatched).label("dispatched"),
+            _count_if(and_(dispatched, rectified_at <= deadline)).label("rectified_on_time"),
+            _count_if(or_(due, dispatched)).label("volume"),
+            _count_if(
+                and_(deadline < cut, counted, or_(closed_at.is_(None), closed_at >= cut))
+            ).label("overdue_open"),
+            _count_if(status.in_(OPEN)).label("open"),
+            _count_if(and_(dispatched_now, deadline < now)).label("overdue"),
+            _count_if(and_(dispatched_now, deadline >= now, deadline < now + DUE_SOON)).label(
+                "due_within_24h"
+            ),
+        )
+        .select_from(Issue)
+        .join(candidates, candidates.c.id == Issue.id)
+        .outerjoin(dispatched_in_period, dispatched_in_period.c.issue_id == Issue.id)
+        .where(scope)
+        .group_by(col(Issue.org_unit_id), col(Issue.category_code), status)
+    )
+    return _rows(session, query)
+
+
+def _event_rows(session: Session, scope: ColumnElement[bool], period: Period) -> Sequence[Any]:
+    """Per responsible unit: rectifications submitted and verifications failed in the period."""
+    action = col(IssueEvent.action)
+    submitted = or_(
+        action == Action.SUBMIT_RECTIFICATION,
+        and_(action == REPORT_ACTION, col(IssueEvent.to_status) == S.RECTIFIED),
+    )
+    query = (
+        select_columns(
+            col(Issue.org_unit_id).label("org_unit_id"),
+            _count_if(submitted).label("rectifications_submitted"),
+            _count_if(action == Action.VERIFY_FAIL).label("verify_fail"),
+        )
+        .select_from(IssueEvent)
+        .join(Issue, col(Issue.id) == IssueEvent.issue_id)
+        .where(
+            action.in_([Action.SUBMIT_RECTIFICATION, Action.VERIFY_FAIL, REPORT_ACTION]),
+            period.contains(IssueEvent.at),
+            scope,
+        )
+        .group_by(col(Issue.org_unit_id))
+    )
+    return _rows(session, query)
+
+
+def _rows(session: Session, query: Executable) -> Sequence[Any]:
+    # Core rows of labelled aggregates, in the session's transaction.
+    return session.connection().execute(query).all()
+
+
+@dataclass(frozen=True)
+class Unit:
+    id: int
+    code: str
+    name: str
+    kind: str
+    path: str
+
+    def lineage(self) -> list[int]:
+        """The ids from the top of the tree down to this unit."""
+        return [int(part) for part in self.path.strip("/").split("/") if part]
+
+
+def _units(session: Session) -> dict[int, Unit]:
+    columns = (OrgUnit.id, OrgUnit.code, OrgUnit.name, OrgUnit.kind, OrgUnit.path)
+    rows = _rows(session, select_columns(*(col(c) for c in columns)))
+    return {row[0]: Unit(*row) for row in rows if row[0] is not None}
+
+
+# --- /stats ----------------------------------------------------------------------------------
+
+
+class Counts(BaseModel):
+    total: int = Field(description="issues reported in the period")
+    by_status: dict[str, int] = Field(description="…by their status now")
+    by_category: dict[str, int]
+    by_org_unit: dict[str, int] = Field(description="…by responsible unit")
+
+
+class QuantityRow(BaseModel):
+    category: str
+    name: str
+    unit: str
+    quantity: float = Field(description="summed over the issues closed in the period")
+    issues: int
+
+
+class Stats(BaseModel):
+    from_: datetime = Field(serialization_alias="from")
+    to: datetime = Field(description="the end of the period, excluded")
+    org_unit: str | None
+    counts: Counts
+    open: int = Field(description="open now (reported, accepted, dispatched, rectified)")
+    overdue: int = Field(description="dispatched and past the deadline now")
+    due_within_24h: int = Field(description="dispatched, deadline within the next 24 hours")
+    quantities: list[QuantityRow]
+    indicators: Indicators
+    volume: int
+    score: float | None
+    grade: str | None
+
+
+def _scope_org(session: Session, user: User, code: str | None) -> OrgUnit | None:
+    """The asked org unit, if it lies within the caller's own (403 when not, 404 if unknown)."""
+    if not code:
+        return None
+    org = session.exec(select(OrgUnit).where(OrgUnit.code == code)).first()
+    if org is None:
+        raise NotFound(f"no org unit with code {code!r}", field="org_unit")
+    if not orgs.is_within(org, user_org(session, user)):
+        raise Forbidden(f"{code} is outside your unit", field="org_unit")
+    return org
+
+
+def period_stats(
+    session: Session,
+    settings: Settings,
+    user: User,
+    period: Period,
+    org_code: str | None,
+    now: datetime,
+) -> Stats:
+    """Counts, live counts, quantities, indicators and the score of what the caller may see."""
+    org = _scope_org(session, user, org_code)
+    scope = visible_issues(session, user)
+    if org is not None:
+        scope = and_(scope, orgs.in_subtree(Issue.org_unit_id, org))
+    rows = _issue_rows(session, scope, period, now)
+    tally = Tally()
+    for row in [*rows, *_event_rows(session, scope, period)]:
+        tally.add(row)
+    by_status = dict.fromkeys(S, 0)
+    by_category: dict[str, int] = defaultdict(int)
+    by_unit: dict[int, int] = defaultdict(int)
+    for row in rows:
+        by_status[row.status] += row.reported
+        by_category[row.category] += row.reported
+        by_unit[row.org_unit_id] += row.reported
+    units = _units(session)
+    return Stats(
+        from_=period.start,
+        to=period.end,
+        org_unit=org.code if org else None,
+        counts=Counts(
+            total=sum(by_status.values()),
+            by_status={str(status): n for status, n in by_status.items()},
+            by_category=_nonzero(by_category),
+            by_org_unit=_nonzero({units[i].code: n for i, n in by_unit.items()}),
+        ),
+        open=sum(row.open for row in rows),
+        overdue=sum(row.overdue for row in rows),
+        due_within_24h=sum(row.due_within_24h for row in rows),
+        quantities=_quantities(session, rows),
+        indicators=indicators(tally),
+        volume=tally.volume,
+        # The scope is its own peer group: full volume band when it had work.
+        score=(value := score(tally, volume_band(tally.volume, tally.volume), settings)),
+        grade=grade(value),
+    )
+
+
+def _nonzero(counts: dict[str, int]) -> dict[str, int]:
+    return {key: n for key, n in sorted(counts.items()) if n}
+
+
+def _quantities(session: Session, rows: Iterable[Any]) -> list[QuantityRow]:
+    issues: dict[str, int] = defaultdict(int)
+    amounts: dict[str, float] = defaultdict(float)
+    for row in rows:
+        if row.closed_in_period:
+            issues[row.category] += row.closed_in_period
+            amounts[row.category] += row.quantity or 0.0
+    if not issues:
+        return []
+    names = {
+        code: (name, unit)
+        for code, name, unit in session.exec(
+            select(Category.code, Category.name, Category.unit).where(
+                col(Category.code).in_(list(issues))
+            )
+        )
+    }
+    return [
+        QuantityRow(
+            category=code,
+            name=names[code][0],
+            unit=names[code][1],
+            quantity=round(amounts[code], 2),
+            issues=issues[code],
+        )
+        for code in sorted(issues)
+    ]
+
+
+# --- /rankings -------------------------------------------------------------------------------
+
+
+class RankingItem(BaseModel):
+    rank: int | None = Field(description="1 = best; null for a unit without work in the period")
+    org_unit: str
+    name: str
+    indicators: Indicators
+    volume: int
+    score: float | None
+    grade: str | None
+    flag: Literal["red", "black"] | None
+
+
+class Rankings(BaseModel):
+    period: PeriodKind
+    from_: datetime = Field(serialization_alias="from")
+    to: datetime = Field(description="the end of the period, excluded")
+    kind: RankedKind
+    items: list[RankingItem]
+
+
+MIN_UNITS_FOR_FLAGS = 3
+
+
+def rankings(
+    session: Session,
+    settings: Settings,
+    user: User,
+    period_kind: PeriodKind,
+    day: date,
+    kind: RankedKind,
+    now: datetime,
+) -> Rankings:
+    """The units of `kind` within the caller's unit, ranked by score, with red and black flags."""
+    period = calendar_period(period_kind, day, settings.zone)
+    mine = user_org(session, user)
+    units = _units(session)
+    ranked = {u.id: u for u in units.values() if u.kind == kind and u.path.startswith(mine.path)}
+    # Each unit's issues count for the ranked unit it is, or lies under.
+    owner = {
+        u.id: next((i for i in reversed(u.lineage()) if i in ranked), None) for u in units.values()
+    }
+    tallies = {unit_id: Tally() for unit_id in ranked}
+    scope = visible_issues(session, user)
+    for row in [*_issue_rows(session, scope, period, now), *_event_rows(session, scope, period)]:
+        unit_id = owner.get(row.org_unit_id)
+        if unit_id is not None:
+            tallies[unit_id].add(row)
+    busiest = max((t.volume for t in tallies.values()), default=0)
+    items = [_item(ranked[i], t, busiest, settings) for i, t in tallies.items()]
+    items.sort(
+        key=lambda item: (item.score is None, -(item.score or 0), -item.volume, item.org_unit)
+    )
+    with_work = [item for item in items if item.volume > 0]
+    for position, item in enumerate(with_work, start=1):
+        item.rank = position
+    if len(with_work) >= MIN_UNITS_FOR_FLAGS:
+        with_work[0].flag = "red"
+        with_work[-1].flag = "black"
+    return Rankings(
+        period=period_kind,
+        from_=period.start,
+        to=period.end,
+        kind=kind,
+        items=items,
+    )
+
+
+def _item(unit: Unit, tally: Tally, busiest: int, settings: Settings) -> RankingItem:
+    value = score(tally, volume_band(tally.volume, busiest), settings)
+    return RankingItem(
+        rank=None,
+        org_unit=unit.code,
+        name=unit.name,
+        indicators=indicators(tally),
+        volume=tally.volume,
+        score=value,
+        grade=grade(value),
+        flag=None,
+    )
