@@ -25,7 +25,7 @@ The definitions (also in the README, "Dashboards: stats, indicators and rankings
 
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
@@ -33,7 +33,19 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field
-from sqlalchemy import ColumnElement, Executable, and_, case, func, or_, union
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    Executable,
+    Integer,
+    and_,
+    any_,
+    case,
+    cast,
+    func,
+    or_,
+    union,
+)
 from sqlalchemy import select as select_columns
 from sqlmodel import Session, col, select
 
@@ -53,6 +65,8 @@ DUE_SOON = timedelta(hours=24)
 # Grades by score: the first threshold reached.
 GRADES = (("A", 90.0), ("B", 75.0), ("C", 60.0), ("D", 40.0))
 MIN_YEAR, MAX_YEAR = 1970, 2999
+# An aggregate query's result by column name: a few hundred rows, summed without a Python loop.
+Columns = dict[str, tuple[Any, ...]]
 
 
 class PeriodKind(StrEnum):
@@ -77,7 +91,7 @@ class Period:
     end: datetime
 
     def contains(self, column: Any) -> ColumnElement[bool]:
-        return and_(col(column) >= self.start, col(column) < self.end)
+        return and_(column >= self.start, column < self.end)
 
 
 def calendar_period(kind: PeriodKind, day: date, zone: ZoneInfo) -> Period:
@@ -153,10 +167,13 @@ class Tally:
     overdue_open: int = 0
     volume: int = 0
 
-    def add(self, row: Any) -> None:
-        """Add the same-named counts of another tally or of a result row (missing: 0)."""
-        for name in (f.name for f in fields(self)):
-            setattr(self, name, getattr(self, name) + int(getattr(row, name, 0) or 0))
+    @classmethod
+    def of(cls, columns: Columns, rows: Iterable[int] | None = None) -> "Tally":
+        """The sums of the same-named aggregate columns (over the given rows, else all)."""
+        if rows is None:
+            return cls(*(int(sum(columns[f.name])) for f in fields(cls)))
+        picked = list(rows)
+        return cls(*(int(sum(columns[f.name][i] for i in picked)) for f in fields(cls)))
 
 
 class Indicators(BaseModel):
@@ -249,54 +266,71 @@ def _count_if(condition: ColumnElement[bool]) -> Any:
     return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
 
-def _issue_rows(
-    session: Session, scope: ColumnElement[bool], period: Period, now: datetime
-) -> Sequence[Any]:
-    """Per (responsible unit, category, status): the period's counts and the live ones."""
+def _period_columns(
+    session: Session,
+    scope: ColumnElement[bool],
+    period: Period,
+    now: datetime,
+    *,
+    by_category_and_status: bool,
+) -> Columns:
+    """Per responsible unit (and category and status): the period's counts and the live ones."""
     cut = min(period.end, now)
-    dispatched_in_period = (
-        select(col(IssueEvent.issue_id).label("issue_id"))
-        .where(IssueEvent.action == Action.DISPATCH, period.contains(IssueEvent.at))
-        .distinct()
-        .cte("dispatched_in_period")
+    action = col(IssueEvent.action)
+    submitted = or_(
+        action == Action.SUBMIT_RECTIFICATION,
+        and_(action == REPORT_ACTION, col(IssueEvent.to_status) == S.RECTIFIED),
     )
-    # Every issue any count below can be true for, each picked through an index.
+    events = (
+        select_columns(
+            col(IssueEvent.issue_id).label("issue_id"),
+            _count_if(action == Action.DISPATCH).label("dispatches"),
+            _count_if(submitted).label("submitted"),
+            _count_if(action == Action.VERIFY_FAIL).label("failed"),
+        )
+        .where(
+            action.in_(
+                [Action.DISPATCH, Action.SUBMIT_RECTIFICATION, Action.VERIFY_FAIL, REPORT_ACTION]
+            ),
+            period.contains(IssueEvent.at),
+        )
+        .group_by(col(IssueEvent.issue_id))
+        .cte("events_in_period")
+    )
+
+    def pick(*conditions: ColumnElement[bool]) -> Any:
+        return select_columns(*(col(column) for column in ISSUE_COLUMNS)).where(scope, *conditions)
+
+    # Every issue any count below can be true for, each branch picked through an index.
     branches = [
-        select(col(Issue.id).label("id")).where(period.contains(Issue.reported_at)),
-        select(col(Issue.id).label("id")).where(period.contains(Issue.closed_at)),
-        select(col(Issue.id).label("id")).where(period.contains(Issue.deadline_at)),
-        select(col(Issue.id).label("id")).where(col(Issue.status).in_(OPEN)),
-        select(dispatched_in_period.c.issue_id.label("id")),
+        pick(period.contains(Issue.reported_at)),
+        pick(period.contains(Issue.closed_at)),
+        pick(period.contains(Issue.deadline_at)),
+        pick(col(Issue.status).in_(OPEN)),
+        pick(_id_among(session, events.c.issue_id)),
     ]
     if cut < now:  # a past period: issues overdue at its end but closed since
-        branches.append(
-            select(col(Issue.id).label("id")).where(
-                col(Issue.closed_at) >= cut, col(Issue.deadline_at) < cut
-            )
-        )
-    candidates = union(*branches).subquery("candidates")
+        branches.append(pick(col(Issue.closed_at) >= cut, col(Issue.deadline_at) < cut))
+    issue = union(*branches).subquery("issues_of_period")
 
-    status, deadline = col(Issue.status), col(Issue.deadline_at)
-    closed_at, rectified_at = col(Issue.closed_at), col(Issue.rectified_at)
+    status, deadline = issue.c.status, issue.c.deadline_at
+    closed_at, rectified_at = issue.c.closed_at, issue.c.rectified_at
     counted = status.not_in(ENDED_WITHOUT_FIX)
-    due = and_(
-        period.contains(Issue.deadline_at), counted, or_(deadline <= now, closed_at.is_not(None))
-    )
+    due = and_(period.contains(deadline), counted, or_(deadline <= now, closed_at.is_not(None)))
     dispatched = and_(
-        dispatched_in_period.c.issue_id.is_not(None),
-        counted,
-        or_(rectified_at.is_not(None), deadline <= now),
+        events.c.dispatches > 0, counted, or_(rectified_at.is_not(None), deadline <= now)
     )
-    closed_in_period = period.contains(Issue.closed_at)
+    closed_in_period = period.contains(closed_at)
     dispatched_now = status == S.DISPATCHED
+    keys = [issue.c.org_unit_id]
+    if by_category_and_status:
+        keys += [issue.c.category_code.label("category"), status]
     query = (
         select_columns(
-            col(Issue.org_unit_id).label("org_unit_id"),
-            col(Issue.category_code).label("category"),
-            status.label("status"),
-            _count_if(period.contains(Issue.reported_at)).label("reported"),
+            *keys,
+            _count_if(period.contains(issue.c.reported_at)).label("reported"),
             _count_if(closed_in_period).label("closed_in_period"),
-            func.sum(case((closed_in_period, col(Issue.quantity)))).label("quantity"),
+            func.sum(case((closed_in_period, issue.c.quantity))).label("quantity"),
             _count_if(due).label("due"),
             _count_if(and_(due, closed_at < period.end)).label("closed"),
             _count_if(and_(due, closed_at <= deadline)).label("closed_on_time"),
@@ -311,44 +345,46 @@ def _issue_rows(
             _count_if(and_(dispatched_now, deadline >= now, deadline < now + DUE_SOON)).label(
                 "due_within_24h"
             ),
+            func.coalesce(func.sum(events.c.submitted), 0).label("rectifications_submitted"),
+            func.coalesce(func.sum(events.c.failed), 0).label("verify_fail"),
         )
-        .select_from(Issue)
-        .join(candidates, candidates.c.id == Issue.id)
-        .outerjoin(dispatched_in_period, dispatched_in_period.c.issue_id == Issue.id)
-        .where(scope)
-        .group_by(col(Issue.org_unit_id), col(Issue.category_code), status)
+        .select_from(issue)
+        .outerjoin(events, events.c.issue_id == issue.c.id)
+        .group_by(*keys)
     )
-    return _rows(session, query)
+    return _columns(session, query)
 
 
-def _event_rows(session: Session, scope: ColumnElement[bool], period: Period) -> Sequence[Any]:
-    """Per responsible unit: rectifications submitted and verifications failed in the period."""
-    action = col(IssueEvent.action)
-    submitted = or_(
-        action == Action.SUBMIT_RECTIFICATION,
-        and_(action == REPORT_ACTION, col(IssueEvent.to_status) == S.RECTIFIED),
-    )
-    query = (
-        select_columns(
-            col(Issue.org_unit_id).label("org_unit_id"),
-            _count_if(submitted).label("rectifications_submitted"),
-            _count_if(action == Action.VERIFY_FAIL).label("verify_fail"),
-        )
-        .select_from(IssueEvent)
-        .join(Issue, col(Issue.id) == IssueEvent.issue_id)
-        .where(
-            action.in_([Action.SUBMIT_RECTIFICATION, Action.VERIFY_FAIL, REPORT_ACTION]),
-            period.contains(IssueEvent.at),
-            scope,
-        )
-        .group_by(col(Issue.org_unit_id))
-    )
-    return _rows(session, query)
+ISSUE_COLUMNS = (
+    Issue.id,
+    Issue.org_unit_id,
+    Issue.category_code,
+    Issue.status,
+    Issue.reported_at,
+    Issue.closed_at,
+    Issue.deadline_at,
+    Issue.rectified_at,
+    Issue.quantity,
+)
 
 
-def _rows(session: Session, query: Executable) -> Sequence[Any]:
-    # Core rows of labelled aggregates, in the session's transaction.
-    return session.connection().execute(query).all()
+def _id_among(session: Session, issue_ids: Any) -> ColumnElement[bool]:
+    """Issue.id in a small set of ids, looked up by primary key on every engine."""
+    if session.get_bind().dialect.name == "postgresql":
+        # `= ANY(array)` makes PostgreSQL probe the primary key once per id; `IN (subquery)`
+        # lets it prefer a hash join over the whole table, whose cost grows with the table.
+        ids = select_columns(func.array_agg(issue_ids)).scalar_subquery()
+        return col(Issue.id) == any_(cast(ids, ARRAY(Integer)))
+    return col(Issue.id).in_(select_columns(issue_ids))
+
+
+def _columns(session: Session, query: Executable) -> Columns:
+    """The result of a Core query (in the session's transaction), column by column."""
+    result = session.connection().execute(query)
+    keys = list(result.keys())
+    rows = result.all()
+    values = zip(*rows, strict=True) if rows else [() for _ in keys]
+    return dict(zip(keys, values, strict=True))
 
 
 @dataclass(frozen=True)
@@ -365,9 +401,9 @@ class Unit:
 
 
 def _units(session: Session) -> dict[int, Unit]:
-    columns = (OrgUnit.id, OrgUnit.code, OrgUnit.name, OrgUnit.kind, OrgUnit.path)
-    rows = _rows(session, select_columns(*(col(c) for c in columns)))
-    return {row[0]: Unit(*row) for row in rows if row[0] is not None}
+    wanted = (OrgUnit.id, OrgUnit.code, OrgUnit.name, OrgUnit.kind, OrgUnit.path)
+    columns = _columns(session, select_columns(*(col(c) for c in wanted)))
+    return {row[0]: Unit(*row) for row in zip(*columns.values(), strict=True)}
 
 
 # --- /stats ----------------------------------------------------------------------------------
@@ -428,17 +464,23 @@ def period_stats(
     scope = visible_issues(session, user)
     if org is not None:
         scope = and_(scope, orgs.in_subtree(Issue.org_unit_id, org))
-    rows = _issue_rows(session, scope, period, now)
-    tally = Tally()
-    for row in [*rows, *_event_rows(session, scope, period)]:
-        tally.add(row)
+    columns = _period_columns(session, scope, period, now, by_category_and_status=True)
+    tally = Tally.of(columns)
     by_status = dict.fromkeys(S, 0)
     by_category: dict[str, int] = defaultdict(int)
     by_unit: dict[int, int] = defaultdict(int)
-    for row in rows:
-        by_status[row.status] += row.reported
-        by_category[row.category] += row.reported
-        by_unit[row.org_unit_id] += row.reported
+    keyed = zip(
+        columns["reported"],
+        columns["status"],
+        columns["category"],
+        columns["org_unit_id"],
+        strict=True,
+    )
+    for reported, status, category, unit_id in keyed:
+        if reported:
+            by_status[status] += reported
+            by_category[category] += reported
+            by_unit[unit_id] += reported
     units = _units(session)
     return Stats(
         from_=period.start,
@@ -450,10 +492,10 @@ def period_stats(
             by_category=_nonzero(by_category),
             by_org_unit=_nonzero({units[i].code: n for i, n in by_unit.items()}),
         ),
-        open=sum(row.open for row in rows),
-        overdue=sum(row.overdue for row in rows),
-        due_within_24h=sum(row.due_within_24h for row in rows),
-        quantities=_quantities(session, rows),
+        open=sum(columns["open"]),
+        overdue=sum(columns["overdue"]),
+        due_within_24h=sum(columns["due_within_24h"]),
+        quantities=_quantities(session, columns),
         indicators=indicators(tally),
         volume=tally.volume,
         # The scope is its own peer group: full volume band when it had work.
@@ -466,13 +508,14 @@ def _nonzero(counts: dict[str, int]) -> dict[str, int]:
     return {key: n for key, n in sorted(counts.items()) if n}
 
 
-def _quantities(session: Session, rows: Iterable[Any]) -> list[QuantityRow]:
+def _quantities(session: Session, columns: Columns) -> list[QuantityRow]:
     issues: dict[str, int] = defaultdict(int)
     amounts: dict[str, float] = defaultdict(float)
-    for row in rows:
-        if row.closed_in_period:
-            issues[row.category] += row.closed_in_period
-            amounts[row.category] += row.quantity or 0.0
+    closed = zip(columns["category"], columns["closed_in_period"], columns["quantity"], strict=True)
+    for category, count, quantity in closed:
+        if count:
+            issues[category] += count
+            amounts[category] += quantity or 0.0
     if not issues:
         return []
     names = {
@@ -538,12 +581,14 @@ def rankings(
     owner = {
         u.id: next((i for i in reversed(u.lineage()) if i in ranked), None) for u in units.values()
     }
-    tallies = {unit_id: Tally() for unit_id in ranked}
     scope = visible_issues(session, user)
-    for row in [*_issue_rows(session, scope, period, now), *_event_rows(session, scope, period)]:
-        unit_id = owner.get(row.org_unit_id)
+    columns = _period_columns(session, scope, period, now, by_category_and_status=False)
+    rows_of: dict[int, list[int]] = {unit_id: [] for unit_id in ranked}
+    for row, org_unit_id in enumerate(columns["org_unit_id"]):
+        unit_id = owner.get(org_unit_id)
         if unit_id is not None:
-            tallies[unit_id].add(row)
+            rows_of[unit_id].append(row)
+    tallies = {unit_id: Tally.of(columns, rows) for unit_id, rows in rows_of.items()}
     busiest = max((t.volume for t in tallies.values()), default=0)
     items = [_item(ranked[i], t, busiest, settings) for i, t in tallies.items()]
     items.sort(
