@@ -1,10 +1,10 @@
 """Dashboards: counts, indicators, the composite score and the rankings, by aggregate SQL.
 
-Two grouped queries answer everything: one over the issues that matter to the period (picked
-through indexes, so the cost follows the period's volume rather than the table's size), grouped
-by responsible unit, category and status; one over the period's rectification and verification
-events, grouped by responsible unit. The few hundred aggregate rows are then rolled up in Python
-to the scope, to each category, or to the office / community / grid cell each unit lies under.
+One grouped query answers everything: over the issues that matter to the period (each picked
+through an index, so the cost follows the period's volume rather than the table's size) joined
+to their events of the period, grouped by responsible unit (and category and status). The few
+hundred aggregate rows are rolled up in Python to the scope, to each category, or to the
+office / community / grid cell each unit lies under.
 
 The definitions (also in the README, "Dashboards: stats, indicators and rankings"):
 
@@ -29,6 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -40,6 +41,7 @@ from sqlalchemy import (
     Integer,
     and_,
     any_,
+    bindparam,
     case,
     cast,
     func,
@@ -47,11 +49,13 @@ from sqlalchemy import (
     union,
 )
 from sqlalchemy import select as select_columns
+from sqlalchemy.sql.util import ClauseAdapter
 from sqlmodel import Session, col, select
 
 from app.config import Settings
 from app.errors import Forbidden, NotFound, ValidationFailed
 from app.models import Category, Issue, IssueEvent, OrgUnit, User
+from app.models.base import UTCDateTime
 from app.models.issue import IssueStatus
 from app.services import orgs
 from app.services.issues import Action
@@ -89,9 +93,6 @@ class Period:
 
     start: datetime
     end: datetime
-
-    def contains(self, column: Any) -> ColumnElement[bool]:
-        return and_(column >= self.start, column < self.end)
 
 
 def calendar_period(kind: PeriodKind, day: date, zone: ZoneInfo) -> Period:
@@ -259,11 +260,20 @@ def grade(value: float | None) -> str | None:
     return next((letter for letter, floor in GRADES if value >= floor), "E")
 
 
-# --- The two aggregate queries ---------------------------------------------------------------
+# --- The aggregate query --------------------------------------------------------------------
+
+# The query's parameters; the statement is built once per shape and reused (see _period_query).
+START, END, NOW, CUT, SOON = (
+    bindparam(name, type_=UTCDateTime()) for name in ("start", "end", "now", "cut", "soon")
+)
 
 
 def _count_if(condition: ColumnElement[bool]) -> Any:
     return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+
+def _within(column: Any) -> ColumnElement[bool]:
+    return and_(column >= START, column < END)
 
 
 def _period_columns(
@@ -276,6 +286,17 @@ def _period_columns(
 ) -> Columns:
     """Per responsible unit (and category and status): the period's counts and the live ones."""
     cut = min(period.end, now)
+    dialect = session.get_bind().dialect.name
+    query, issues = _period_query(dialect, by_category_and_status, past=cut < now)
+    # The caller's scope, moved from the issues table onto the period's issues.
+    query = query.where(ClauseAdapter(issues).traverse(scope))
+    values = {"start": period.start, "end": period.end, "now": now, "cut": cut}
+    return _columns(session, query, values | {"soon": now + DUE_SOON})
+
+
+@lru_cache(maxsize=16)
+def _period_query(dialect: str, by_category_and_status: bool, past: bool) -> tuple[Any, Any]:
+    """The statement and its subquery of the period's issues, built once per shape."""
     action = col(IssueEvent.action)
     submitted = or_(
         action == Action.SUBMIT_RECTIFICATION,
@@ -292,35 +313,35 @@ def _period_columns(
             action.in_(
                 [Action.DISPATCH, Action.SUBMIT_RECTIFICATION, Action.VERIFY_FAIL, REPORT_ACTION]
             ),
-            period.contains(IssueEvent.at),
+            _within(col(IssueEvent.at)),
         )
         .group_by(col(IssueEvent.issue_id))
         .cte("events_in_period")
     )
 
     def pick(*conditions: ColumnElement[bool]) -> Any:
-        return select_columns(*(col(column) for column in ISSUE_COLUMNS)).where(scope, *conditions)
+        return select_columns(*(col(column) for column in ISSUE_COLUMNS)).where(*conditions)
 
     # Every issue any count below can be true for, each branch picked through an index.
     branches = [
-        pick(period.contains(Issue.reported_at)),
-        pick(period.contains(Issue.closed_at)),
-        pick(period.contains(Issue.deadline_at)),
+        pick(_within(col(Issue.reported_at))),
+        pick(_within(col(Issue.closed_at))),
+        pick(_within(col(Issue.deadline_at))),
         pick(col(Issue.status).in_(OPEN)),
-        pick(_id_among(session, events.c.issue_id)),
+        pick(_id_among(dialect, events.c.issue_id)),
     ]
-    if cut < now:  # a past period: issues overdue at its end but closed since
-        branches.append(pick(col(Issue.closed_at) >= cut, col(Issue.deadline_at) < cut))
+    if past:  # a past period: issues overdue at its end but closed since
+        branches.append(pick(col(Issue.closed_at) >= CUT, col(Issue.deadline_at) < CUT))
     issue = union(*branches).subquery("issues_of_period")
 
     status, deadline = issue.c.status, issue.c.deadline_at
     closed_at, rectified_at = issue.c.closed_at, issue.c.rectified_at
     counted = status.not_in(ENDED_WITHOUT_FIX)
-    due = and_(period.contains(deadline), counted, or_(deadline <= now, closed_at.is_not(None)))
+    due = and_(_within(deadline), counted, or_(deadline <= NOW, closed_at.is_not(None)))
     dispatched = and_(
-        events.c.dispatches > 0, counted, or_(rectified_at.is_not(None), deadline <= now)
+        events.c.dispatches > 0, counted, or_(rectified_at.is_not(None), deadline <= NOW)
     )
-    closed_in_period = period.contains(closed_at)
+    closed_in_period = _within(closed_at)
     dispatched_now = status == S.DISPATCHED
     keys = [issue.c.org_unit_id]
     if by_category_and_status:
@@ -328,21 +349,21 @@ def _period_columns(
     query = (
         select_columns(
             *keys,
-            _count_if(period.contains(issue.c.reported_at)).label("reported"),
+            _count_if(_within(issue.c.reported_at)).label("reported"),
             _count_if(closed_in_period).label("closed_in_period"),
             func.sum(case((closed_in_period, issue.c.quantity))).label("quantity"),
             _count_if(due).label("due"),
-            _count_if(and_(due, closed_at < period.end)).label("closed"),
+            _count_if(and_(due, closed_at < END)).label("closed"),
             _count_if(and_(due, closed_at <= deadline)).label("closed_on_time"),
             _count_if(dispatched).label("dispatched"),
             _count_if(and_(dispatched, rectified_at <= deadline)).label("rectified_on_time"),
             _count_if(or_(due, dispatched)).label("volume"),
             _count_if(
-                and_(deadline < cut, counted, or_(closed_at.is_(None), closed_at >= cut))
+                and_(deadline < CUT, counted, or_(closed_at.is_(None), closed_at >= CUT))
             ).label("overdue_open"),
             _count_if(status.in_(OPEN)).label("open"),
-            _count_if(and_(dispatched_now, deadline < now)).label("overdue"),
-            _count_if(and_(dispatched_now, deadline >= now, deadline < now + DUE_SOON)).label(
+            _count_if(and_(dispatched_now, deadline < NOW)).label("overdue"),
+            _count_if(and_(dispatched_now, deadline >= NOW, deadline < SOON)).label(
                 "due_within_24h"
             ),
             func.coalesce(func.sum(events.c.submitted), 0).label("rectifications_submitted"),
@@ -352,12 +373,13 @@ def _period_columns(
         .outerjoin(events, events.c.issue_id == issue.c.id)
         .group_by(*keys)
     )
-    return _columns(session, query)
+    return query, issue
 
 
 ISSUE_COLUMNS = (
     Issue.id,
     Issue.org_unit_id,
+    Issue.reported_by_id,
     Issue.category_code,
     Issue.status,
     Issue.reported_at,
@@ -368,9 +390,9 @@ ISSUE_COLUMNS = (
 )
 
 
-def _id_among(session: Session, issue_ids: Any) -> ColumnElement[bool]:
+def _id_among(dialect: str, issue_ids: Any) -> ColumnElement[bool]:
     """Issue.id in a small set of ids, looked up by primary key on every engine."""
-    if session.get_bind().dialect.name == "postgresql":
+    if dialect == "postgresql":
         # `= ANY(array)` makes PostgreSQL probe the primary key once per id; `IN (subquery)`
         # lets it prefer a hash join over the whole table, whose cost grows with the table.
         ids = select_columns(func.array_agg(issue_ids)).scalar_subquery()
@@ -378,13 +400,13 @@ def _id_among(session: Session, issue_ids: Any) -> ColumnElement[bool]:
     return col(Issue.id).in_(select_columns(issue_ids))
 
 
-def _columns(session: Session, query: Executable) -> Columns:
+def _columns(session: Session, query: Executable, params: dict[str, Any] | None = None) -> Columns:
     """The result of a Core query (in the session's transaction), column by column."""
-    result = session.connection().execute(query)
+    result = session.connection().execute(query, params)
     keys = list(result.keys())
     rows = result.all()
-    values = zip(*rows, strict=True) if rows else [() for _ in keys]
-    return dict(zip(keys, values, strict=True))
+    columns = zip(*rows, strict=True) if rows else [() for _ in keys]
+    return dict(zip(keys, columns, strict=True))
 
 
 @dataclass(frozen=True)
