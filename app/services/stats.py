@@ -343,9 +343,16 @@ def _period_query(dialect: str, by_category_and_status: bool, past: bool) -> tup
     )
     closed_in_period = _within(closed_at)
     dispatched_now = status == S.DISPATCHED
-    keys = [issue.c.org_unit_id]
+    keys: list[Any] = [issue.c.org_unit_id]
     if by_category_and_status:
-        keys += [issue.c.category_code.label("category"), status]
+        # With the names the answer shows, so that no other query is needed for them.
+        keys += [
+            col(OrgUnit.code).label("org_unit"),
+            issue.c.category_code.label("category"),
+            col(Category.name).label("category_name"),
+            col(Category.unit).label("category_unit"),
+            status,
+        ]
     query = (
         select_columns(
             *keys,
@@ -373,6 +380,10 @@ def _period_query(dialect: str, by_category_and_status: bool, past: bool) -> tup
         .outerjoin(events, events.c.issue_id == issue.c.id)
         .group_by(*keys)
     )
+    if by_category_and_status:
+        query = query.join(OrgUnit, col(OrgUnit.id) == issue.c.org_unit_id).join(
+            Category, col(Category.code) == issue.c.category_code
+        )
     return query, issue
 
 
@@ -490,20 +501,19 @@ def period_stats(
     tally = Tally.of(columns)
     by_status = dict.fromkeys(S, 0)
     by_category: dict[str, int] = defaultdict(int)
-    by_unit: dict[int, int] = defaultdict(int)
+    by_unit: dict[str, int] = defaultdict(int)
     keyed = zip(
         columns["reported"],
         columns["status"],
         columns["category"],
-        columns["org_unit_id"],
+        columns["org_unit"],
         strict=True,
     )
-    for reported, status, category, unit_id in keyed:
+    for reported, status, category, unit in keyed:
         if reported:
             by_status[status] += reported
             by_category[category] += reported
-            by_unit[unit_id] += reported
-    units = _units(session)
+            by_unit[unit] += reported
     return Stats(
         from_=period.start,
         to=period.end,
@@ -512,12 +522,12 @@ def period_stats(
             total=sum(by_status.values()),
             by_status={str(status): n for status, n in by_status.items()},
             by_category=_nonzero(by_category),
-            by_org_unit=_nonzero({units[i].code: n for i, n in by_unit.items()}),
+            by_org_unit=_nonzero(by_unit),
         ),
         open=sum(columns["open"]),
         overdue=sum(columns["overdue"]),
         due_within_24h=sum(columns["due_within_24h"]),
-        quantities=_quantities(session, columns),
+        quantities=_quantities(columns),
         indicators=indicators(tally),
         volume=tally.volume,
         # The scope is its own peer group: full volume band when it had work.
@@ -530,24 +540,23 @@ def _nonzero(counts: dict[str, int]) -> dict[str, int]:
     return {key: n for key, n in sorted(counts.items()) if n}
 
 
-def _quantities(session: Session, columns: Columns) -> list[QuantityRow]:
+def _quantities(columns: Columns) -> list[QuantityRow]:
     issues: dict[str, int] = defaultdict(int)
     amounts: dict[str, float] = defaultdict(float)
-    closed = zip(columns["category"], columns["closed_in_period"], columns["quantity"], strict=True)
-    for category, count, quantity in closed:
+    names: dict[str, tuple[str, str]] = {}
+    closed = zip(
+        columns["category"],
+        columns["category_name"],
+        columns["category_unit"],
+        columns["closed_in_period"],
+        columns["quantity"],
+        strict=True,
+    )
+    for category, name, unit, count, quantity in closed:
         if count:
             issues[category] += count
             amounts[category] += quantity or 0.0
-    if not issues:
-        return []
-    names = {
-        code: (name, unit)
-        for code, name, unit in session.exec(
-            select(Category.code, Category.name, Category.unit).where(
-                col(Category.code).in_(list(issues))
-            )
-        )
-    }
+            names[category] = (name, unit)
     return [
         QuantityRow(
             category=code,
