@@ -269,7 +269,7 @@ START, END, NOW, CUT, SOON = (
 
 
 def _count_if(condition: ColumnElement[bool]) -> Any:
-    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+    return func.count().filter(condition)
 
 
 def _within(column: Any) -> ColumnElement[bool]:
@@ -310,29 +310,35 @@ def _period_query(dialect: str, by_category_and_status: bool, past: bool) -> tup
             _count_if(action == Action.VERIFY_FAIL).label("failed"),
         )
         .where(
-            action.in_(
-                [Action.DISPATCH, Action.SUBMIT_RECTIFICATION, Action.VERIFY_FAIL, REPORT_ACTION]
+            or_(
+                action.in_([Action.DISPATCH, Action.SUBMIT_RECTIFICATION, Action.VERIFY_FAIL]),
+                and_(action == REPORT_ACTION, col(IssueEvent.to_status) == S.RECTIFIED),
             ),
             _within(col(IssueEvent.at)),
         )
         .group_by(col(IssueEvent.issue_id))
-        .cte("events_in_period")
+        .cte("ev")
     )
 
     def pick(*conditions: ColumnElement[bool]) -> Any:
         return select_columns(*(col(column) for column in ISSUE_COLUMNS)).where(*conditions)
 
-    # Every issue any count below can be true for, each branch picked through an index.
-    branches = [
-        pick(_within(col(Issue.reported_at))),
-        pick(_within(col(Issue.closed_at))),
-        pick(_within(col(Issue.deadline_at))),
-        pick(col(Issue.status).in_(OPEN)),
-        pick(_id_among(dialect, events.c.issue_id)),
+    # Every issue any count below can be true for; each condition has its index.
+    relevant = [
+        _within(col(Issue.reported_at)),
+        _within(col(Issue.closed_at)),
+        _within(col(Issue.deadline_at)),
+        col(Issue.status).in_(OPEN),
+        _id_among(dialect, events.c.issue_id),
     ]
     if past:  # a past period: issues overdue at its end but closed since
-        branches.append(pick(col(Issue.closed_at) >= CUT, col(Issue.deadline_at) < CUT))
-    issue = union(*branches).subquery("issues_of_period")
+        relevant.append(and_(col(Issue.closed_at) >= CUT, col(Issue.deadline_at) < CUT))
+    if dialect == "postgresql":
+        # One pass over the heap for the union of the indexes (a BitmapOr).
+        issue = pick(or_(*relevant)).subquery("p")
+    else:
+        # SQLite scans the whole table for such an OR; a UNION keeps each part on its index.
+        issue = union(*(pick(condition) for condition in relevant)).subquery("p")
 
     status, deadline = issue.c.status, issue.c.deadline_at
     closed_at, rectified_at = issue.c.closed_at, issue.c.rectified_at
