@@ -1,6 +1,6 @@
 """Dashboard benchmark: /stats, a list page and a 304 against the framework floor, at 100k and 10k.
 
-    /work/main/.venv/bin/python bench/dashboard.py [--rounds N] [--sizes 100000,10000]
+    .venv/bin/python bench/dashboard.py [--rounds N] [--sizes 100000,10000]
 
 It prints figures and never fails on a missed target (exit status 0 unless something broke).
 For each size, in one run on this machine:
@@ -21,9 +21,10 @@ For each size, in one run on this machine:
    server (`uvicorn app.main:app`, one worker, access log off) on that database;
 3. sends, over one keep-alive connection (httpx.Client), sequential requests in rounds, each
    round one request of each kind: GET /healthz (the framework floor: a constant JSON),
-   GET /api/v1/stats (this week), GET /api/v1/issues?limit=50, and a revalidation of /stats with
-   If-None-Match set to the ETag of a first GET (only if the server gives ETags). Latency is
-   measured at the client, request start to body read; median and p95 are printed;
+   GET /api/v1/stats (this week), GET /api/v1/issues?limit=50, a revalidation of /stats with
+   If-None-Match set to the ETag of a first GET (only if the server gives ETags), and, for
+   information, GET /api/v1/rankings (this week's offices). Latency is measured at the client,
+   request start to body read; median and p95 are printed;
 4. stops the server and drops the database.
 
 The client and the server share this machine's cores: the figures include the client's time.
@@ -463,12 +464,13 @@ class Figures:
         return values[min(len(values) - 1, int(0.95 * len(values)))] if values else None
 
 
-FLOOR, STATS, LIST, REVALIDATE = "floor", "stats", "list", "304"
+FLOOR, STATS, LIST, REVALIDATE, RANKINGS = "floor", "stats", "list", "304", "rankings"
 LABELS = {
     FLOOR: "GET /healthz (floor)",
     STATS: "GET /api/v1/stats",
     LIST: "GET /api/v1/issues?limit=50",
     REVALIDATE: "GET /api/v1/stats + If-None-Match",
+    RANKINGS: "GET /api/v1/rankings (no target)",
 }
 
 
@@ -488,6 +490,7 @@ def measure(
             FLOOR: ("/healthz", {}, 200),
             STATS: ("/api/v1/stats", auth, 200),
             LIST: ("/api/v1/issues?limit=50", auth, 200),
+            RANKINGS: ("/api/v1/rankings", auth, 200),
         }
         if etag:
             probe = client.get("/api/v1/stats", headers={**auth, "If-None-Match": etag})
