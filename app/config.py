@@ -39,6 +39,12 @@ class Settings(BaseSettings):
     # clock and not only on writes (`overdue`, "due within 24 hours"); 0: only on writes.
     etag_clock_seconds: int = Field(default=60, ge=0)
 
+    # Dashboards: the weights of the composite score (relative; see the README, "Dashboards").
+    score_weight_closure: float = Field(default=30, ge=0)
+    score_weight_on_time_rectification: float = Field(default=30, ge=0)
+    score_weight_rework: float = Field(default=30, ge=0)
+    score_weight_volume: float = Field(default=10, ge=0)
+
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * MB)

@@ -13,6 +13,7 @@ from app.errors import BodyLimitAsProblem, install_error_handlers
 from app.etags import ConditionalGetMiddleware
 from app.routers import (
     account,
+    dashboard,
     dashboard_page,
     evidence,
     exports,
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(issues.router, max_body_size=settings.max_request_bytes)
     app.include_router(photos.router)
     app.include_router(evidence.router)
+    app.include_router(dashboard.router)
     app.include_router(exports.router)
     app.include_router(dashboard_page.router)
     app.mount(

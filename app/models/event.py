@@ -4,14 +4,18 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
-from sqlmodel import Field, SQLModel, UniqueConstraint
+from sqlmodel import Field, Index, SQLModel, UniqueConstraint
 
 from app.models.base import json_field, time_field
 
 
 class IssueEvent(SQLModel, table=True):
     __tablename__ = "issue_events"
-    __table_args__ = (UniqueConstraint("issue_id", "seq"),)
+    # The dashboards count events of an action in a period.
+    __table_args__ = (
+        UniqueConstraint("issue_id", "seq"),
+        Index("ix_issue_events_action_at", "action", "at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     issue_id: int = Field(foreign_key="issues.id", index=True)

@@ -50,13 +50,13 @@ class Issue(SQLModel, table=True):
     address: str | None = Field(default=None, max_length=300)
     org_unit_id: int = Field(foreign_key="org_units.id", index=True)
     reported_by_id: int = Field(foreign_key="users.id", index=True)
-    reported_at: datetime = time_field(nullable=False)
+    reported_at: datetime = time_field(nullable=False, index=True)
     accepted_at: datetime | None = time_field()
     dispatched_at: datetime | None = time_field()
     deadline_at: datetime | None = time_field(index=True)
     rectified_at: datetime | None = time_field()
     rectified_by_id: int | None = Field(default=None, foreign_key="users.id")
-    closed_at: datetime | None = time_field()
+    closed_at: datetime | None = time_field(index=True)
     verified_by_id: int | None = Field(default=None, foreign_key="users.id")
     # Bumped every time the issue enters `dispatched`: an after-photo counts for the round
     # in which it was uploaded, so a rework needs a fresh one.
