@@ -350,6 +350,9 @@ def _write_with_photos(
 ) -> T:
     """Ingest every file, run `write`, commit once; on any failure remove what was stored."""
     ingested: dict[str, list[IngestedPhoto]] = {name: [] for name in uploads.fields}
+    # End the transaction of the checks so far: no database lock is held while Pillow works
+    # (on SQLite it would be the whole database's write lock). `write` re-reads what it changes.
+    session.commit()
     try:
         for name, files in uploads.fields.items():
             for upload in files:
