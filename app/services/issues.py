@@ -115,9 +115,11 @@ def is_overdue(issue: Issue, now: datetime) -> bool:
     )
 
 
-def allowed_actions(session: Session, issue: Issue, user: User) -> list[str]:
-    """The actions this user may take on this issue now, read off TRANSITIONS."""
-    in_scope = acts_on(session, user, issue)
+def allowed_actions(issue: Issue, user: User, in_scope: bool) -> list[str]:
+    """The actions this user may take on this issue now, read off TRANSITIONS.
+
+    `in_scope`: the issue's responsible unit is the user's unit or below (permissions.acts_on).
+    """
     return [
         action.value
         for action, rule in TRANSITIONS.items()

@@ -13,6 +13,7 @@ from app.models.event import IssueEventPublic
 from app.models.issue import IssuePublic, IssueStatus, LocationSource
 from app.models.photo import PhotoExif, PhotoKind, PhotoPublic, PhotoUrls
 from app.models.user import Role, UserPublic
+from app.services import orgs
 from app.services.audit import canonical_at
 from app.services.geo import Crs, from_wgs84
 from app.services.issues import allowed_actions, is_overdue
@@ -79,7 +80,10 @@ def issues_public(
     people |= {i.verified_by_id for i in issues}
     people |= {p.uploaded_by_id for ps in photos_by_issue.values() for p in ps}
     names = _usernames(session, people)
-    org_codes = dict(session.exec(select(OrgUnit.id, OrgUnit.code)).all())
+    # Every unit once (a few hundred rows): codes for the answer, paths for the scope check.
+    org_units = {u.id: u for u in session.exec(select(OrgUnit))}
+    org_codes = {unit_id: unit.code for unit_id, unit in org_units.items()}
+    viewer_unit = org_units[viewer.org_unit_id]
     units = dict(session.exec(select(Category.code, Category.unit)).all())
     return [
         _issue(
@@ -90,7 +94,7 @@ def issues_public(
             units,
             now,
             crs,
-            allowed_actions(session, i, viewer),
+            allowed_actions(i, viewer, orgs.is_within(org_units[i.org_unit_id], viewer_unit)),
         )
         for i in issues
     ]
