@@ -80,7 +80,7 @@ def report_issue(
     return _created(body.model_dump(mode="json"), replayed, f"/api/v1/issues/{issue.id}")
 
 
-@router.get("")
+@router.get("", response_model=IssuePage)
 def list_issues_route(
     session: SessionDep,
     settings: SettingsDep,
@@ -95,14 +95,16 @@ def list_issues_route(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
     cursor: str | None = None,
     crs: CrsParam = Crs.WGS84,
-) -> IssuePage:
+) -> Response:
     """Issues you may see, oldest change first; follow `next_cursor` to continue."""
     since = as_aware(updated_since, settings.zone) if updated_since else None
     filters = IssueFilters(status or [], category, org_unit, overdue, bbox, since, q)
     now = utcnow()
     page, next_cursor, has_more = list_issues(session, user, filters, now, limit, cursor)
     items = issues_public(session, page, user, now, crs)
-    return IssuePage(items=items, next_cursor=next_cursor, has_more=has_more)
+    page_body = IssuePage(items=items, next_cursor=next_cursor, has_more=has_more)
+    # Serialised once here: FastAPI would otherwise validate the page all over again.
+    return Response(page_body.model_dump_json(), media_type="application/json")
 
 
 @router.get(".geojson")
