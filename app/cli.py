@@ -1,6 +1,7 @@
 """The `gridproof` command (also `python -m app`)."""
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -80,7 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="apply migrations, then serve the API")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="worker processes (default: one per core; each decodes one photo at a time)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     commands.add_parser("migrate", help="apply pending migrations").set_defaults(func=cmd_migrate)

@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     issue_code_prefix: str = "JK"
     thumb_px: int = 320
     large_px: int = 1600
+    # Photos one worker process decodes at once (the rest wait their turn); use one worker
+    # process per core (`gridproof serve --workers`, default: the number of cores).
+    image_workers: int = Field(default=1, ge=1, le=64)
 
     # Photo checks (flags); see the README for what each one means.
     flag_device_gps_min_m: float = 100

@@ -6,10 +6,12 @@ and writes two upright derivatives without EXIF. Nothing here touches the databa
 """
 
 import contextlib
+import functools
 import hashlib
 import math
 import re
 import struct
+import threading
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -127,7 +129,8 @@ def ingest_photo(upload: BinaryIO, settings: Settings, storage: Storage) -> Inge
     temp, sha256, size, head = _spool(upload, settings, storage)
     created: list[Path] = []
     try:
-        photo = _process(temp, sha256, size, head, settings, storage, created)
+        with _decode_slots(settings.image_workers):
+            photo = _process(temp, sha256, size, head, settings, storage, created)
         if storage.commit(temp, storage.original_path(sha256)):
             created.append(storage.original_path(sha256))
         photo.created = created
@@ -135,6 +138,13 @@ def ingest_photo(upload: BinaryIO, settings: Settings, storage: Storage) -> Inge
     except BaseException:
         remove_quietly([temp, *created])
         raise
+
+
+@functools.cache
+def _decode_slots(count: int) -> threading.BoundedSemaphore:
+    """How many photos one process decodes at once. Decoding is CPU work that holds the GIL in
+    part: more at a time than cores only adds contention; scale with worker processes."""
+    return threading.BoundedSemaphore(count)
 
 
 def _spool(upload: BinaryIO, settings: Settings, storage: Storage) -> tuple[Path, str, int, bytes]:
