@@ -1,9 +1,10 @@
 """Request dependencies: settings, the session, the current user and role gates."""
 
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Annotated
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
@@ -11,8 +12,10 @@ from app.config import Settings
 from app.db import get_engine
 from app.errors import Forbidden, Unauthenticated
 from app.models import Issue, Role, User
-from app.models.base import MAX_ID
+from app.models.base import MAX_ID, as_aware
+from app.models.issue import IssueStatus
 from app.services import auth, issues
+from app.services.issue_list import IssueFilters
 from app.services.permissions import may_read_evidence
 from app.services.storage import Storage
 
@@ -91,3 +94,21 @@ def get_evidence_issue(issue: CurrentIssue, user: CurrentUser) -> Issue:
 
 
 EvidenceIssue = Annotated[Issue, Depends(get_evidence_issue)]
+
+
+def get_issue_filters(
+    settings: SettingsDep,
+    status: Annotated[list[IssueStatus] | None, Query()] = None,
+    category: str | None = None,
+    org_unit: str | None = None,
+    overdue: bool | None = None,
+    bbox: Annotated[str | None, Query(description="minLon,minLat,maxLon,maxLat")] = None,
+    updated_since: datetime | None = None,
+    q: Annotated[str | None, Query(max_length=100)] = None,
+) -> IssueFilters:
+    """The filters of GET /api/v1/issues, shared by the map and the ledger exports."""
+    since = as_aware(updated_since, settings.zone) if updated_since else None
+    return IssueFilters(status or [], category, org_unit, overdue, bbox, since, q)
+
+
+IssueFiltersDep = Annotated[IssueFilters, Depends(get_issue_filters)]

@@ -19,6 +19,25 @@ CHINA = timezone(timedelta(hours=8))
 # Inside the demo zone (经开区, Zhengzhou).
 LAT, LON = 34.7512345, 113.7801234
 
+# The 15 categories of the contract (shared/CONTRACT.md, Vocabulary).
+CONTRACT_CATEGORIES = {
+    "flyposter": "非法小广告",
+    "banner": "违规横幅",
+    "wall_ad": "墙体广告",
+    "road_occupation": "占道经营",
+    "outside_store": "店外经营",
+    "bare_soil": "黄土裸露",
+    "garbage": "暴露垃圾",
+    "illegal_building": "违法建设",
+    "construction_site": "施工工地扬尘",
+    "road_damage": "道路破损",
+    "street_light": "路灯设施损坏",
+    "shared_bike": "共享单车乱停放",
+    "scattered_coal": "散煤",
+    "fire_hazard": "消防隐患",
+    "other": "其他",
+}
+
 
 @dataclass
 class Zone:

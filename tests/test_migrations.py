@@ -10,24 +10,7 @@ from sqlmodel import Session, SQLModel, select
 import app.models  # noqa: F401  (registers every table on the metadata)
 from app.db import alembic_config, get_engine, migrate
 from app.models import Category
-
-CATEGORIES = {
-    "flyposter": "非法小广告",
-    "banner": "违规横幅",
-    "wall_ad": "墙体广告",
-    "road_occupation": "占道经营",
-    "outside_store": "店外经营",
-    "bare_soil": "黄土裸露",
-    "garbage": "暴露垃圾",
-    "illegal_building": "违法建设",
-    "construction_site": "施工工地扬尘",
-    "road_damage": "道路破损",
-    "street_light": "路灯设施损坏",
-    "shared_bike": "共享单车乱停放",
-    "scattered_coal": "散煤",
-    "fire_hazard": "消防隐患",
-    "other": "其他",
-}
+from tests.factories import CONTRACT_CATEGORIES
 
 
 def schema_differences(fresh_database_url: str) -> list[object]:
@@ -69,7 +52,7 @@ def test_migrate_twice_is_harmless(fresh_database_url):
 
 def test_the_contract_categories_exist_after_migrate(fresh_database_url):
     migrate(fresh_database_url)
-    assert categories(fresh_database_url) == CATEGORIES
+    assert categories(fresh_database_url) == CONTRACT_CATEGORIES
     with Session(get_engine(fresh_database_url)) as session:
         for category in session.exec(select(Category)):
             assert category.name_en and category.group
@@ -86,7 +69,7 @@ def test_downgrade_to_nothing_and_back(fresh_database_url):
     assert left == set()
     migrate(fresh_database_url)
     assert schema_differences(fresh_database_url) == []
-    assert categories(fresh_database_url) == CATEGORIES
+    assert categories(fresh_database_url) == CONTRACT_CATEGORIES
 
 
 def test_the_comparison_notices_a_schema_that_drifted(fresh_database_url):

@@ -1,37 +1,17 @@
 """The issue ledger (问题台账): XLSX with thumbnails, CSV; the filters of the issue list."""
 
-from datetime import datetime
-from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
-from app.deps import CurrentUser, SessionDep, SettingsDep, StorageDep
+from app.deps import CurrentUser, IssueFiltersDep, SessionDep, SettingsDep, StorageDep
 from app.models.base import utcnow
-from app.models.issue import IssueStatus
 from app.services import exports
-from app.services.issue_list import IssueFilters
 
 router = APIRouter(prefix="/api/v1/exports", tags=["exports"])
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-
-
-def ledger_filters(
-    status: Annotated[list[IssueStatus] | None, Query()] = None,
-    category: str | None = None,
-    org_unit: str | None = None,
-    overdue: bool | None = None,
-    bbox: Annotated[str | None, Query(description="minLon,minLat,maxLon,maxLat")] = None,
-    updated_since: datetime | None = None,
-    q: Annotated[str | None, Query(max_length=100)] = None,
-) -> IssueFilters:
-    """The filters of GET /api/v1/issues."""
-    return IssueFilters(status or [], category, org_unit, overdue, bbox, updated_since, q)
-
-
-Filters = Annotated[IssueFilters, Depends(ledger_filters)]
 
 
 def _attachment(suffix: str) -> str:
@@ -41,7 +21,7 @@ def _attachment(suffix: str) -> str:
 
 @router.get("/ledger.xlsx", response_class=StreamingResponse)
 def ledger_xlsx(
-    filters: Filters,
+    filters: IssueFiltersDep,
     session: SessionDep,
     settings: SettingsDep,
     storage: StorageDep,
@@ -57,7 +37,7 @@ def ledger_xlsx(
 
 @router.get("/ledger.csv", response_class=StreamingResponse)
 def ledger_csv(
-    filters: Filters, session: SessionDep, settings: SettingsDep, user: CurrentUser
+    filters: IssueFiltersDep, session: SessionDep, settings: SettingsDep, user: CurrentUser
 ) -> StreamingResponse:
     """The same columns as CSV (no pictures), UTF-8 with BOM, streamed."""
     batches = exports.ledger_batches(session, settings, user, filters, utcnow())

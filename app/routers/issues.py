@@ -1,6 +1,5 @@
 """Issues: report, list, read, add photos, act on the state machine, read the audit trail."""
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Header, Query, Request, Response, UploadFile
@@ -11,18 +10,18 @@ from app.deps import (
     CurrentIssue,
     CurrentUser,
     EvidenceIssue,
+    IssueFiltersDep,
     IssueId,
     SessionDep,
     SettingsDep,
     StorageDep,
 )
-from app.models.base import as_aware, utcnow
+from app.models.base import utcnow
 from app.models.event import IssueEventPublic
 from app.models.issue import (
     IssuePage,
     IssuePublic,
     IssueReport,
-    IssueStatus,
     PhotoForm,
     TransitionRequest,
 )
@@ -30,7 +29,7 @@ from app.models.photo import PhotoPublic
 from app.services import audit, idempotency
 from app.services import issues as service
 from app.services.geo import Crs
-from app.services.issue_list import MAX_GEOJSON_LIMIT, MAX_LIMIT, IssueFilters, list_issues
+from app.services.issue_list import MAX_GEOJSON_LIMIT, MAX_LIMIT, list_issues
 from app.services.present import (
     events_public,
     feature_collection,
@@ -83,22 +82,13 @@ def report_issue(
 @router.get("", response_model=IssuePage)
 def list_issues_route(
     session: SessionDep,
-    settings: SettingsDep,
     user: CurrentUser,
-    status: Annotated[list[IssueStatus] | None, Query()] = None,
-    category: str | None = None,
-    org_unit: str | None = None,
-    overdue: bool | None = None,
-    bbox: Annotated[str | None, Query(description="minLon,minLat,maxLon,maxLat")] = None,
-    updated_since: datetime | None = None,
-    q: Annotated[str | None, Query(max_length=100)] = None,
+    filters: IssueFiltersDep,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
     cursor: str | None = None,
     crs: CrsParam = Crs.WGS84,
 ) -> Response:
     """Issues you may see, oldest change first; follow `next_cursor` to continue."""
-    since = as_aware(updated_since, settings.zone) if updated_since else None
-    filters = IssueFilters(status or [], category, org_unit, overdue, bbox, since, q)
     now = utcnow()
     page, next_cursor, has_more = list_issues(session, user, filters, now, limit, cursor)
     items = issues_public(session, page, user, now, crs)
@@ -111,19 +101,12 @@ def list_issues_route(
 def issues_geojson(
     session: SessionDep,
     user: CurrentUser,
-    status: Annotated[list[IssueStatus] | None, Query()] = None,
-    category: str | None = None,
-    org_unit: str | None = None,
-    overdue: bool | None = None,
-    bbox: Annotated[str | None, Query(description="minLon,minLat,maxLon,maxLat")] = None,
-    updated_since: datetime | None = None,
-    q: Annotated[str | None, Query(max_length=100)] = None,
+    filters: IssueFiltersDep,
     limit: Annotated[int, Query(ge=1, le=MAX_GEOJSON_LIMIT)] = 1000,
     cursor: str | None = None,
     crs: CrsParam = Crs.WGS84,
 ) -> JSONResponse:
     """RFC 7946 FeatureCollection of the filtered issues ([lon, lat]; WGS-84 by default)."""
-    filters = IssueFilters(status or [], category, org_unit, overdue, bbox, updated_since, q)
     now = utcnow()
     page, next_cursor, has_more = list_issues(session, user, filters, now, limit, cursor)
     body = feature_collection(session, page, now, crs)

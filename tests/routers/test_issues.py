@@ -18,7 +18,17 @@ from app.main import create_app
 from app.models import IdempotencyRecord, Issue, IssueEvent, Photo
 from app.models.base import utcnow
 from app.services.geo import bd09_to_wgs84, distance_m, gcj02_to_wgs84
-from tests.factories import LAT, LON, act, add_photos, dispatched_issue, files, jpeg, report
+from tests.factories import (
+    CONTRACT_CATEGORIES,
+    LAT,
+    LON,
+    act,
+    add_photos,
+    dispatched_issue,
+    files,
+    jpeg,
+    report,
+)
 
 PROBLEM_JSON = "application/problem+json"
 CODE_RE = re.compile(r"^JK-\d{8}-\d{4}$")
@@ -70,23 +80,6 @@ PHOTO_FIELDS = {
     "location_source",
     "flags",
     "urls",
-}
-CATEGORIES = {
-    "flyposter": "非法小广告",
-    "banner": "违规横幅",
-    "wall_ad": "墙体广告",
-    "road_occupation": "占道经营",
-    "outside_store": "店外经营",
-    "bare_soil": "黄土裸露",
-    "garbage": "暴露垃圾",
-    "illegal_building": "违法建设",
-    "construction_site": "施工工地扬尘",
-    "road_damage": "道路破损",
-    "street_light": "路灯设施损坏",
-    "shared_bike": "共享单车乱停放",
-    "scattered_coal": "散煤",
-    "fire_hazard": "消防隐患",
-    "other": "其他",
 }
 
 
@@ -817,8 +810,8 @@ def test_vocabularies(client, zone):
     response = client.get("/api/v1/categories", headers=zone.headers("viewer"))
     assert response.status_code == 200
     by_code = {c["code"]: c for c in response.json()}
-    assert set(by_code) == set(CATEGORIES)
-    for code, name in CATEGORIES.items():
+    assert set(by_code) == set(CONTRACT_CATEGORIES)
+    for code, name in CONTRACT_CATEGORIES.items():
         category = by_code[code]
         assert set(category) == {"code", "name", "name_en", "group", "deadline_hours", "unit"}
         assert category["name"] == name
@@ -861,3 +854,18 @@ def test_json_is_gzipped_for_weak_links_but_photos_are_not(client, zone):
         response = client.get(url, headers=zone.headers("d_super", **gzip_ok))
         assert response.status_code == 200
         assert "content-encoding" not in response.headers  # JPEG is compressed already
+
+
+def test_the_map_and_the_ledger_take_the_lists_filters(client, zone):
+    """One filter dependency: the same parameters, read the same way (a time without offset is
+    the zone's wall time), on the list, the map and the ledger."""
+    created(report(client, zone, description="路边小广告"))
+    created(report(client, zone, description="黄土裸露"))
+    query = "q=小广告&updated_since=2020-01-01T00:00:00"
+    headers = zone.headers("d_super")
+    listed = client.get(f"/api/v1/issues?{query}", headers=headers).json()["items"]
+    geojson = client.get(f"/api/v1/issues.geojson?{query}", headers=headers).json()["features"]
+    csv_text = client.get(f"/api/v1/exports/ledger.csv?{query}", headers=headers).text
+    assert [i["code"] for i in listed] == [f["properties"]["code"] for f in geojson]
+    assert len(listed) == 1 and listed[0]["code"] in csv_text
+    assert "黄土裸露" not in csv_text
