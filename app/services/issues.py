@@ -151,9 +151,6 @@ class Uploads:
 
     fields: dict[str, list[BinaryIO]]
 
-    def count(self) -> int:
-        return sum(len(files) for files in self.fields.values())
-
 
 def report_issue(
     session: Session,
@@ -174,9 +171,6 @@ def report_issue(
     if category is None:
         raise ValidationFailed(f"unknown category {form.category!r}", field="category")
     fields = form.model_dump(mode="json")
-    replayed = _replay(session, user, idempotency_key, fields, uploads)
-    if replayed is not None:
-        return get_visible(session, replayed["issue_id"], user), True
 
     def write(ingested: dict[str, list[IngestedPhoto]]) -> Issue:
         before, after = ingested["photos"], ingested.get("after_photos", [])
@@ -219,23 +213,18 @@ def report_issue(
         audit.append_event(session, issue, user, "report", now, data=data)
         return issue
 
-    try:
-        issue = _write_with_photos(
-            session,
-            settings,
-            storage,
-            user,
-            uploads,
-            fields,
-            idempotency_key,
-            write,
-            result=lambda issue: {"issue_id": issue.id},
-        )
-    except _ConcurrentRetry:
-        replayed = _replay(session, user, idempotency_key, fields, uploads)
-        assert replayed is not None
-        return get_visible(session, replayed["issue_id"], user), True
-    return issue, False
+    return _create_with_photos(
+        session,
+        settings,
+        storage,
+        user,
+        uploads,
+        fields,
+        idempotency_key,
+        write,
+        to_result=lambda issue: {"issue_id": issue.id},
+        from_result=lambda result: get_visible(session, result["issue_id"], user),
+    )
 
 
 def add_photos(
@@ -255,10 +244,6 @@ def add_photos(
     _check_photo_rule(session, issue, user, form.kind)
     _check_counts(uploads, settings, required="files")
     fields = {"issue_id": issue_id, **form.model_dump(mode="json")}
-    replayed = _replay(session, user, idempotency_key, fields, uploads)
-    if replayed is not None:
-        ids = replayed["photo_ids"]
-        return list(session.exec(select(Photo).where(col(Photo.id).in_(ids)))), True
 
     def write(ingested: dict[str, list[IngestedPhoto]]) -> list[Photo]:
         locked = get_visible(session, issue_id, user, lock=True)
@@ -280,24 +265,20 @@ def add_photos(
         )
         return photos
 
-    try:
-        photos = _write_with_photos(
-            session,
-            settings,
-            storage,
-            user,
-            uploads,
-            fields,
-            idempotency_key,
-            write,
-            result=lambda photos: {"photo_ids": [p.id for p in photos]},
-        )
-    except _ConcurrentRetry:
-        replayed = _replay(session, user, idempotency_key, fields, uploads)
-        assert replayed is not None
-        ids = replayed["photo_ids"]
-        return list(session.exec(select(Photo).where(col(Photo.id).in_(ids)))), True
-    return photos, False
+    return _create_with_photos(
+        session,
+        settings,
+        storage,
+        user,
+        uploads,
+        fields,
+        idempotency_key,
+        write,
+        to_result=lambda photos: {"photo_ids": [p.id for p in photos]},
+        from_result=lambda result: list(
+            session.exec(select(Photo).where(col(Photo.id).in_(result["photo_ids"])))
+        ),
+    )
 
 
 def _check_photo_rule(session: Session, issue: Issue, user: User, kind: PhotoKind) -> None:
@@ -337,6 +318,33 @@ def _replay(
 
 
 T = TypeVar("T")
+
+
+def _create_with_photos(
+    session: Session,
+    settings: Settings,
+    storage: Storage,
+    user: User,
+    uploads: Uploads,
+    fields: dict[str, Any],
+    key: str | None,
+    write: Callable[[dict[str, list[IngestedPhoto]]], T],
+    to_result: Callable[[T], dict[str, Any]],
+    from_result: Callable[[dict[str, Any]], T],
+) -> tuple[T, bool]:
+    """What the first request with this Idempotency-Key created, or a new write;
+    returns (what, replayed). A concurrent retry that commits first is answered as a replay."""
+    replayed = _replay(session, user, key, fields, uploads)
+    if replayed is not None:
+        return from_result(replayed), True
+    try:
+        return _write_with_photos(
+            session, settings, storage, user, uploads, fields, key, write, to_result
+        ), False
+    except _ConcurrentRetry:
+        replayed = _replay(session, user, key, fields, uploads)
+        assert replayed is not None
+        return from_result(replayed), True
 
 
 def _write_with_photos(
