@@ -192,3 +192,17 @@ def rectified_issue(client: TestClient, zone: Zone, rectifier: str = "a_worker")
     response = act(client, zone, rectifier, issue, "submit_rectification")
     assert response.status_code == 200, response.text
     return response.json()
+
+
+PROBLEM_JSON = "application/problem+json"
+
+
+def assert_problem(response: Any, status: int, code: str) -> dict[str, Any]:
+    """The response is an RFC 9457 problem with this status and stable code."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM_JSON), response.headers
+    body: dict[str, Any] = response.json()
+    assert {"type", "title", "status", "detail", "code"} <= body.keys(), body
+    assert body["status"] == status
+    assert body["code"] == code, body
+    return body

@@ -11,8 +11,8 @@ from sqlmodel import Session, select
 from app.db import get_engine
 from app.models import ApiToken, User
 from app.services import auth, orgs
+from tests.factories import assert_problem
 
-PROBLEM_JSON = "application/problem+json"
 PASSWORD = "correct horse battery"
 JSON = {"content-type": "application/json"}
 
@@ -33,16 +33,6 @@ def bearer(token: str) -> dict[str, str]:
 
 def login(client: TestClient, username: str, password: str) -> Any:
     return client.post("/api/v1/auth/login", json={"username": username, "password": password})
-
-
-def assert_problem(response: Any, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith(PROBLEM_JSON)
-    body: dict[str, Any] = response.json()
-    assert body["code"] == code
-    assert body["status"] == status
-    assert {"type", "title", "detail"} <= body.keys()
-    return body
 
 
 def test_login_returns_a_working_token_and_the_user(client, people):

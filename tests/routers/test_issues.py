@@ -22,15 +22,16 @@ from tests.factories import (
     CONTRACT_CATEGORIES,
     LAT,
     LON,
+    PROBLEM_JSON,
     act,
     add_photos,
+    assert_problem,
     dispatched_issue,
     files,
     jpeg,
     report,
 )
 
-PROBLEM_JSON = "application/problem+json"
 CODE_RE = re.compile(r"^JK-\d{8}-\d{4}$")
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -84,16 +85,6 @@ PHOTO_FIELDS = {
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-def assert_problem(response: Any, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith(PROBLEM_JSON)
-    body = response.json()
-    assert body["code"] == code, body
-    assert body["status"] == status
-    assert {"type", "title", "detail"} <= set(body)
-    return body
 
 
 def rows(settings: Any, model: Any, *where: Any) -> list[Any]:

@@ -25,13 +25,13 @@ from tests.factories import (
     Zone,
     act,
     add_photos,
+    assert_problem,
     dispatched_issue,
     jpeg,
     report,
     sample,
 )
 
-PROBLEM_JSON = "application/problem+json"
 IMMUTABLE = "private, max-age=31536000, immutable"
 CONTENT_TYPES = {
     "jpg": "image/jpeg",
@@ -44,16 +44,6 @@ CONTENT_TYPES = {
 }
 
 # --- helpers ----------------------------------------------------------------------------------
-
-
-def assert_problem(response: Any, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith(PROBLEM_JSON), response.headers
-    body: dict[str, Any] = response.json()
-    assert {"type", "title", "status", "detail", "code"} <= body.keys()
-    assert body["status"] == status
-    assert body["code"] == code
-    return body
 
 
 def stored_files(settings: Settings) -> list[Path]:

@@ -21,11 +21,13 @@ from app.models import IssueEvent, Role, User
 from app.models.issue import IssueStatus, TransitionRequest
 from app.services.issues import TRANSITIONS, Action, apply_transition
 from tests.factories import (
+    PROBLEM_JSON,
     ZONE_ORGS,
     ZONE_USERS,
     Zone,
     act,
     add_photos,
+    assert_problem,
     dispatched_issue,
     jpeg,
     rectified_issue,
@@ -33,7 +35,6 @@ from tests.factories import (
 )
 
 S = IssueStatus
-PROBLEM_JSON = "application/problem+json"
 Issue = dict[str, Any]
 
 # Who acts for each role in the table tests: both are in scope of every issue of office A.
@@ -46,14 +47,6 @@ ACTOR_FOR_ROLE = {Role.WORKER: "a_worker", Role.SUPERVISOR: "d_super"}
 def ok(response: Any, status: int = 200) -> Issue:
     assert response.status_code == status, response.text
     body: Issue = response.json()
-    return body
-
-
-def assert_problem(response: Any, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith(PROBLEM_JSON)
-    body: dict[str, Any] = response.json()
-    assert (body["status"], body["code"]) == (status, code), body
     return body
 
 
