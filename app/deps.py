@@ -1,26 +1,33 @@
-"""Request dependencies: settings, the session, the current user and role gates."""
+"""Request dependencies: settings, the session, the current user and role gates.
 
-from collections.abc import Iterator
+Dependencies that do no I/O are `async def`: FastAPI runs a plain `def` dependency in the
+threadpool, and each such hop costs more than the work of these (measured: seven hops made a
+third of an authenticated request's time). Only what reads the database runs there.
+"""
+
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
 
+from app import etags
 from app.config import Settings
 from app.db import get_engine
 from app.errors import Forbidden, Unauthenticated
 from app.models import Issue, Role, User
 from app.models.base import MAX_ID, as_aware
 from app.models.issue import IssueStatus
-from app.services import auth, issues
+from app.services import auth, changes, issues
 from app.services.issue_list import IssueFilters
 from app.services.permissions import may_read_evidence
 from app.services.storage import Storage
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -28,16 +35,20 @@ def get_app_settings(request: Request) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 
 
-def get_storage(settings: SettingsDep) -> Storage:
+async def get_storage(settings: SettingsDep) -> Storage:
     return Storage(settings.upload_dir)
 
 
 StorageDep = Annotated[Storage, Depends(get_storage)]
 
 
-def get_session(settings: SettingsDep) -> Iterator[Session]:
-    with Session(get_engine(settings.database_url), expire_on_commit=False) as session:
+async def get_session(settings: SettingsDep) -> AsyncIterator[Session]:
+    # Opening a session does no I/O (it connects on first use); closing it may (a rollback).
+    session = Session(get_engine(settings.database_url), expire_on_commit=False)
+    try:
         yield session
+    finally:
+        await run_in_threadpool(session.close)
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
@@ -45,7 +56,7 @@ SessionDep = Annotated[Session, Depends(get_session)]
 _bearer = HTTPBearer(auto_error=False)
 
 
-def get_token(
+async def get_token(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> str:
     if credentials is None or credentials.scheme.lower() != "bearer":
@@ -56,14 +67,17 @@ def get_token(
 TokenDep = Annotated[str, Depends(get_token)]
 
 
-def get_current_user(session: SessionDep, token: TokenDep) -> User:
-    return auth.user_for_token(session, token)
+def get_current_user(request: Request, session: SessionDep, token: TokenDep) -> User:
+    user, change = auth.user_for_token(session, token)
+    assert user.id is not None
+    etags.remember(request, changes.Revalidation(user.id, user.role, user.org_unit_id, change))
+    return user
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
-def require_admin(user: CurrentUser) -> User:
+async def require_admin(user: CurrentUser) -> User:
     if user.role != Role.ADMIN:
         raise Forbidden("Only admins may do this")
     return user
@@ -84,7 +98,7 @@ def get_current_issue(issue_id: IssueId, session: SessionDep, user: CurrentUser)
 CurrentIssue = Annotated[Issue, Depends(get_current_issue)]
 
 
-def get_evidence_issue(issue: CurrentIssue, user: CurrentUser) -> Issue:
+async def get_evidence_issue(issue: CurrentIssue, user: CurrentUser) -> Issue:
     """The issue, if the caller may also read its originals and audit trail."""
     if not may_read_evidence(user, issue):
         raise Forbidden(
@@ -96,7 +110,7 @@ def get_evidence_issue(issue: CurrentIssue, user: CurrentUser) -> Issue:
 EvidenceIssue = Annotated[Issue, Depends(get_evidence_issue)]
 
 
-def get_issue_filters(
+async def get_issue_filters(
     settings: SettingsDep,
     status: Annotated[list[IssueStatus] | None, Query()] = None,
     category: str | None = None,

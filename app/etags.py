@@ -2,12 +2,17 @@
 
 The ETag of a GET under /api/v1 is a hash of the last change number (services/changes.py), who
 asks (user, role and unit: their scope), the full URL with its query, and the clock rounded to
-`etag_clock_seconds` (some answers depend on the time, not only on writes). Revalidating costs
-one indexed query (the token's user joined with the counter row) and never reaches the route:
-a dashboard polling every few seconds costs next to nothing while nothing changes.
+`etag_clock_seconds` (some answers depend on the time, not only on writes).
 
-The number is read before the route runs, so an answer is never labelled newer than it is: a
-write that lands meanwhile changes the number, and the next poll gets the new answer.
+A request with If-None-Match is revalidated before routing, with one indexed query (the token's
+user joined with the counter row): a dashboard polling every few seconds costs next to nothing
+while nothing changes, and the route never runs. A request without it costs no extra query: the
+route's own token lookup reads the change number in the same query (deps.get_current_user hands
+it over with `remember`), and the answer is labelled with it.
+
+Either way the number is read before the route reads any data, so an answer is never labelled
+newer than it is: a write that lands meanwhile changes the number, and the next poll gets the
+new answer. An answer whose route never identified its caller gets no ETag.
 
 Routes that set their own ETag keep it: GET /api/v1/issues/{id} ("<version>") and the photo
 files (immutable, from their hash).
@@ -19,6 +24,7 @@ import time
 from sqlalchemy.exc import DBAPIError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -29,6 +35,12 @@ from app.services import changes
 API_PREFIX = "/api/v1/"
 # Bump when the shape of answers changes, so that ETags from an older release never match.
 ETAG_FORMAT = "1"
+_STATE_KEY = "gridproof_revalidation"
+
+
+def remember(request: Request, state: changes.Revalidation) -> None:
+    """Hand the caller and the change number read by the route's token lookup to the middleware."""
+    setattr(request.state, _STATE_KEY, state)
 
 
 def etag_for(state: changes.Revalidation, target: str, clock: int) -> str:
@@ -78,21 +90,28 @@ class ConditionalGetMiddleware:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
+        if_none_match = headers.get("if-none-match")
         token = _bearer(headers)
-        state = await run_in_threadpool(self._revalidation, token) if token else None
-        if state is None:  # no or bad token: the route answers 401
-            await self.app(scope, receive, send)
-            return
         target = scope["path"] + "?" + scope["query_string"].decode("latin-1")
-        etag = etag_for(state, target, clock_bucket(self.settings))
-        if matches(headers.get("if-none-match"), etag):
-            await Response(status_code=304, headers=_cache_headers(etag))(scope, receive, send)
-            return
+        # Shared with the route (request.state), which may hand over the change number it read.
+        shared = scope.setdefault("state", {})
+        state = None
+        if if_none_match and token:
+            state = await run_in_threadpool(self._revalidation, token)
+            # No or bad token: the route answers 401.
+            if state is not None:
+                etag = etag_for(state, target, clock_bucket(self.settings))
+                if matches(if_none_match, etag):
+                    response = Response(status_code=304, headers=_cache_headers(etag))
+                    await response(scope, receive, send)
+                    return
 
         async def send_labelled(message: Message) -> None:
             if message["type"] == "http.response.start" and message["status"] == 200:
+                known = state or shared.get(_STATE_KEY)
                 response_headers = MutableHeaders(scope=message)
-                if "etag" not in response_headers:
+                if known is not None and "etag" not in response_headers:
+                    etag = etag_for(known, target, clock_bucket(self.settings))
                     response_headers["ETag"] = etag
                     response_headers["Cache-Control"] = "no-cache"
                     response_headers.add_vary_header("Authorization")

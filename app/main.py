@@ -51,9 +51,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(ConditionalGetMiddleware, settings=settings)
     # JSON lists are large and phones are on weak links; photos and zips are compressed already.
+    # Level 5, not Starlette's 9: a 50-issue page (131 kB) compresses in 0.9 ms instead of 2.0 ms
+    # and comes out 5 % larger (16.6 kB instead of 15.7 kB).
     app.add_middleware(
         GZipMiddleware,
         minimum_size=1024,
+        compresslevel=5,
         exclude_content_types=(
             *DEFAULT_EXCLUDED_CONTENT_TYPES,
             "image/heic",

@@ -3,10 +3,11 @@
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from app.deps import CurrentUser, SessionDep, SettingsDep
 from app.models.base import utcnow
+from app.responses import model_json
 from app.services import stats as service
 from app.services.stats import PeriodKind, RankedKind, Rankings, Stats
 
@@ -23,11 +24,11 @@ def get_stats(
     from_: Annotated[str | None, Query(alias="from", description=f"start: {MOMENT}")] = None,
     to: Annotated[str | None, Query(description=f"end, a date included whole: {MOMENT}")] = None,
     org_unit: Annotated[str | None, Query(description="an org unit within yours")] = None,
-) -> Stats:
+) -> Response:
     """Counts, open and overdue, quantities, indicators and the score (default: this week)."""
     now = utcnow()
     period = service.resolve_period(from_, to, settings.zone, now)
-    return service.period_stats(session, settings, user, period, org_unit, now)
+    return model_json(service.period_stats(session, settings, user, period, org_unit, now))
 
 
 @router.get("/rankings", response_model=Rankings)
@@ -38,8 +39,8 @@ def get_rankings(
     period: PeriodKind = PeriodKind.WEEK,
     day: Annotated[date | None, Query(alias="date", description="a day of the period")] = None,
     kind: RankedKind = RankedKind.OFFICE,
-) -> Rankings:
+) -> Response:
     """Offices (or communities, grid cells) ranked by score, with red and black flags."""
     now = utcnow()
     day = day or now.astimezone(settings.zone).date()
-    return service.rankings(session, settings, user, period, day, kind, now)
+    return model_json(service.rankings(session, settings, user, period, day, kind, now))

@@ -26,6 +26,7 @@ from app.models.issue import (
     TransitionRequest,
 )
 from app.models.photo import PhotoPublic
+from app.responses import model_json
 from app.services import audit, idempotency
 from app.services import issues as service
 from app.services.geo import Crs
@@ -92,9 +93,7 @@ def list_issues_route(
     now = utcnow()
     page, next_cursor, has_more = list_issues(session, user, filters, now, limit, cursor)
     items = issues_public(session, page, user, now, crs)
-    page_body = IssuePage(items=items, next_cursor=next_cursor, has_more=has_more)
-    # Serialised once here: FastAPI would otherwise validate the page all over again.
-    return Response(page_body.model_dump_json(), media_type="application/json")
+    return model_json(IssuePage(items=items, next_cursor=next_cursor, has_more=has_more))
 
 
 @router.get(".geojson")
@@ -127,8 +126,7 @@ def get_issue(
     headers = {"ETag": etag, "Cache-Control": "no-cache"}
     if etags.matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
-    body = issue_public(session, issue, user, utcnow(), crs).model_dump(mode="json")
-    return JSONResponse(body, headers=headers)
+    return model_json(issue_public(session, issue, user, utcnow(), crs), headers=headers)
 
 
 @router.post("/{issue_id}/photos", status_code=201, response_model=list[PhotoPublic])

@@ -5,11 +5,13 @@ import secrets
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlmodel import Session, select
+from sqlalchemy import bindparam
+from sqlmodel import Session, col, select
 
 from app.errors import NotFound, Unauthenticated, ValidationFailed
 from app.models import ApiToken, OrgUnit, Role, User
 from app.models.base import utcnow
+from app.models.change import COUNTER_ID, ChangeCounter
 
 _hasher = PasswordHasher()
 # Verified against when the username is unknown, so that both cases take the same time.
@@ -28,14 +30,24 @@ def issue_token(session: Session, user: User) -> str:
     return token
 
 
-def user_for_token(session: Session, token: str) -> User:
-    row = session.exec(select(ApiToken).where(ApiToken.token_sha256 == token_digest(token))).first()
-    if row is None or row.revoked_at is not None:
+# One query per authenticated request: the user, their org unit (for the scope checks, which
+# then find it in the session) and the last change number (for the answer's ETag).
+_CALLER = (
+    select(User, OrgUnit, col(ChangeCounter.value))
+    .join(ApiToken, col(ApiToken.user_id) == col(User.id))
+    .join(OrgUnit, col(OrgUnit.id) == col(User.org_unit_id))
+    .join(ChangeCounter, col(ChangeCounter.id) == COUNTER_ID)
+    .where(ApiToken.token_sha256 == bindparam("digest"), col(ApiToken.revoked_at).is_(None))
+)
+
+
+def user_for_token(session: Session, token: str) -> tuple[User, int]:
+    """The token's user and the number of the last change committed before this read."""
+    row = session.exec(_CALLER, params={"digest": token_digest(token)}).first()
+    if row is None:
         raise Unauthenticated("The token is unknown or has been revoked; sign in again")
-    user = session.get(User, row.user_id)
-    if user is None:
-        raise Unauthenticated()
-    return user
+    user, _org, change = row
+    return user, change
 
 
 def login(session: Session, username: str, password: str) -> tuple[str, User]:

@@ -25,7 +25,12 @@ def in_subtree(org_id_column: Any, org: OrgUnit) -> ColumnElement[bool]:
 
 
 def is_within(unit: OrgUnit, ancestor: OrgUnit) -> bool:
-    return unit.path.startswith(ancestor.path)
+    return path_within(unit.path, ancestor.path)
+
+
+def path_within(path: str, ancestor_path: str) -> bool:
+    """The unit at `path` is the one at `ancestor_path` or below it."""
+    return path.startswith(ancestor_path)
 
 
 def add_org(session: Session, code: str, name: str, kind: str, parent_code: str | None) -> OrgUnit:

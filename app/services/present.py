@@ -5,7 +5,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import Row, func
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy import select as select_columns
 from sqlmodel import Session, col, select
 
 from app.models import Category, Issue, IssueEvent, OrgUnit, Photo, User
@@ -17,6 +19,7 @@ from app.services import orgs
 from app.services.audit import canonical_at
 from app.services.geo import Crs, from_wgs84
 from app.services.issues import allowed_actions, is_overdue
+from app.services.permissions import user_org
 
 
 def _usernames(session: Session, ids: set[int | None]) -> dict[int, str]:
@@ -40,7 +43,7 @@ def _point(lat: float, lon: float, crs: Crs) -> tuple[float, float]:
     return round(lat, 7), round(lon, 7)
 
 
-def _photo(photo: Photo, names: dict[int, str], crs: Crs) -> PhotoPublic:
+def _photo(photo: Photo | Row[Any], names: dict[int, str], crs: Crs) -> PhotoPublic:
     base = f"/api/v1/photos/{photo.id}"
     lat, lon = (photo.lat, photo.lon)
     if lat is not None and lon is not None:
@@ -68,33 +71,42 @@ def _photo(photo: Photo, names: dict[int, str], crs: Crs) -> PhotoPublic:
     )
 
 
+# The photo columns an answer shows, read as plain rows: a page of 50 issues has ~150 photos, and
+# loading them as ORM objects cost more than the query (the pHash bands are for the index only).
+_PHOTO_COLUMNS = [
+    column for column in sa_inspect(Photo).columns if not column.name.startswith("phash_b")
+]
+
+
 def issues_public(
     session: Session, issues: Sequence[Issue], viewer: User, now: datetime, crs: Crs = Crs.WGS84
 ) -> list[IssuePublic]:
     ids = [i.id for i in issues]
-    photos_by_issue: dict[int, list[Photo]] = defaultdict(list)
-    photos = session.exec(select(Photo).where(col(Photo.issue_id).in_(ids)).order_by(col(Photo.id)))
-    for photo in photos:
+    photos_by_issue: dict[int, list[Row[Any]]] = defaultdict(list)
+    photo_query = select_columns(*_PHOTO_COLUMNS).where(col(Photo.issue_id).in_(ids))
+    for photo in session.connection().execute(photo_query.order_by(col(Photo.id))):
         photos_by_issue[photo.issue_id].append(photo)
     people = {i.reported_by_id for i in issues} | {i.rectified_by_id for i in issues}
     people |= {i.verified_by_id for i in issues}
     people |= {p.uploaded_by_id for ps in photos_by_issue.values() for p in ps}
     names = _usernames(session, people)
-    # Every unit once (a few hundred rows): codes for the answer, paths for the scope check.
-    org_units = {u.id: u for u in session.exec(select(OrgUnit))}
-    org_codes = {unit_id: unit.code for unit_id, unit in org_units.items()}
-    viewer_unit = org_units[viewer.org_unit_id]
-    units = dict(session.exec(select(Category.code, Category.unit)).all())
+    # The units of these issues: codes for the answer, paths for the scope check.
+    unit_query = select(OrgUnit.id, OrgUnit.code, OrgUnit.path).where(
+        col(OrgUnit.id).in_({i.org_unit_id for i in issues})
+    )
+    units = {unit_id: (code, path) for unit_id, code, path in session.exec(unit_query)}
+    viewer_path = user_org(session, viewer).path
+    quantity_units = dict(session.exec(select(Category.code, Category.unit)).all())
     return [
         _issue(
             i,
             photos_by_issue[i.id or 0],
             names,
-            org_codes,
-            units,
+            units[i.org_unit_id][0],
+            quantity_units,
             now,
             crs,
-            allowed_actions(i, viewer, orgs.is_within(org_units[i.org_unit_id], viewer_unit)),
+            allowed_actions(i, viewer, orgs.path_within(units[i.org_unit_id][1], viewer_path)),
         )
         for i in issues
     ]
@@ -102,9 +114,9 @@ def issues_public(
 
 def _issue(
     i: Issue,
-    photos: list[Photo],
+    photos: Sequence[Photo | Row[Any]],
     names: dict[int, str],
-    org_codes: dict[int | None, str],
+    org_unit: str,
     units: dict[str, str],
     now: datetime,
     crs: Crs,
@@ -122,7 +134,7 @@ def _issue(
         accuracy_m=i.accuracy_m,
         location_source=LocationSource(i.location_source),
         address=i.address,
-        org_unit=org_codes[i.org_unit_id],
+        org_unit=org_unit,
         reported_by=names.get(i.reported_by_id, ""),
         reported_at=i.reported_at,
         accepted_at=i.accepted_at,

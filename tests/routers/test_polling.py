@@ -79,6 +79,28 @@ def test_a_304_reads_one_row_and_never_reaches_the_route(client, zone, issue, mo
     assert len(statements) == 1, statements
 
 
+def test_a_first_get_reads_token_and_change_number_in_one_query(client, zone, issue):
+    headers = zone.headers("viewer")
+    statements: list[str] = []
+
+    def count(_conn, _cursor, statement, *_args):
+        statements.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", count)
+    try:
+        response = client.get("/api/v1/categories", headers=headers)
+    finally:
+        event.remove(Engine, "before_cursor_execute", count)
+    assert response.status_code == 200 and response.headers["etag"].startswith('"c')
+    lookups = [s for s in statements if "api_tokens" in s]
+    assert len(lookups) == 1 and "change_counter" in lookups[0], statements
+    # The same ETag as a revalidation computes from its own query: the next poll gets a 304.
+    again = client.get(
+        "/api/v1/categories", headers={**headers, "If-None-Match": response.headers["etag"]}
+    )
+    assert again.status_code == 304
+
+
 def test_the_etag_changes_after_every_write(client, zone, issue, session):
     headers = zone.headers("d_super")
 
