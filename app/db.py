@@ -32,15 +32,17 @@ def get_engine(database_url: str) -> Engine:
 
 @lru_cache
 def get_read_engine(database_url: str) -> Engine:
-    """An engine for single-statement reads on the hot path (revalidating a poll).
+    """The engine of requests that only read: every GET and HEAD, and the poll revalidation.
 
-    On PostgreSQL: autocommit (no BEGIN and ROLLBACK round trips) and no pre-ping (no extra
-    round trip per checkout); a caller that meets a dead connection falls back to the full
-    path. On SQLite: the main engine, in a deferred transaction (see READ_ONLY).
+    On PostgreSQL: autocommit (no BEGIN and ROLLBACK round trips; under READ COMMITTED each
+    statement saw its own snapshot anyway) and no pre-ping (no extra round trip per checkout):
+    after a database restart the first read on each stale connection fails once, the pool is
+    invalidated, and the client's retry succeeds. On SQLite: the main engine in a deferred
+    transaction (see READ_ONLY), so that readers never wait for the write lock.
     """
     if make_url(database_url).get_backend_name() == "sqlite":
         return get_engine(database_url).execution_options(**{READ_ONLY: True})
-    return create_engine(database_url, pool_size=5, max_overflow=10, isolation_level="AUTOCOMMIT")
+    return create_engine(database_url, pool_size=10, max_overflow=20, isolation_level="AUTOCOMMIT")
 
 
 def _make_sqlite_transactions_immediate(engine: Engine) -> None:

@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app import etags
 from app.config import Settings
-from app.db import get_engine
+from app.db import get_engine, get_read_engine
 from app.errors import Forbidden, Unauthenticated
 from app.models import Issue, Role, User
 from app.models.base import MAX_ID, as_aware
@@ -42,9 +42,12 @@ async def get_storage(settings: SettingsDep) -> Storage:
 StorageDep = Annotated[Storage, Depends(get_storage)]
 
 
-async def get_session(settings: SettingsDep) -> AsyncIterator[Session]:
+async def get_session(request: Request, settings: SettingsDep) -> AsyncIterator[Session]:
+    # GET and HEAD only read (no route behind them writes): they take the read engine.
+    reads = request.method in ("GET", "HEAD")
+    engine = (get_read_engine if reads else get_engine)(settings.database_url)
     # Opening a session does no I/O (it connects on first use); closing it may (a rollback).
-    session = Session(get_engine(settings.database_url), expire_on_commit=False)
+    session = Session(engine, expire_on_commit=False)
     try:
         yield session
     finally:

@@ -46,7 +46,10 @@ def user_for_token(session: Session, token: str) -> tuple[User, int]:
     row = session.exec(_CALLER, params={"digest": token_digest(token)}).first()
     if row is None:
         raise Unauthenticated("The token is unknown or has been revoked; sign in again")
-    user, _org, change = row
+    user, org, change = row
+    # Held here so that the session's identity map keeps it (it holds rows weakly): the scope
+    # checks (permissions.user_org) then find it without a query.
+    session.info["caller_org_unit"] = org
     return user, change
 
 
