@@ -2,12 +2,14 @@
 
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, func
+from sqlalchemy import Row, bindparam, func
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select as select_columns
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from app.models import Category, Issue, IssueEvent, OrgUnit, Photo, User
@@ -34,7 +36,7 @@ def photos_public(
     session: Session, photos: Sequence[Photo], crs: Crs = Crs.WGS84
 ) -> list[PhotoPublic]:
     names = _usernames(session, {p.uploaded_by_id for p in photos})
-    return [_photo(p, names, crs) for p in photos]
+    return [_photo(p, names[p.uploaded_by_id], crs) for p in photos]
 
 
 def _point(lat: float, lon: float, crs: Crs) -> tuple[float, float]:
@@ -43,7 +45,7 @@ def _point(lat: float, lon: float, crs: Crs) -> tuple[float, float]:
     return round(lat, 7), round(lon, 7)
 
 
-def _photo(photo: Photo | Row[Any], names: dict[int, str], crs: Crs) -> PhotoPublic:
+def _photo(photo: Photo | Row[Any], uploaded_by: str, crs: Crs) -> PhotoPublic:
     base = f"/api/v1/photos/{photo.id}"
     lat, lon = (photo.lat, photo.lon)
     if lat is not None and lon is not None:
@@ -59,7 +61,7 @@ def _photo(photo: Photo | Row[Any], names: dict[int, str], crs: Crs) -> PhotoPub
         height=photo.height,
         taken_at=photo.taken_at,
         uploaded_at=photo.uploaded_at,
-        uploaded_by=names.get(photo.uploaded_by_id, ""),
+        uploaded_by=uploaded_by,
         exif=PhotoExif(**photo.exif),
         lat=lat,
         lon=lon,
@@ -73,51 +75,82 @@ def _photo(photo: Photo | Row[Any], names: dict[int, str], crs: Crs) -> PhotoPub
 
 # The photo columns an answer shows, read as plain rows: a page of 50 issues has ~150 photos, and
 # loading them as ORM objects cost more than the query (the pHash bands are for the index only).
+# The photo columns an answer shows, read as plain rows with the uploader's name: a page of 50
+# issues has ~150 photos, and loading them as ORM objects cost more than the query (the pHash
+# bands are for the similarity index only).
 _PHOTO_COLUMNS = [
-    column for column in sa_inspect(Photo).columns if not column.name.startswith("phash_b")
+    *(column for column in sa_inspect(Photo).columns if not column.name.startswith("phash_b")),
+    col(User.username).label("uploaded_by"),
 ]
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What an issue's answer shows besides its own row, read for a whole page in one query."""
+
+    org_unit: str
+    org_path: str
+    quantity_unit: str
+    reported_by: str
+    rectified_by: str | None
+    verified_by: str | None
+
+
+def _context_query() -> Any:
+    reporter, rectifier, verifier = aliased(User), aliased(User), aliased(User)
+    return (
+        select_columns(
+            col(Issue.id),
+            col(OrgUnit.code),
+            col(OrgUnit.path),
+            col(Category.unit),
+            col(reporter.username),
+            col(rectifier.username),
+            col(verifier.username),
+        )
+        .join(OrgUnit, col(OrgUnit.id) == col(Issue.org_unit_id))
+        .join(Category, col(Category.code) == col(Issue.category_code))
+        .join(reporter, col(reporter.id) == col(Issue.reported_by_id))
+        .outerjoin(rectifier, col(rectifier.id) == col(Issue.rectified_by_id))
+        .outerjoin(verifier, col(verifier.id) == col(Issue.verified_by_id))
+        .where(col(Issue.id).in_(bindparam("ids", expanding=True)))
+    )
+
+
+# Built once (building a statement costs more than running these).
+_CONTEXTS = _context_query()
+_PHOTOS = (
+    select_columns(*_PHOTO_COLUMNS)
+    .join(User, col(User.id) == col(Photo.uploaded_by_id))
+    .where(col(Photo.issue_id).in_(bindparam("ids", expanding=True)))
+    .order_by(col(Photo.id))
+)
 
 
 def issues_public(
     session: Session, issues: Sequence[Issue], viewer: User, now: datetime, crs: Crs = Crs.WGS84
 ) -> list[IssuePublic]:
-    ids = [i.id for i in issues]
+    ids = [i.id or 0 for i in issues]
+    connection = session.connection()
     photos_by_issue: dict[int, list[Row[Any]]] = defaultdict(list)
-    photo_query = select_columns(*_PHOTO_COLUMNS).where(col(Photo.issue_id).in_(ids))
-    for photo in session.connection().execute(photo_query.order_by(col(Photo.id))):
+    for photo in connection.execute(_PHOTOS, {"ids": ids}).all():
         photos_by_issue[photo.issue_id].append(photo)
-    people = {i.reported_by_id for i in issues} | {i.rectified_by_id for i in issues}
-    people |= {i.verified_by_id for i in issues}
-    people |= {p.uploaded_by_id for ps in photos_by_issue.values() for p in ps}
-    names = _usernames(session, people)
-    # The units of these issues: codes for the answer, paths for the scope check.
-    unit_query = select(OrgUnit.id, OrgUnit.code, OrgUnit.path).where(
-        col(OrgUnit.id).in_({i.org_unit_id for i in issues})
-    )
-    units = {unit_id: (code, path) for unit_id, code, path in session.exec(unit_query)}
+    contexts = {row[0]: _Context(*row[1:]) for row in connection.execute(_CONTEXTS, {"ids": ids})}
     viewer_path = user_org(session, viewer).path
-    quantity_units = dict(session.exec(select(Category.code, Category.unit)).all())
-    return [
-        _issue(
-            i,
-            photos_by_issue[i.id or 0],
-            names,
-            units[i.org_unit_id][0],
-            quantity_units,
-            now,
-            crs,
-            allowed_actions(i, viewer, orgs.path_within(units[i.org_unit_id][1], viewer_path)),
-        )
-        for i in issues
-    ]
+    answers = []
+    for issue in issues:
+        context = contexts[issue.id]
+        within = orgs.path_within(context.org_path, viewer_path)
+        photos = photos_by_issue[issue.id or 0]
+        actions = allowed_actions(issue, viewer, within)
+        answers.append(_issue(issue, photos, context, now, crs, actions))
+    return answers
 
 
 def _issue(
     i: Issue,
-    photos: Sequence[Photo | Row[Any]],
-    names: dict[int, str],
-    org_unit: str,
-    units: dict[str, str],
+    photos: list[Row[Any]],
+    context: _Context,
     now: datetime,
     crs: Crs,
     actions: list[str],
@@ -134,25 +167,25 @@ def _issue(
         accuracy_m=i.accuracy_m,
         location_source=LocationSource(i.location_source),
         address=i.address,
-        org_unit=org_unit,
-        reported_by=names.get(i.reported_by_id, ""),
+        org_unit=context.org_unit,
+        reported_by=context.reported_by,
         reported_at=i.reported_at,
         accepted_at=i.accepted_at,
         dispatched_at=i.dispatched_at,
         deadline=i.deadline_at,
         rectified_at=i.rectified_at,
-        rectified_by=names.get(i.rectified_by_id) if i.rectified_by_id else None,
+        rectified_by=context.rectified_by,
         closed_at=i.closed_at,
-        verified_by=names.get(i.verified_by_id) if i.verified_by_id else None,
+        verified_by=context.verified_by,
         overdue=is_overdue(i, now),
         rework_count=i.rework_count,
         dispatch_round=i.dispatch_round,
         quantity=i.quantity,
-        quantity_unit=units[i.category_code],
+        quantity_unit=context.quantity_unit,
         duplicate_of=i.duplicate_of_id,
         version=i.version,
         updated_at=i.updated_at,
-        photos=[_photo(p, names, crs) for p in photos],
+        photos=[_photo(p, p.uploaded_by, crs) for p in photos],
         flags=sorted({flag for p in photos for flag in p.flags}),
         allowed_actions=actions,
         crs=crs,
