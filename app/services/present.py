@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from pydantic import TypeAdapter
 from sqlalchemy import Row, bindparam, func
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select as select_columns
@@ -14,8 +15,8 @@ from sqlmodel import Session, col, select
 
 from app.models import Category, Issue, IssueEvent, OrgUnit, Photo, User
 from app.models.event import IssueEventPublic
-from app.models.issue import IssuePublic, IssueStatus, LocationSource
-from app.models.photo import PhotoExif, PhotoKind, PhotoPublic, PhotoUrls
+from app.models.issue import IssuePublic
+from app.models.photo import PhotoPublic
 from app.models.user import Role, UserPublic
 from app.services import orgs
 from app.services.audit import canonical_at
@@ -36,7 +37,7 @@ def photos_public(
     session: Session, photos: Sequence[Photo], crs: Crs = Crs.WGS84
 ) -> list[PhotoPublic]:
     names = _usernames(session, {p.uploaded_by_id for p in photos})
-    return [_photo(p, names[p.uploaded_by_id], crs) for p in photos]
+    return _PHOTOS_PUBLIC.validate_python([_photo(p, names[p.uploaded_by_id], crs) for p in photos])
 
 
 def _point(lat: float, lon: float, crs: Crs) -> tuple[float, float]:
@@ -45,32 +46,43 @@ def _point(lat: float, lon: float, crs: Crs) -> tuple[float, float]:
     return round(lat, 7), round(lon, 7)
 
 
-def _photo(photo: Photo | Row[Any], uploaded_by: str, crs: Crs) -> PhotoPublic:
+def _photo(photo: Photo | Row[Any], uploaded_by: str, crs: Crs) -> dict[str, Any]:
+    """A photo's answer as a dict, validated with the rest of the page (see _ISSUES_PUBLIC)."""
     base = f"/api/v1/photos/{photo.id}"
     lat, lon = (photo.lat, photo.lon)
     if lat is not None and lon is not None:
         lat, lon = _point(lat, lon, crs)
-    return PhotoPublic(
-        id=photo.id or 0,
-        issue_id=photo.issue_id,
-        kind=PhotoKind(photo.kind),
-        sha256=photo.sha256,
-        content_type=photo.content_type,
-        bytes=photo.bytes,
-        width=photo.width,
-        height=photo.height,
-        taken_at=photo.taken_at,
-        uploaded_at=photo.uploaded_at,
-        uploaded_by=uploaded_by,
-        exif=PhotoExif(**photo.exif),
-        lat=lat,
-        lon=lon,
-        location_source=photo.location_source,
-        flags=photo.flags,
-        note=photo.note,
-        dispatch_round=photo.dispatch_round,
-        urls=PhotoUrls(thumb=f"{base}/thumb", large=f"{base}/large", original=f"{base}/original"),
-    )
+    return {
+        "id": photo.id,
+        "issue_id": photo.issue_id,
+        "kind": photo.kind,
+        "sha256": photo.sha256,
+        "content_type": photo.content_type,
+        "bytes": photo.bytes,
+        "width": photo.width,
+        "height": photo.height,
+        "taken_at": photo.taken_at,
+        "uploaded_at": photo.uploaded_at,
+        "uploaded_by": uploaded_by,
+        "exif": photo.exif,
+        "lat": lat,
+        "lon": lon,
+        "location_source": photo.location_source,
+        "flags": photo.flags,
+        "note": photo.note,
+        "dispatch_round": photo.dispatch_round,
+        "urls": {
+            "thumb": f"{base}/thumb",
+            "large": f"{base}/large",
+            "original": f"{base}/original",
+        },
+    }
+
+
+# Answers are built as dicts and validated a page at a time, in pydantic-core: one call for
+# 50 issues and their photos instead of ~500 model constructors (a third of the time).
+_PHOTOS_PUBLIC = TypeAdapter(list[PhotoPublic])
+_ISSUES_PUBLIC = TypeAdapter(list[IssuePublic])
 
 
 # The photo columns an answer shows, read as plain rows: a page of 50 issues has ~150 photos, and
@@ -137,14 +149,14 @@ def issues_public(
         photos_by_issue[photo.issue_id].append(photo)
     contexts = {row[0]: _Context(*row[1:]) for row in connection.execute(_CONTEXTS, {"ids": ids})}
     viewer_path = user_org(session, viewer).path
-    answers = []
+    answers: list[dict[str, Any]] = []
     for issue in issues:
         context = contexts[issue.id]
         within = orgs.path_within(context.org_path, viewer_path)
         photos = photos_by_issue[issue.id or 0]
         actions = allowed_actions(issue, viewer, within)
         answers.append(_issue(issue, photos, context, now, crs, actions))
-    return answers
+    return _ISSUES_PUBLIC.validate_python(answers)
 
 
 def _issue(
@@ -154,42 +166,42 @@ def _issue(
     now: datetime,
     crs: Crs,
     actions: list[str],
-) -> IssuePublic:
+) -> dict[str, Any]:
     lat, lon = _point(i.lat, i.lon, crs)
-    return IssuePublic(
-        id=i.id or 0,
-        code=i.code,
-        category=i.category_code,
-        description=i.description,
-        status=IssueStatus(i.status),
-        lat=lat,
-        lon=lon,
-        accuracy_m=i.accuracy_m,
-        location_source=LocationSource(i.location_source),
-        address=i.address,
-        org_unit=context.org_unit,
-        reported_by=context.reported_by,
-        reported_at=i.reported_at,
-        accepted_at=i.accepted_at,
-        dispatched_at=i.dispatched_at,
-        deadline=i.deadline_at,
-        rectified_at=i.rectified_at,
-        rectified_by=context.rectified_by,
-        closed_at=i.closed_at,
-        verified_by=context.verified_by,
-        overdue=is_overdue(i, now),
-        rework_count=i.rework_count,
-        dispatch_round=i.dispatch_round,
-        quantity=i.quantity,
-        quantity_unit=context.quantity_unit,
-        duplicate_of=i.duplicate_of_id,
-        version=i.version,
-        updated_at=i.updated_at,
-        photos=[_photo(p, p.uploaded_by, crs) for p in photos],
-        flags=sorted({flag for p in photos for flag in p.flags}),
-        allowed_actions=actions,
-        crs=crs,
-    )
+    return {
+        "id": i.id,
+        "code": i.code,
+        "category": i.category_code,
+        "description": i.description,
+        "status": i.status,
+        "lat": lat,
+        "lon": lon,
+        "accuracy_m": i.accuracy_m,
+        "location_source": i.location_source,
+        "address": i.address,
+        "org_unit": context.org_unit,
+        "reported_by": context.reported_by,
+        "reported_at": i.reported_at,
+        "accepted_at": i.accepted_at,
+        "dispatched_at": i.dispatched_at,
+        "deadline": i.deadline_at,
+        "rectified_at": i.rectified_at,
+        "rectified_by": context.rectified_by,
+        "closed_at": i.closed_at,
+        "verified_by": context.verified_by,
+        "overdue": is_overdue(i, now),
+        "rework_count": i.rework_count,
+        "dispatch_round": i.dispatch_round,
+        "quantity": i.quantity,
+        "quantity_unit": context.quantity_unit,
+        "duplicate_of": i.duplicate_of_id,
+        "version": i.version,
+        "updated_at": i.updated_at,
+        "photos": [_photo(p, p.uploaded_by, crs) for p in photos],
+        "flags": sorted({flag for p in photos for flag in p.flags}),
+        "allowed_actions": actions,
+        "crs": crs,
+    }
 
 
 def issue_public(
