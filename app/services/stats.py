@@ -324,10 +324,18 @@ def _period_query(dialect: str, by_category_and_status: bool, past: bool) -> tup
         _within(col(Issue.closed_at)),
         _within(col(Issue.deadline_at)),
         col(Issue.status).in_(OPEN),
-        _id_among(dialect, events.c.issue_id),
     ]
-    if past:  # a past period: issues overdue at its end but closed since
+    if past:
+        # The issues with an event in the period, by id; and those overdue at its end but
+        # closed since.
+        relevant.append(_id_among(dialect, events.c.issue_id))
         relevant.append(and_(col(Issue.closed_at) >= CUT, col(Issue.deadline_at) < CUT))
+    else:
+        # An event moves its issue's updated_at to the event's time or later (issues._touch),
+        # so "changed since the start" holds every issue with an event in the period, and it is
+        # one range of an index instead of a lookup per id. (For a past period it would be
+        # nearly every issue changed since, and the ids are cheaper.)
+        relevant.append(col(Issue.updated_at) >= START)
     if dialect == "postgresql":
         # One pass over the heap for the union of the indexes (a BitmapOr).
         issue = pick(or_(*relevant)).subquery("p")
