@@ -5,8 +5,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
-from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
 from starlette.types import ASGIApp
+from starlette_compress import CompressMiddleware, add_compress_type
 
 from app.config import MB, Settings, get_settings
 from app.errors import BodyLimitAsProblem, install_error_handlers
@@ -23,6 +23,10 @@ from app.routers import (
     public,
 )
 from app.services.storage import Storage
+
+# Beside the library's text types: our errors and the CSV ledger.
+add_compress_type("application/problem+json")
+add_compress_type("text/csv")
 
 
 class GridproofAPI(FastAPI):
@@ -50,20 +54,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     app.add_middleware(ConditionalGetMiddleware, settings=settings)
-    # JSON lists are large and phones are on weak links; photos and zips are compressed already.
-    # Level 5, not Starlette's 9: a 50-issue page (131 kB) compresses in 0.9 ms instead of 2.0 ms
-    # and comes out 5 % larger (16.6 kB instead of 15.7 kB).
-    app.add_middleware(
-        GZipMiddleware,
-        minimum_size=1024,
-        compresslevel=5,
-        exclude_content_types=(
-            *DEFAULT_EXCLUDED_CONTENT_TYPES,
-            "image/heic",
-            "image/heif",
-            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        ),
-    )
+    # JSON lists are large and phones are on weak links: answers are compressed with the best
+    # coding the client takes (zstd, then brotli, then gzip). A 50-issue page (131 kB) takes
+    # 0.09 ms and 14 kB with zstd level 1 against 0.9 ms and 16.6 kB with gzip level 5, which
+    # matters to dashboards polling it. Only text types are compressed: photos, zips and XLSX
+    # files are compressed already.
+    app.add_middleware(CompressMiddleware, minimum_size=1024, zstd_level=1, gzip_level=5)
     app.include_router(public.router)
     app.include_router(account.router)
     app.include_router(issues.router, max_body_size=settings.max_request_bytes)

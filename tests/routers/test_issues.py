@@ -10,6 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import zstandard
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
@@ -845,6 +846,34 @@ def test_json_is_gzipped_for_weak_links_but_photos_are_not(client, zone):
         response = client.get(url, headers=zone.headers("d_super", **gzip_ok))
         assert response.status_code == 200
         assert "content-encoding" not in response.headers  # JPEG is compressed already
+
+
+def test_json_goes_out_in_the_best_coding_the_client_takes(client, zone):
+    for _ in range(4):
+        created(report(client, zone))
+    listing = "/api/v1/issues?limit=50"
+    codings = {"gzip, deflate, br, zstd": "zstd", "gzip, br": "br", "gzip": "gzip"}
+    bodies = []
+    for accepted, chosen in codings.items():
+        headers = zone.headers("d_super", **{"Accept-Encoding": accepted})
+        response = client.get(listing, headers=headers)
+        assert response.status_code == 200, response.text
+        assert response.headers["content-encoding"] == chosen
+        assert "Accept-Encoding" in response.headers["vary"]
+        bodies.append(json.loads(_decoded(response)))
+    assert bodies[0] == bodies[1] == bodies[2] and len(bodies[0]["items"]) == 4
+    ledger = client.get(
+        "/api/v1/exports/ledger.csv", headers=zone.headers("d_super", **{"Accept-Encoding": "zstd"})
+    )
+    assert ledger.headers["content-encoding"] == "zstd"
+    assert _decoded(ledger).decode("utf-8-sig").startswith("编号")
+
+
+def _decoded(response) -> bytes:
+    """The body; the test client decodes gzip and brotli itself, not zstd."""
+    if response.headers.get("content-encoding") == "zstd":
+        return zstandard.ZstdDecompressor().decompressobj().decompress(response.content)
+    return response.content
 
 
 def test_the_map_and_the_ledger_take_the_lists_filters(client, zone):
