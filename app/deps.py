@@ -46,12 +46,17 @@ async def get_session(request: Request, settings: SettingsDep) -> AsyncIterator[
     # GET and HEAD only read (no route behind them writes): they take the read engine.
     reads = request.method in ("GET", "HEAD")
     engine = (get_read_engine if reads else get_engine)(settings.database_url)
-    # Opening a session does no I/O (it connects on first use); closing it may (a rollback).
+    # Opening a session does no I/O (it connects on first use). Closing a writer's may (a
+    # rollback); closing a reader's only hands its connection back (on PostgreSQL, autocommit
+    # leaves nothing to roll back; on SQLite, ending a read transaction touches no page).
     session = Session(engine, expire_on_commit=False)
     try:
         yield session
     finally:
-        await run_in_threadpool(session.close)
+        if reads:
+            session.close()
+        else:
+            await run_in_threadpool(session.close)
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
