@@ -20,7 +20,12 @@ def by_code(session: Session, code: str) -> OrgUnit:
 
 def in_subtree(org_id_column: Any, org: OrgUnit) -> ColumnElement[bool]:
     """SQL condition: the org unit id in the column is `org` or a unit below it."""
-    below = select(OrgUnit.id).where(col(OrgUnit.path).startswith(org.path))
+    return in_subtree_of(org_id_column, org.path)
+
+
+def in_subtree_of(org_id_column: Any, path: Any) -> ColumnElement[bool]:
+    """The same, for the unit at `path` (a value, or a bound parameter that will hold one)."""
+    below = select(OrgUnit.id).where(col(OrgUnit.path).startswith(path))
     return col(org_id_column).in_(below)
 
 

@@ -59,7 +59,7 @@ from app.models.base import UTCDateTime
 from app.models.issue import IssueStatus
 from app.services import orgs
 from app.services.issues import Action
-from app.services.permissions import user_org, visible_issues
+from app.services.permissions import VISIBLE_TO_CALLER, caller_params, user_org
 
 S = IssueStatus
 OPEN = (S.REPORTED, S.ACCEPTED, S.DISPATCHED, S.RECTIFIED)
@@ -278,25 +278,26 @@ def _within(column: Any) -> ColumnElement[bool]:
 
 def _period_columns(
     session: Session,
-    scope: ColumnElement[bool],
+    user: User,
+    org: OrgUnit | None,
     period: Period,
     now: datetime,
     *,
     by_category_and_status: bool,
 ) -> Columns:
-    """Per responsible unit (and category and status): the period's counts and the live ones."""
+    """Per responsible unit (and category and status): the period's counts and the live ones,
+    of the issues the user may see (within `org` when given)."""
     cut = min(period.end, now)
     dialect = session.get_bind().dialect.name
-    query, issues = _period_query(dialect, by_category_and_status, past=cut < now)
-    # The caller's scope, moved from the issues table onto the period's issues.
-    query = query.where(ClauseAdapter(issues).traverse(scope))
+    query = _period_query(dialect, by_category_and_status, past=cut < now, within_org=bool(org))
     values = {"start": period.start, "end": period.end, "now": now, "cut": cut}
+    values |= caller_params(session, user) | {"org_path": org.path if org else None}
     return _columns(session, query, values | {"soon": now + DUE_SOON})
 
 
 @lru_cache(maxsize=16)
-def _period_query(dialect: str, by_category_and_status: bool, past: bool) -> tuple[Any, Any]:
-    """The statement and its subquery of the period's issues, built once per shape."""
+def _period_query(dialect: str, by_category_and_status: bool, past: bool, within_org: bool) -> Any:
+    """The statement, built once per shape: the caller's scope and the rest are parameters."""
     action = col(IssueEvent.action)
     fixed_on_the_spot = and_(action == REPORT_ACTION, col(IssueEvent.to_status) == S.RECTIFIED)
     submitted = or_(action == Action.SUBMIT_RECTIFICATION, fixed_on_the_spot)
@@ -393,7 +394,13 @@ def _period_query(dialect: str, by_category_and_status: bool, past: bool) -> tup
         query = query.join(OrgUnit, col(OrgUnit.id) == issue.c.org_unit_id).join(
             Category, col(Category.code) == issue.c.category_code
         )
-    return query, issue
+    # The caller's scope (and the asked unit), moved from the issues table onto the period's.
+    onto_period = ClauseAdapter(issue)
+    query = query.where(onto_period.traverse(VISIBLE_TO_CALLER))
+    if within_org:
+        in_org = orgs.in_subtree_of(Issue.org_unit_id, bindparam("org_path"))
+        query = query.where(onto_period.traverse(in_org))
+    return query
 
 
 ISSUE_COLUMNS = (
@@ -503,10 +510,7 @@ def period_stats(
 ) -> Stats:
     """Counts, live counts, quantities, indicators and the score of what the caller may see."""
     org = _scope_org(session, user, org_code)
-    scope = visible_issues(session, user)
-    if org is not None:
-        scope = and_(scope, orgs.in_subtree(Issue.org_unit_id, org))
-    columns = _period_columns(session, scope, period, now, by_category_and_status=True)
+    columns = _period_columns(session, user, org, period, now, by_category_and_status=True)
     tally = Tally.of(columns)
     by_status = dict.fromkeys(S, 0)
     by_category: dict[str, int] = defaultdict(int)
@@ -621,8 +625,7 @@ def rankings(
     owner = {
         u.id: next((i for i in reversed(u.lineage()) if i in ranked), None) for u in units.values()
     }
-    scope = visible_issues(session, user)
-    columns = _period_columns(session, scope, period, now, by_category_and_status=False)
+    columns = _period_columns(session, user, None, period, now, by_category_and_status=False)
     rows_of: dict[int, list[int]] = {unit_id: [] for unit_id in ranked}
     for row, org_unit_id in enumerate(columns["org_unit_id"]):
         unit_id = owner.get(org_unit_id)
