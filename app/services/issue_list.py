@@ -6,8 +6,10 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import and_, func, or_, tuple_
+from sqlalchemy import Row, and_, func, or_, tuple_
+from sqlalchemy import inspect as sa_inspect
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
@@ -17,6 +19,10 @@ from app.models.base import MAX_ID
 from app.models.issue import IssueStatus
 from app.services import orgs
 from app.services.permissions import visible_issues
+
+# An issue read as a plain row (every column of Issue, by the same names).
+IssueRow = Row[Any]
+ISSUE_COLUMNS = list(sa_inspect(Issue).columns)
 
 MAX_LIMIT = 200
 MAX_GEOJSON_LIMIT = 5000
@@ -141,7 +147,7 @@ def list_issues(
     now: datetime,
     limit: int = 50,
     cursor: str | None = None,
-) -> tuple[list[Issue], str, bool]:
+) -> tuple[list[IssueRow], str, bool]:
     """One page of the change feed: (issues, cursor after the last one, whether more follow).
 
     Ordered by change_seq (then id, for rows loaded around the services with 0): every write
@@ -159,7 +165,9 @@ def list_issues(
     if cursor:
         query = query.where(tuple_(col(Issue.change_seq), col(Issue.id)) > tuple_(seq, issue_id))
     query = query.order_by(col(Issue.change_seq), col(Issue.id)).limit(limit + 1)
-    rows = list(session.exec(query))
+    # Plain rows, not ORM objects: a page is only read, and loading 50 issues as objects cost
+    # a tenth of the answer's time.
+    rows = list(session.connection().execute(query.with_only_columns(*ISSUE_COLUMNS)).all())
     page, has_more = rows[:limit], len(rows) > limit
     if page:
         seq, issue_id = page[-1].change_seq, page[-1].id or 0

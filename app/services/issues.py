@@ -12,6 +12,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
+from sqlalchemy import Row
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -109,13 +110,13 @@ PHOTO_RULES: dict[PhotoKind, tuple[frozenset[IssueStatus], frozenset[Role]]] = {
 }
 
 
-def is_overdue(issue: Issue, now: datetime) -> bool:
+def is_overdue(issue: Issue | Row[Any], now: datetime) -> bool:
     return (
         issue.status == S.DISPATCHED and issue.deadline_at is not None and now > issue.deadline_at
     )
 
 
-def allowed_actions(issue: Issue, user: User, in_scope: bool) -> list[str]:
+def allowed_actions(issue: Issue | Row[Any], user: User, in_scope: bool) -> list[str]:
     """The actions this user may take on this issue now, read off TRANSITIONS.
 
     `in_scope`: the issue's responsible unit is the user's unit or below (permissions.acts_on).

@@ -140,7 +140,11 @@ _PHOTOS = (
 
 
 def issues_public(
-    session: Session, issues: Sequence[Issue], viewer: User, now: datetime, crs: Crs = Crs.WGS84
+    session: Session,
+    issues: Sequence[Issue | Row[Any]],
+    viewer: User,
+    now: datetime,
+    crs: Crs = Crs.WGS84,
 ) -> list[IssuePublic]:
     ids = [i.id or 0 for i in issues]
     connection = session.connection()
@@ -160,7 +164,7 @@ def issues_public(
 
 
 def _issue(
-    i: Issue,
+    i: Issue | Row[Any],
     photos: list[Row[Any]],
     context: _Context,
     now: datetime,
@@ -241,7 +245,7 @@ def user_public(session: Session, user: User) -> UserPublic:
 
 
 def feature_collection(
-    session: Session, issues: Sequence[Issue], now: datetime, crs: Crs = Crs.WGS84
+    session: Session, issues: Sequence[Issue | Row[Any]], now: datetime, crs: Crs = Crs.WGS84
 ) -> dict[str, Any]:
     """RFC 7946 FeatureCollection with properties small enough for a map."""
     first_photo: dict[int, int] = {}
