@@ -85,8 +85,6 @@ _PHOTOS_PUBLIC = TypeAdapter(list[PhotoPublic])
 _ISSUES_PUBLIC = TypeAdapter(list[IssuePublic])
 
 
-# The photo columns an answer shows, read as plain rows: a page of 50 issues has ~150 photos, and
-# loading them as ORM objects cost more than the query (the pHash bands are for the index only).
 # The photo columns an answer shows, read as plain rows with the uploader's name: a page of 50
 # issues has ~150 photos, and loading them as ORM objects cost more than the query (the pHash
 # bands are for the similarity index only).
