@@ -38,8 +38,10 @@ from app.services.present import (
     issues_public,
     photos_public,
 )
+from app.uploads import PhotoUploadRoute, spooled
 
-router = APIRouter(prefix="/api/v1/issues", tags=["issues"])
+# The photo routes' file parts stream into storage (app/uploads.py); the others read no form.
+router = APIRouter(prefix="/api/v1/issues", tags=["issues"], route_class=PhotoUploadRoute)
 
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 CrsParam = Annotated[Crs, Query(description="coordinate system of the answer: wgs84, gcj02, bd09")]
@@ -70,9 +72,9 @@ def report_issue(
     after_photos: Annotated[list[UploadFile] | None, File(description="0–10 after-photos")] = None,
 ) -> JSONResponse:
     """Report a problem with before-photos (and after-photos when fixed on the spot)."""
-    uploads = service.Uploads({"photos": [p.file for p in photos]})
+    uploads = service.Uploads({"photos": spooled(photos)})
     if after_photos:
-        uploads.fields["after_photos"] = [p.file for p in after_photos]
+        uploads.fields["after_photos"] = spooled(after_photos)
     issue, replayed = service.report_issue(
         session, settings, storage, user, form, uploads, idempotency.check_key(idempotency_key)
     )
@@ -141,7 +143,7 @@ def add_photos(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Add before, after or verification photos to an issue."""
-    uploads = service.Uploads({"files": [f.file for f in files]})
+    uploads = service.Uploads({"files": spooled(files)})
     photos, replayed = service.add_photos(
         session,
         settings,

@@ -3,7 +3,6 @@
 import io
 import random
 from datetime import datetime, timedelta
-from typing import BinaryIO
 from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, col, select
@@ -14,6 +13,7 @@ from app.models.base import utcnow
 from app.models.issue import IssueReport, PhotoForm, TransitionRequest
 from app.models.photo import PhotoKind
 from app.services import auth, issues, orgs
+from app.services.photos import Upload
 from app.services.sample_photos import make_jpeg
 from app.services.storage import Storage
 
@@ -188,7 +188,7 @@ def _demo_issue(
     supervisor: str,
     rectifier: str,
 ) -> None:
-    fields: dict[str, list[BinaryIO]] = {"photos": [_photo(lat, lon, at, n, False)]}
+    fields: dict[str, list[Upload]] = {"photos": [_photo(lat, lon, at, n, False)]}
     if plan == "on_the_spot":
         fields["after_photos"] = [_photo(lat, lon, at + timedelta(minutes=20), n, True)]
     form = IssueReport(

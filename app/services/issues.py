@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Row
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -46,8 +46,8 @@ from app.models.photo import PhotoKind
 from app.services import audit, changes, checks, idempotency, orgs
 from app.services.geo import to_wgs84
 from app.services.permissions import RECTIFIERS, REPORTERS, SUPERVISORS, acts_on, visible_issues
-from app.services.photos import IngestedPhoto, ingest_photo
-from app.services.storage import Storage, remove_quietly, sha256_of_file
+from app.services.photos import IngestedPhoto, Upload, ingest_photo, sha256_of
+from app.services.storage import Storage, remove_quietly
 
 S = IssueStatus
 
@@ -148,9 +148,10 @@ def get_visible(session: Session, issue_id: int, user: User, *, lock: bool = Fal
 
 @dataclass
 class Uploads:
-    """The files of one request, by form field."""
+    """The files of one request, by form field: open files, or photos spooled while they
+    streamed in."""
 
-    fields: dict[str, list[BinaryIO]]
+    fields: dict[str, list[Upload]]
 
 
 def report_issue(
@@ -314,7 +315,7 @@ def _replay(
     record = idempotency.find(session, user, key)
     if record is None:
         return None
-    hashes = {name: [sha256_of_file(f) for f in files] for name, files in uploads.fields.items()}
+    hashes = {name: [sha256_of(f) for f in files] for name, files in uploads.fields.items()}
     return idempotency.replay(record, idempotency.fingerprint(fields, hashes))
 
 

@@ -24,7 +24,7 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 
 from app.config import Settings
 from app.errors import ImageTooManyPixels, ImageUnreadable, PhotoTooLarge, UnsupportedMediaType
-from app.services.storage import CHUNK, Storage, remove_quietly
+from app.services.storage import CHUNK, Storage, remove_quietly, sha256_of_file
 
 pillow_heif.register_heif_opener(thumbnails=False)
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -124,20 +124,74 @@ def sniff_format(head: bytes) -> str | None:
     return None
 
 
-def ingest_photo(upload: BinaryIO, settings: Settings, storage: Storage) -> IngestedPhoto:
-    """Store one uploaded photo and its derivatives; on any failure leave nothing behind."""
-    temp, sha256, size, head = _spool(upload, settings, storage)
+@dataclass(frozen=True)
+class SpooledPhoto:
+    """An upload copied into storage's tmp folder, hashed, within the size cap: where the
+    pipeline starts. The HTTP layer streams multipart file parts straight into one."""
+
+    path: Path
+    sha256: str
+    size: int
+    head: bytes  # the first bytes, which name the format
+
+
+Upload = BinaryIO | SpooledPhoto
+
+
+class PhotoSpool:
+    """Copies one upload into a storage temp file, hashing it and capping its size on the way."""
+
+    def __init__(self, settings: Settings, storage: Storage) -> None:
+        self.path, self.file = storage.open_temp()
+        self._settings = settings
+        self._digest = hashlib.sha256()
+        self._size = 0
+        self._head = b""
+
+    def write(self, data: bytes | memoryview) -> None:
+        self._size += len(data)
+        if self._size > self._settings.max_upload_bytes:
+            raise PhotoTooLarge(
+                f"the photo is larger than {self._settings.max_upload_mb:g} MB",
+                max_bytes=self._settings.max_upload_bytes,
+            )
+        if len(self._head) < 64:
+            self._head += bytes(data[: 64 - len(self._head)])
+        self._digest.update(data)
+        self.file.write(data)
+
+    def finish(self) -> SpooledPhoto:
+        """The spooled photo; the file stays open, flushed and rewound."""
+        self.file.flush()
+        self.file.seek(0)
+        return SpooledPhoto(self.path, self._digest.hexdigest(), self._size, self._head)
+
+    def discard(self) -> None:
+        self.file.close()
+        self.path.unlink(missing_ok=True)
+
+
+def ingest_photo(upload: Upload, settings: Settings, storage: Storage) -> IngestedPhoto:
+    """Store one uploaded photo and its derivatives; on any failure leave nothing behind.
+
+    A file object is copied into storage first; a `SpooledPhoto` is there already."""
+    spooled = upload if isinstance(upload, SpooledPhoto) else _spool(upload, settings, storage)
     created: list[Path] = []
     try:
         with _decode_slots(settings.image_workers):
-            photo = _process(temp, sha256, size, head, settings, storage, created)
-        if storage.commit(temp, storage.original_path(sha256)):
-            created.append(storage.original_path(sha256))
+            photo = _process(spooled, settings, storage, created)
+        if storage.commit(spooled.path, storage.original_path(spooled.sha256)):
+            created.append(storage.original_path(spooled.sha256))
         photo.created = created
         return photo
     except BaseException:
-        remove_quietly([temp, *created])
+        remove_quietly([spooled.path, *created])
         raise
+
+
+def sha256_of(upload: Upload) -> str:
+    """The upload's SHA-256 (a spooled photo knows it already)."""
+    return upload.sha256 if isinstance(upload, SpooledPhoto) else sha256_of_file(upload)
 
 
 @functools.cache
@@ -147,46 +201,28 @@ def _decode_slots(count: int) -> threading.BoundedSemaphore:
     return threading.BoundedSemaphore(count)
 
 
-def _spool(upload: BinaryIO, settings: Settings, storage: Storage) -> tuple[Path, str, int, bytes]:
-    """Copy the upload into a storage temp file, hashing it on the way, within the size cap."""
+def _spool(upload: BinaryIO, settings: Settings, storage: Storage) -> SpooledPhoto:
+    """Copy a file object into storage's tmp folder in chunks (hashed, within the size cap)."""
     upload.seek(0)
-    digest = hashlib.sha256()
-    size = 0
-    head = b""
-    temp, out = storage.open_temp()
+    spool = PhotoSpool(settings, storage)
     try:
-        with out:
+        with spool.file:
             while chunk := upload.read(CHUNK):
-                size += len(chunk)
-                if size > settings.max_upload_bytes:
-                    raise PhotoTooLarge(
-                        f"the photo is larger than {settings.max_upload_mb:g} MB",
-                        max_bytes=settings.max_upload_bytes,
-                    )
-                if len(head) < 64:
-                    head += chunk[: 64 - len(head)]
-                digest.update(chunk)
-                out.write(chunk)
+                spool.write(chunk)
+            return spool.finish()
     except BaseException:
-        temp.unlink(missing_ok=True)
+        spool.discard()
         raise
-    return temp, digest.hexdigest(), size, head
 
 
 def _process(
-    path: Path,
-    sha256: str,
-    size: int,
-    head: bytes,
-    settings: Settings,
-    storage: Storage,
-    created: list[Path],
+    spooled: SpooledPhoto, settings: Settings, storage: Storage, created: list[Path]
 ) -> IngestedPhoto:
-    fmt = sniff_format(head)
+    fmt = sniff_format(spooled.head)
     if fmt is None:
         raise UnsupportedMediaType()
     Image.MAX_IMAGE_PIXELS = max(settings.max_image_pixels, settings.max_full_decode_pixels)
-    with _open(path, fmt) as img:
+    with _open(spooled.path, fmt) as img:
         _check_pixels(img, fmt, settings)
         exif = read_exif(img)
         orientation = 1 if fmt == "HEIF" else (exif.orientation or 1)
@@ -196,7 +232,7 @@ def _process(
     thumb = large.copy()
     thumb.thumbnail((settings.thumb_px, settings.thumb_px), Image.Resampling.LANCZOS)
     for name, image in (("large", large), ("thumb", thumb)):
-        final = storage.derivative_path(sha256, name)
+        final = storage.derivative_path(spooled.sha256, name)
         temp, out = storage.open_temp()
         with out:
             image.save(out, "JPEG", quality=85, optimize=True)
@@ -205,7 +241,7 @@ def _process(
     if orientation in (5, 6, 7, 8):
         width, height = height, width
     phash = str(imagehash.phash(thumb))
-    return IngestedPhoto(sha256, fmt, size, width, height, exif, phash)
+    return IngestedPhoto(spooled.sha256, fmt, spooled.size, width, height, exif, phash)
 
 
 def _open(path: Path, fmt: str) -> Image.Image:
