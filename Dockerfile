@@ -7,5 +7,5 @@ RUN pip install --no-cache-dir -e .
 ENV GRIDPROOF_UPLOAD_DIR=/var/lib/gridproof/uploads
 VOLUME /var/lib/gridproof/uploads
 EXPOSE 8000
-# `serve` applies pending migrations first.
-CMD ["gridproof", "serve", "--host", "0.0.0.0", "--port", "8000", "--workers", "2"]
+# `serve` applies pending migrations first, and decodes photos in one process per core.
+CMD ["gridproof", "serve", "--host", "0.0.0.0", "--port", "8000"]

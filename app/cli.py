@@ -20,6 +20,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     migrate(get_settings().database_url)
+    # Read by the app's settings in the server process (an explicit environment value wins).
+    os.environ.setdefault("GRIDPROOF_IMAGE_PROCESSES", str(args.image_processes))
+    get_settings.cache_clear()
     uvicorn.run("app.main:app", host=args.host, port=args.port, workers=args.workers)
     return 0
 
@@ -82,10 +85,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument(
-        "--workers",
+        "--image-processes",
         type=int,
         default=os.cpu_count() or 1,
-        help="worker processes (default: one per core; each decodes one photo at a time)",
+        help="processes that decode photos, shared by all requests (default: one per core)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="HTTP worker processes, each with its own image processes (default 1: one event "
+        "loop parses uploads far faster than the cores decode them)",
     )
     serve.set_defaults(func=cmd_serve)
 

@@ -23,8 +23,11 @@ class Settings(BaseSettings):
     issue_code_prefix: str = "JK"
     thumb_px: int = 320
     large_px: int = 1600
-    # Photos one worker process decodes at once (the rest wait their turn); use one worker
-    # process per core (`gridproof serve --workers`, default: the number of cores).
+    # Where photos are decoded. With image_processes > 0: in a pool of that many processes,
+    # shared by every request of the server process (`gridproof serve` sets one per core): each
+    # photo goes to the next free process, whichever connection it came on. With 0 (tests,
+    # scripts): in the request's own thread, image_workers at a time per process.
+    image_processes: int = Field(default=0, ge=0, le=64)
     image_workers: int = Field(default=1, ge=1, le=64)
 
     # Photo checks (flags); see the README for what each one means.

@@ -5,6 +5,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp
 from starlette_compress import CompressMiddleware, add_compress_type
 
@@ -22,6 +23,7 @@ from app.routers import (
     photos,
     public,
 )
+from app.services.photos import start_decoders, stop_decoders
 from app.services.storage import Storage
 
 # Beside the library's text types: our errors and the CSV ledger.
@@ -40,7 +42,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         Storage(settings.upload_dir).ensure_dirs()
-        yield
+        await run_in_threadpool(start_decoders, settings)
+        try:
+            yield
+        finally:
+            await run_in_threadpool(stop_decoders)
 
     app = GridproofAPI(
         title="Gridproof",

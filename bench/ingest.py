@@ -14,7 +14,8 @@ What it does, all in one run on this machine:
    and between the server runs, as this machine drifts), `app.services.photos.ingest_photo`
    itself (the pipeline without HTTP, database or framework), and the floor in 1 and in 2
    processes at once (the ceiling for any 2-worker speed-up here);
-3. starts the real server (`gridproof serve --workers W`, fresh SQLite database and upload folder)
+3. starts the real server (`gridproof serve --image-processes W`: one HTTP process and W worker
+   processes that decode the photos; fresh SQLite database and upload folder)
    for W=1 and W=2 and uploads through POST /api/v1/issues from several client threads: photos/s,
    server CPU ms per photo (utime+stime of the server and all its child processes, from /proc;
    split into the event-loop thread and the rest), peak resident memory (VmHWM) of each server
@@ -353,7 +354,7 @@ class Server:
 
     def __init__(self, folder: Path, workers: int) -> None:
         self.folder = folder
-        self.workers = workers
+        self.workers = workers  # processes that decode photos
         folder.mkdir(parents=True)
         self.env = {
             **os.environ,
@@ -387,7 +388,7 @@ class Server:
         log = open(self.folder / "server.log", "wb")  # noqa: SIM115 (closed by the child's exit)
         RUNNING.append(self)
         self.proc = subprocess.Popen(
-            [*_gridproof(), "serve", "--port", str(self.port), "--workers", str(self.workers)],
+            [*_gridproof(), "serve", "--port", str(self.port), *self._serve_options()],
             env=self.env,
             cwd=self.folder,
             stdout=log,
@@ -396,8 +397,11 @@ class Server:
         )
         log.close()
         self._wait_ready()
-        self.idle_rss_kb = {pid: _proc_status(pid)["VmRSS"] for pid in self.serving_pids()}
+        self.idle_rss_kb = {pid: _proc_status(pid)["VmRSS"] for pid in self.pids()}
         return self
+
+    def _serve_options(self) -> list[str]:
+        return ["--image-processes", str(self.workers)]
 
     @property
     def url(self) -> str:
@@ -413,7 +417,7 @@ class Server:
                 ok = httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200
             except httpx.HTTPError:
                 ok = False
-            if ok and len(self.serving_pids()) >= self.workers:
+            if ok:  # the server starts its worker processes before it answers
                 return
             time.sleep(0.2)
         raise RuntimeError(f"server not ready after {timeout:.0f} s:\n{self.log()}")
@@ -427,11 +431,9 @@ class Server:
         return process_tree(self.proc.pid)
 
     def serving_pids(self) -> list[int]:
-        """The processes that run the app: the server itself for 1 worker, else its workers."""
+        """The process that serves HTTP (its worker processes are its descendants)."""
         assert self.proc is not None
-        if self.workers == 1:
-            return [self.proc.pid]
-        return [p for p in self.pids() if p != self.proc.pid and "spawn_main" in _cmdline(p)]
+        return [self.proc.pid]
 
     def cpu_ticks_by_pid(self) -> dict[int, int]:
         ticks = {}
@@ -452,7 +454,12 @@ class Server:
         return total
 
     def memory(self) -> dict[int, dict[str, int]]:
-        return {pid: _proc_status(pid) for pid in self.serving_pids()}
+        """Every process of the server: HTTP, the fork server and the worker processes."""
+        found = {}
+        for pid in self.pids():
+            with suppress(OSError, KeyError):
+                found[pid] = _proc_status(pid)
+        return found
 
     def stop(self) -> None:
         if self.proc is None:
@@ -514,6 +521,13 @@ class Batch:
         return 1000 * self.server_cpu_s / self.photos
 
 
+def _encoded(form: dict[str, str], source: PhotoSource, i: int) -> tuple[bytes, str]:
+    """The multipart body of upload i and its Content-Type, as httpx would send them."""
+    files = {"photos": (f"IMG_{i:05d}.jpg", source.variant(i), "image/jpeg")}
+    request = httpx.Request("POST", "http://bench/", data=form, files=files)
+    return request.read(), request.headers["Content-Type"]
+
+
 def upload(srv: Server, source: PhotoSource, first: int, n: int, threads: int) -> Batch:
     """POST n issues, one photo each, from `threads` client threads; every one must be a 201."""
     lock = threading.Lock()
@@ -521,6 +535,11 @@ def upload(srv: Server, source: PhotoSource, first: int, n: int, threads: int) -
     latencies: list[float] = []
     errors: list[str] = []
     form = {"category": "flyposter", "lat": str(LAT), "lon": str(LON), "accuracy_m": "8"}
+
+    # The request bodies are encoded before the clock starts: the client threads share the
+    # machine's cores with the server, and encoding 4 MB multipart bodies on the way (about
+    # 5 ms of CPU each) took cores that the server's workers would otherwise use.
+    bodies = {i: _encoded(form, source, i) for i in range(first, first + n)}
 
     def client() -> None:
         with httpx.Client(
@@ -531,10 +550,12 @@ def upload(srv: Server, source: PhotoSource, first: int, n: int, threads: int) -
                     i = next(todo, None)
                 if i is None:
                     return
-                files = {"photos": (f"IMG_{i:05d}.jpg", source.variant(i), "image/jpeg")}
+                content, content_type = bodies.pop(i)
                 start = time.perf_counter()
                 try:
-                    response = http.post("/api/v1/issues", data=form, files=files)
+                    response = http.post(
+                        "/api/v1/issues", content=content, headers={"Content-Type": content_type}
+                    )
                 except httpx.HTTPError as exc:
                     errors.append(f"{type(exc).__name__}: {exc}")
                     return
@@ -644,9 +665,10 @@ class MemoryRun:
 
 def memory_run(folder: Path, source: PhotoSource, n: int, threads: int) -> MemoryRun:
     with server(folder, 1) as srv:
-        idle = next(iter(srv.idle_rss_kb.values())) / 1024
         batch = upload(srv, source, 0, n, threads)
-        status = next(iter(srv.memory().values()))
+        # The process that peaked: the worker that decodes, or the HTTP process that spools.
+        pid, status = max(srv.memory().items(), key=lambda item: item[1]["VmHWM"])
+        idle = srv.idle_rss_kb.get(pid, 0) / 1024
         return MemoryRun(source, idle, status["VmHWM"] / 1024, status["VmRSS"] / 1024, batch)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import anyio
 import pytest
+from anyio.from_thread import start_blocking_portal
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
@@ -95,7 +96,10 @@ class Upload:
             elif message["type"] == "http.response.body":
                 self.body += message.get("body", b"")
 
-        anyio.run(self.app, self.scope, receive, send)
+        # An event loop of its own, in its own thread (the browser tests keep one running in
+        # this thread for the whole session).
+        with start_blocking_portal() as portal:
+            portal.call(self.app, self.scope, receive, send)
         return self
 
 

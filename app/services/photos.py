@@ -9,10 +9,14 @@ import contextlib
 import functools
 import hashlib
 import math
+import multiprocessing
 import re
+import signal
 import struct
 import threading
 import warnings
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -178,8 +182,8 @@ def ingest_photo(upload: Upload, settings: Settings, storage: Storage) -> Ingest
     spooled = upload if isinstance(upload, SpooledPhoto) else _spool(upload, settings, storage)
     created: list[Path] = []
     try:
-        with _decode_slots(settings.image_workers):
-            photo = _process(spooled, settings, storage, created)
+        photo = _decode(spooled, settings, storage)
+        created += photo.created
         if storage.commit(spooled.path, storage.original_path(spooled.sha256)):
             created.append(storage.original_path(spooled.sha256))
         photo.created = created
@@ -189,6 +193,84 @@ def ingest_photo(upload: Upload, settings: Settings, storage: Storage) -> Ingest
         raise
 
 
+def _decode(spooled: SpooledPhoto, settings: Settings, storage: Storage) -> IngestedPhoto:
+    """The image work, in the process pool when there is one, else in this thread."""
+    if not settings.image_processes:
+        with _decode_slots(settings.image_workers):
+            return _derive(spooled, settings, storage)
+    pool = _pool(settings.image_processes)
+    try:
+        return pool.submit(_derive, spooled, settings, storage).result()
+    except BrokenProcessPool:
+        # A decoder died (a crash or the OOM killer): refuse the photo, start a fresh pool.
+        _drop_pool(settings.image_processes, pool)
+        raise ImageUnreadable("the image decoder stopped on this file") from None
+
+
+def _derive(spooled: SpooledPhoto, settings: Settings, storage: Storage) -> IngestedPhoto:
+    """Derivatives, EXIF and pHash of a spooled photo; what it wrote is in `created`, and is
+    removed again when it fails. (Runs in a pool process too: arguments and result pickle.)"""
+    created: list[Path] = []
+    try:
+        photo = _process(spooled, settings, storage, created)
+    except BaseException:
+        remove_quietly(created)
+        raise
+    photo.created = created
+    return photo
+
+
+# This server process's decoders, by size: started from a fork server that has this module
+# imported (not forked from the server itself, whose threads may hold locks).
+_pools: dict[int, ProcessPoolExecutor] = {}
+_pools_lock = threading.Lock()
+
+
+def _pool(processes: int) -> ProcessPoolExecutor:
+    with _pools_lock:
+        pool = _pools.get(processes)
+        if pool is None:
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload([__name__])
+            pool = ProcessPoolExecutor(
+                processes, mp_context=context, initializer=_ignore_interrupts
+            )
+            _pools[processes] = pool
+        return pool
+
+
+def _drop_pool(processes: int, pool: ProcessPoolExecutor) -> None:
+    with _pools_lock:
+        if _pools.get(processes) is pool:
+            del _pools[processes]
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+def start_decoders(settings: Settings) -> None:
+    """Start the pool's processes now (at the server's startup), not on the first photo."""
+    if settings.image_processes:
+        pool = _pool(settings.image_processes)
+        list(pool.map(_ready, range(settings.image_processes)))
+
+
+def stop_decoders() -> None:
+    """Stop every pool's processes (at the server's shutdown)."""
+    with _pools_lock:
+        pools = list(_pools.values())
+        _pools.clear()
+    for pool in pools:
+        pool.shutdown(cancel_futures=True)
+
+
+def _ready(_n: int) -> None:
+    return None
+
+
+def _ignore_interrupts() -> None:
+    # Ctrl-C reaches the whole process group: the server shuts the pool down itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def sha256_of(upload: Upload) -> str:
     """The upload's SHA-256 (a spooled photo knows it already)."""
     return upload.sha256 if isinstance(upload, SpooledPhoto) else sha256_of_file(upload)
@@ -196,8 +278,8 @@ def sha256_of(upload: Upload) -> str:
 
 @functools.cache
 def _decode_slots(count: int) -> threading.BoundedSemaphore:
-    """How many photos one process decodes at once. Decoding is CPU work that holds the GIL in
-    part: more at a time than cores only adds contention; scale with worker processes."""
+    """How many photos one process decodes at once in its own threads. Decoding is CPU work
+    that holds the GIL in part: more at a time only adds contention (the pool scales instead)."""
     return threading.BoundedSemaphore(count)
 
 

@@ -17,6 +17,7 @@ from sqlmodel import Session, select
 from app.config import MB, Settings
 from app.main import create_app
 from app.models import Issue, IssueEvent, Photo
+from app.services import photos
 from app.services.storage import Storage
 from tests.factories import (
     LAT,
@@ -205,6 +206,28 @@ def test_hostile_samples_are_refused_and_leave_nothing(
             response = post_issue(client, zone, [upload(name)], lat=LAT, lon=LON)
             assert_problem(response, status, code)
             assert_nothing_left(client, zone, session, settings)
+
+
+def test_the_server_decodes_in_its_pool_of_processes(
+    zone: Zone, session: Session, settings: Settings
+) -> None:
+    """As `gridproof serve` runs it: photos decoded by a pool of processes that the app starts
+    with itself and stops with itself; refusals and clean-up as in the request's own thread."""
+    pooled = settings.model_copy(update={"image_processes": 2})
+    with TestClient(create_app(pooled)) as client:
+        decoders = list(photos._pools[2]._processes.values())
+        assert len(decoders) == 2 and all(d.is_alive() for d in decoders)
+        bad = [upload("good.jpg", jpeg(seed=41)), upload("hostile__truncated_jpeg.jpg")]
+        assert_problem(post_issue(client, zone, bad), 422, "image_unreadable")
+        assert_nothing_left(client, zone, session, pooled)
+        good = post_issue(client, zone, [upload("gps__apple_iphone6_hdr.jpg")])
+        assert good.status_code == 201, good.text
+        photo = good.json()["photos"][0]
+        assert photo["exif"]["make"] == "Apple" and photo["width"] > 0
+        thumb = client.get(photo["urls"]["thumb"], headers=zone.headers("grid_worker"))
+        assert thumb.status_code == 200 and thumb.content.startswith(b"\xff\xd8")
+    assert 2 not in photos._pools
+    assert not any(d.is_alive() for d in decoders)
 
 
 # --- 2: one bad photo among several writes nothing

@@ -22,6 +22,7 @@ from PIL import Image, ImageChops, ImageDraw, ImageStat
 
 from app.config import Settings
 from app.errors import ImageTooManyPixels, ImageUnreadable, PhotoTooLarge, UnsupportedMediaType
+from app.services import photos
 from app.services.photos import (
     IngestedPhoto,
     ingest_photo,
@@ -159,16 +160,19 @@ def test_manifest_lists_every_sample_file() -> None:
     assert len(MANIFEST) >= 50
 
 
+@pytest.mark.parametrize("processes", [0, 2], ids=["in-thread", "in-pool"])
 @pytest.mark.parametrize("row", MANIFEST, ids=[row["filename"] for row in MANIFEST])
-def test_manifest_sample(row: dict[str, str], tmp_path: Path) -> None:
+def test_manifest_sample(row: dict[str, str], processes: int, tmp_path: Path) -> None:
+    """Every sample, decoded in the request's thread and in the pool of decoding processes (the
+    server's way): the same facts, the same errors with their details, nothing left behind."""
     data = (SAMPLES / row["filename"]).read_bytes()
     assert len(data) == int(row["bytes"])
     error = expected_error(row)
     if error is not None:
-        refused(error, data, tmp_path)
+        refused(error, data, tmp_path, image_processes=processes)
         return
 
-    photo = ingest(data, tmp_path)
+    photo = ingest(data, tmp_path, image_processes=processes)
 
     assert photo.sha256 == row["sha256"]
     assert photo.bytes == int(row["bytes"])
@@ -196,6 +200,22 @@ def test_manifest_sample(row: dict[str, str], tmp_path: Path) -> None:
         assert datetime.fromisoformat(photo.exif.taken_at)  # ISO 8601, offset or not
     else:
         assert photo.exif.taken_at is None
+
+
+def test_a_decoder_that_dies_refuses_that_photo_and_the_next_gets_a_fresh_pool(
+    tmp_path: Path,
+) -> None:
+    data = (SAMPLES / "orient__landscape_6.jpg").read_bytes()
+    ingest(data, tmp_path / "a", image_processes=1)
+    (worker,) = photos._pool(1)._processes.values()  # the pool's one process
+    worker.kill()
+    worker.join()
+    # The pool notices the death when it next hands out work: that photo is refused cleanly.
+    with pytest.raises(ImageUnreadable):
+        ingest(data, tmp_path / "b", image_processes=1)
+    assert stored_files(tmp_path / "b") == []
+    photo = ingest(data, tmp_path / "c", image_processes=1)
+    assert (photo.width, photo.height) == (1800, 1200)
 
 
 def test_null_island_sample_is_read_but_gives_no_gps(tmp_path: Path) -> None:
