@@ -53,6 +53,7 @@ from sqlalchemy.sql.util import ClauseAdapter
 from sqlmodel import Session, col, select
 
 from app.config import Settings
+from app.db import PLAN_EACH_TIME
 from app.errors import Forbidden, NotFound, ValidationFailed
 from app.models import Category, Issue, IssueEvent, OrgUnit, User
 from app.models.base import UTCDateTime
@@ -400,7 +401,8 @@ def _period_query(dialect: str, by_category_and_status: bool, past: bool, within
     if within_org:
         in_org = orgs.in_subtree_of(Issue.org_unit_id, bindparam("org_path"))
         query = query.where(onto_period.traverse(in_org))
-    return query
+    # Its best plan depends on the period and the table's size (see app/db.py).
+    return query.execution_options(**{PLAN_EACH_TIME: True})
 
 
 ISSUE_COLUMNS = (
