@@ -10,9 +10,9 @@ while nothing changes, and the route never runs. A request without it costs no e
 route's own token lookup reads the change number in the same query (deps.get_current_user hands
 it over with `remember`), and the answer is labelled with it.
 
-Either way the number is read before the route reads any data, so an answer is never labelled
-newer than it is: a write that lands meanwhile changes the number, and the next poll gets the
-new answer. An answer whose route never identified its caller gets no ETag.
+Either way the number (and the clock) is read before the route reads any data, so an answer is
+never labelled newer than it is: a write that lands meanwhile changes the number, and the next
+poll gets the new answer. An answer whose route never identified its caller gets no ETag.
 
 Routes that set their own ETag keep it: GET /api/v1/issues/{id} ("<version>") and the photo
 files (immutable, from their hash).
@@ -93,6 +93,9 @@ class ConditionalGetMiddleware:
         if_none_match = headers.get("if-none-match")
         token = _bearer(headers)
         target = scope["path"] + "?" + scope["query_string"].decode("latin-1")
+        # The clock too is read before the route runs: an answer computed in one interval must
+        # not be labelled with the next one.
+        clock = clock_bucket(self.settings)
         # Shared with the route (request.state), which may hand over the change number it read.
         shared = scope.setdefault("state", {})
         state = None
@@ -100,7 +103,7 @@ class ConditionalGetMiddleware:
             state = await run_in_threadpool(self._revalidation, token)
             # No or bad token: the route answers 401.
             if state is not None:
-                etag = etag_for(state, target, clock_bucket(self.settings))
+                etag = etag_for(state, target, clock)
                 if matches(if_none_match, etag):
                     response = Response(status_code=304, headers=_cache_headers(etag))
                     await response(scope, receive, send)
@@ -111,8 +114,7 @@ class ConditionalGetMiddleware:
                 known = state or shared.get(_STATE_KEY)
                 response_headers = MutableHeaders(scope=message)
                 if known is not None and "etag" not in response_headers:
-                    etag = etag_for(known, target, clock_bucket(self.settings))
-                    response_headers["ETag"] = etag
+                    response_headers["ETag"] = etag_for(known, target, clock)
                     response_headers["Cache-Control"] = "no-cache"
                     response_headers.add_vary_header("Authorization")
             await send(message)
@@ -124,5 +126,5 @@ class ConditionalGetMiddleware:
             with get_read_engine(self.settings.database_url).connect() as connection:
                 return changes.revalidation(connection, token)
         except DBAPIError:
-            # A dropped pooled connection (this engine does not pre-ping): let the route answer.
+            # The database is unreachable: let the route answer (with its own error).
             return None

@@ -6,10 +6,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import Engine, event
 
 from app import etags
 from app.config import Settings
+from app.main import create_app
 from app.routers import issues as issues_router
 from app.services import changes, orgs
 from tests.factories import act, add_photos, report
@@ -200,6 +202,39 @@ def test_one_issue_and_photo_files_keep_their_own_etags(client, zone, issue):
     thumb = client.get(photo["urls"]["thumb"], headers=headers)
     assert thumb.headers["etag"] == f'"{photo["sha256"]}-thumb"'
     assert "immutable" in thumb.headers["cache-control"]
+
+
+def test_an_answer_is_labelled_with_the_clock_read_before_the_route_ran(
+    database_url, tmp_path, zone, monkeypatch
+):
+    """An answer computed in one clock interval is labelled with that interval even when the
+    next one has begun by the time it is sent; the next poll then gets the new answer."""
+    settings = Settings(
+        database_url=database_url, upload_dir=tmp_path / "uploads", etag_clock_seconds=60
+    )
+    clock = {"now": 1000.0}  # interval 16 (960–1019 s)
+    monkeypatch.setattr(etags.time, "time", lambda: clock["now"])
+    real_list = issues_router.list_issues
+
+    def slow_list(*args, **kwargs):
+        clock["now"] = 1030.0  # interval 17 begins while the route runs
+        return real_list(*args, **kwargs)
+
+    monkeypatch.setattr(issues_router, "list_issues", slow_list)
+    with TestClient(create_app(settings)) as client:
+        headers = zone.headers("viewer")
+        first = client.get("/api/v1/issues", headers=headers)
+        assert first.status_code == 200
+        monkeypatch.setattr(issues_router, "list_issues", real_list)
+        again = client.get(
+            "/api/v1/issues", headers={**headers, "If-None-Match": first.headers["etag"]}
+        )
+        assert again.status_code == 200  # labelled interval 16; it is 17 now
+        clock["now"] = 1035.0
+        third = client.get(
+            "/api/v1/issues", headers={**headers, "If-None-Match": again.headers["etag"]}
+        )
+        assert third.status_code == 304
 
 
 def test_etags_roll_over_with_the_clock():
