@@ -7,5 +7,6 @@ RUN pip install --no-cache-dir -e .
 ENV GRIDPROOF_UPLOAD_DIR=/var/lib/gridproof/uploads
 VOLUME /var/lib/gridproof/uploads
 EXPOSE 8000
-# `serve` applies pending migrations first, and decodes photos in one process per core.
-CMD ["gridproof", "serve", "--host", "0.0.0.0", "--port", "8000"]
+# `serve` applies pending migrations first. Decoding processes: set them to the CPUs the
+# container is given (Python 3.11 sees the host's cores, not a cgroup quota).
+CMD ["gridproof", "serve", "--host", "0.0.0.0", "--port", "8000", "--image-processes", "2"]

@@ -19,9 +19,14 @@ def _session() -> Session:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    migrate(get_settings().database_url)
-    # Read by the app's settings in the server process (an explicit environment value wins).
-    os.environ.setdefault("GRIDPROOF_IMAGE_PROCESSES", str(args.image_processes))
+    settings = get_settings()
+    migrate(settings.database_url)
+    # Read by the app's settings in the server process: the flag wins, then a setting from the
+    # environment or .env, then one decoding process per core this process may use.
+    if args.image_processes is not None:
+        os.environ["GRIDPROOF_IMAGE_PROCESSES"] = str(args.image_processes)
+    elif "image_processes" not in settings.model_fields_set:
+        os.environ["GRIDPROOF_IMAGE_PROCESSES"] = str(min(64, len(os.sched_getaffinity(0))))
     get_settings.cache_clear()
     uvicorn.run("app.main:app", host=args.host, port=args.port, workers=args.workers)
     return 0
@@ -87,8 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--image-processes",
         type=int,
-        default=os.cpu_count() or 1,
-        help="processes that decode photos, shared by all requests (default: one per core)",
+        help="processes that decode photos, shared by all requests (default: "
+        "GRIDPROOF_IMAGE_PROCESSES if set, else one per core this process may use)",
     )
     serve.add_argument(
         "--workers",

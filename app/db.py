@@ -50,15 +50,21 @@ def get_read_engine(database_url: str) -> Engine:
     """The engine of requests that only read: every GET and HEAD, and the poll revalidation.
 
     On PostgreSQL: autocommit (no BEGIN and ROLLBACK round trips; under READ COMMITTED each
-    statement saw its own snapshot anyway) and no pre-ping (no extra round trip per checkout):
-    after a database restart the first read on each stale connection fails once, the pool is
-    invalidated, and the client's retry succeeds. On SQLite: the main engine in a deferred
-    transaction (see READ_ONLY), so that readers never wait for the write lock.
+    statement saw its own snapshot anyway), read-only transactions, and a pre-ping, so that a
+    GET after a database restart reconnects instead of failing. On SQLite: the main engine in a
+    deferred transaction (see READ_ONLY), so that readers never wait for the write lock.
     """
     if make_url(database_url).get_backend_name() == "sqlite":
         return get_engine(database_url).execution_options(**{READ_ONLY: True})
     engine = create_engine(
-        database_url, pool_size=10, max_overflow=20, isolation_level="AUTOCOMMIT", **_JSON
+        database_url,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=20,
+        isolation_level="AUTOCOMMIT",
+        # Reads only: a write slipped into a GET fails loudly instead of committing alone.
+        connect_args={"options": "-c default_transaction_read_only=on"},
+        **_JSON,
     )
     _let_statements_plan_each_time(engine)
     return engine
@@ -87,7 +93,8 @@ def _make_sqlite_transactions_immediate(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        # A connection marked read-only (the conditional-GET check) needs no write lock.
+        # A connection marked read-only (GET and HEAD, the conditional-GET check) needs no
+        # write lock.
         read_only = connection.get_execution_options().get(READ_ONLY, False)
         connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 

@@ -93,9 +93,9 @@ class SpooledUploadFile(UploadFile):
 
 
 def spooled(files: list[UploadFile]) -> list[Upload]:
-    """The photos a `PhotoUploadRoute` spooled for a file parameter."""
-    assert all(isinstance(f, SpooledUploadFile) for f in files), "not a PhotoUploadRoute"
-    return [f.spooled for f in files if isinstance(f, SpooledUploadFile)]
+    """The photos a `PhotoUploadRoute` spooled for a file parameter (a part that Starlette
+    parsed after all, should its form parsing ever bypass ours, is copied by the pipeline)."""
+    return [f.spooled if isinstance(f, SpooledUploadFile) else f.file for f in files]
 
 
 class _FilePart:

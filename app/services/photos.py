@@ -198,13 +198,31 @@ def _decode(spooled: SpooledPhoto, settings: Settings, storage: Storage) -> Inge
     if not settings.image_processes:
         with _decode_slots(settings.image_workers):
             return _derive(spooled, settings, storage)
-    pool = _pool(settings.image_processes)
-    try:
-        return pool.submit(_derive, spooled, settings, storage).result()
-    except BrokenProcessPool:
-        # A decoder died (a crash or the OOM killer): refuse the photo, start a fresh pool.
+    # When a decoder dies (a crash, the OOM killer), the pool fails every photo it holds and
+    # is replaced: each is tried once more on the new pool, and only a photo that stops a
+    # decoder twice is refused.
+    for attempt in (1, 2):
+        pool = _pool(settings.image_processes)
+        try:
+            # submit() raises RuntimeError on a pool that is broken or that another thread has
+            # just shut down (BrokenProcessPool is one); result() raises BrokenProcessPool.
+            return pool.submit(_derive, spooled, settings, storage).result()
+        except BrokenProcessPool:
+            pass
+        except RuntimeError as exc:
+            if "shutdown" not in str(exc):
+                raise
         _drop_pool(settings.image_processes, pool)
-        raise ImageUnreadable("the image decoder stopped on this file") from None
+        # What the stopped decoder was writing for this photo.
+        remove_quietly(list(storage.tmp_dir.glob(_derivative_prefix(spooled) + "*")))
+        if attempt == 2:
+            raise ImageUnreadable("the image decoder stopped on this file")
+    raise AssertionError("unreachable")
+
+
+def _derivative_prefix(spooled: SpooledPhoto) -> str:
+    """The temp files of a photo's derivatives are named after it (and after this upload)."""
+    return f"{spooled.sha256[:16]}-{spooled.path.name}-"
 
 
 def _derive(spooled: SpooledPhoto, settings: Settings, storage: Storage) -> IngestedPhoto:
@@ -315,7 +333,7 @@ def _process(
     thumb.thumbnail((settings.thumb_px, settings.thumb_px), Image.Resampling.LANCZOS)
     for name, image in (("large", large), ("thumb", thumb)):
         final = storage.derivative_path(spooled.sha256, name)
-        temp, out = storage.open_temp()
+        temp, out = storage.open_temp(prefix=_derivative_prefix(spooled))
         with out:
             image.save(out, "JPEG", quality=85, optimize=True)
         if storage.commit(temp, final):

@@ -26,10 +26,10 @@ class Storage:
         assert size in DERIVATIVES
         return self.root / "derived" / sha256[:2] / f"{sha256}.{size}.jpg"
 
-    def open_temp(self) -> tuple[Path, BinaryIO]:
+    def open_temp(self, prefix: str = "up-") -> tuple[Path, BinaryIO]:
         """A new file in the storage's own tmp folder (same file system, so rename is atomic)."""
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=self.tmp_dir, prefix="up-")
+        fd, name = tempfile.mkstemp(dir=self.tmp_dir, prefix=prefix)
         return Path(name), os.fdopen(fd, "w+b")
 
     def commit(self, temp: Path, final: Path) -> bool:

@@ -5,6 +5,7 @@ each one is and what Pillow reads from it); everything else is generated here wi
 """
 
 import csv
+import hashlib
 import io
 import math
 import random
@@ -12,6 +13,8 @@ import re
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -202,20 +205,35 @@ def test_manifest_sample(row: dict[str, str], processes: int, tmp_path: Path) ->
         assert photo.exif.taken_at is None
 
 
-def test_a_decoder_that_dies_refuses_that_photo_and_the_next_gets_a_fresh_pool(
-    tmp_path: Path,
-) -> None:
-    data = (SAMPLES / "orient__landscape_6.jpg").read_bytes()
-    ingest(data, tmp_path / "a", image_processes=1)
-    (worker,) = photos._pool(1)._processes.values()  # the pool's one process
-    worker.kill()
-    worker.join()
-    # The pool notices the death when it next hands out work: that photo is refused cleanly.
-    with pytest.raises(ImageUnreadable):
-        ingest(data, tmp_path / "b", image_processes=1)
-    assert stored_files(tmp_path / "b") == []
-    photo = ingest(data, tmp_path / "c", image_processes=1)
-    assert (photo.width, photo.height) == (1800, 1200)
+def test_a_decoder_that_dies_costs_no_photo(tmp_path: Path) -> None:
+    """A decoder killed while idle or in the middle of a photo: the pool is replaced, the photo
+    it held is decoded again on the new one, and nothing it was writing is left behind."""
+    small = (SAMPLES / "orient__landscape_6.jpg").read_bytes()
+    ingest(small, tmp_path / "a", image_processes=1)
+    (idle,) = photos._pools[1]._processes.values()
+    idle.kill()
+    idle.join()
+    assert ingest(small, tmp_path / "b", image_processes=1).width == 1800
+
+    big = make_jpeg(6000, 4000, seed=7)  # long enough to be killed in the middle
+    worker = photos._pools[1]
+    done: list[IngestedPhoto] = []
+    thread = threading.Thread(
+        target=lambda: done.append(ingest(big, tmp_path / "c", image_processes=1))
+    )
+    thread.start()
+    # Kill the decoder once it has started writing the photo's derivatives.
+    sha = hashlib.sha256(big).hexdigest()
+    deadline = time.monotonic() + 30
+    while not list((tmp_path / "c" / "tmp").glob(sha[:16] + "*")):
+        assert time.monotonic() < deadline and thread.is_alive()
+        time.sleep(0.001)
+    for process in list(worker._processes.values()):
+        process.kill()
+    thread.join(timeout=60)
+    assert len(done) == 1 and (done[0].width, done[0].height) == (6000, 4000)
+    assert list((tmp_path / "c" / "tmp").iterdir()) == []
+    assert photos._pools[1] is not worker  # the broken pool was replaced
 
 
 def test_null_island_sample_is_read_but_gives_no_gps(tmp_path: Path) -> None:
