@@ -50,15 +50,16 @@ def get_read_engine(database_url: str) -> Engine:
     """The engine of requests that only read: every GET and HEAD, and the poll revalidation.
 
     On PostgreSQL: autocommit (no BEGIN and ROLLBACK round trips; under READ COMMITTED each
-    statement saw its own snapshot anyway), read-only transactions, and a pre-ping, so that a
-    GET after a database restart reconnects instead of failing. On SQLite: the main engine in a
-    deferred transaction (see READ_ONLY), so that readers never wait for the write lock.
+    statement saw its own snapshot anyway), read-only transactions, and no pre-ping (a round
+    trip per request): a GET that meets a connection dropped by a database restart answers 503
+    `database_unavailable` with Retry-After (app/errors.py), the pool is emptied, and the retry
+    connects afresh. On SQLite: the main engine in a deferred transaction (see READ_ONLY), so
+    that readers never wait for the write lock.
     """
     if make_url(database_url).get_backend_name() == "sqlite":
         return get_engine(database_url).execution_options(**{READ_ONLY: True})
     engine = create_engine(
         database_url,
-        pool_pre_ping=True,
         pool_size=10,
         max_overflow=20,
         isolation_level="AUTOCOMMIT",

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, DBAPIError
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -178,6 +178,23 @@ async def _data_error(_request: Request, exc: Exception) -> JSONResponse:
     return problem(422, ValidationFailed.code, ValidationFailed.title, detail)
 
 
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DBAPIError)
+    if not exc.connection_invalidated:
+        return await _internal_error(request, exc)
+    # A pooled connection had died (the database restarted): the pool has been emptied and the
+    # next request connects afresh, so this one may simply be retried.
+    logger.warning("database connection lost: %s", exc.orig)
+    response = problem(
+        503,
+        "database_unavailable",
+        "The database connection was lost",
+        "The database restarted or dropped the connection; retry the request.",
+    )
+    response.headers["Retry-After"] = "1"
+    return response
+
+
 async def _internal_error(_request: Request, exc: Exception) -> JSONResponse:
     logger.error("unhandled error", exc_info=exc)
     return problem(
@@ -193,6 +210,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(DataError, _data_error)
+    app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(Exception, _internal_error)
 
 

@@ -14,7 +14,7 @@ from app.config import Settings
 from app.main import create_app
 from app.routers import issues as issues_router
 from app.services import changes, orgs
-from tests.factories import act, add_photos, report
+from tests.factories import act, add_photos, assert_problem, report
 
 
 @pytest.fixture
@@ -244,3 +244,21 @@ def test_etags_roll_over_with_the_clock():
     assert etags.etag_for(state, target, 1) == etags.etag_for(state, target, 1)
     assert etags.clock_bucket(Settings(etag_clock_seconds=0)) == 0
     assert etags.clock_bucket(Settings(etag_clock_seconds=60)) > 0
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_get_after_a_database_restart_is_retryable_and_the_retry_works(
+    client, zone, issue, database_url
+):
+    headers = zone.headers("viewer")
+    assert client.get("/api/v1/issues", headers=headers).status_code == 200
+    # What a restart does to the pooled connections: the server ends them.
+    with psycopg.connect(database_url.replace("+psycopg", ""), autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    lost = client.get("/api/v1/issues", headers=headers)
+    assert_problem(lost, 503, "database_unavailable")
+    assert lost.headers["retry-after"] == "1"
+    assert client.get("/api/v1/issues", headers=headers).status_code == 200
