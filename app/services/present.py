@@ -37,7 +37,8 @@ def photos_public(
     session: Session, photos: Sequence[Photo], crs: Crs = Crs.WGS84
 ) -> list[PhotoPublic]:
     names = _usernames(session, {p.uploaded_by_id for p in photos})
-    return _PHOTOS_PUBLIC.validate_python([_photo(p, names[p.uploaded_by_id], crs) for p in photos])
+    answers = [_photo(p, names.get(p.uploaded_by_id, ""), crs) for p in photos]
+    return _PHOTOS_PUBLIC.validate_python(answers)
 
 
 def _point(lat: float, lon: float, crs: Crs) -> tuple[float, float]:
