@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app.routers.pages import phone_files  # noqa: E402
+from tests.e2e.conftest import CHROMIUM_ARGS  # noqa: E402
 
 SLOW_3G = {
     "offline": False,
@@ -42,14 +43,6 @@ SLOW_3G = {
     "downloadThroughput": 400_000 / 8,  # bytes/s
     "uploadThroughput": 400_000 / 8,
 }
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 PHONE = {
     "viewport": {"width": 360, "height": 640},
     "device_scale_factor": 2,
@@ -164,7 +157,9 @@ def main() -> int:
         try:
             token, user = sign_in(base)
             with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(executable_path=args.chromium, args=ARGS)
+                browser = playwright.chromium.launch(
+                    executable_path=args.chromium, args=CHROMIUM_ARGS
+                )
                 runs = [one_run(browser, base, token, user) for _ in range(args.runs)]
                 version = browser.version
                 browser.close()

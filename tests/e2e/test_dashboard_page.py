@@ -8,7 +8,6 @@ screenshot the README shows.
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -20,46 +19,13 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.browser import require_playwright
+from tests.e2e.conftest import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
-REQUIRE = os.environ.get("GRIDPROOF_REQUIRE_BROWSER") == "1"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 VIEWER = ("dapingmu", "gridproof")  # the demo's wall-screen account (viewer, whole district)
 
-
-def _chromium() -> str | None:
-    for candidate in (os.environ.get("GRIDPROOF_CHROMIUM"), "/usr/bin/chromium"):
-        if candidate and Path(candidate).exists():
-            return candidate
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-def _browser_problem() -> str | None:
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "Playwright for Python is not installed"
-    if _chromium() is None:
-        return "no Chromium found (apt-get install chromium, or set GRIDPROOF_CHROMIUM)"
-    return None
-
-
-PROBLEM = _browser_problem()
-if PROBLEM and REQUIRE:
-    raise RuntimeError(f"a browser is required here: {PROBLEM}")
-pytestmark = pytest.mark.skipif(PROBLEM is not None, reason=PROBLEM or "")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+require_playwright()
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +41,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     subprocess.run(
         [sys.executable, "-m", "app", "demo"], cwd=ROOT, env=env, check=True, capture_output=True
     )
-    port = _free_port()
+    port = free_port()
     log = (tmp / "server.log").open("w")
     command = [sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(port)]
     process = subprocess.Popen(
@@ -128,9 +94,9 @@ class _Api:
         return self._call(path)
 
 
-def test_the_dashboard_shows_counts_and_the_overdue_list_and_polls_with_304(server, tmp_path):
-    from playwright.sync_api import sync_playwright
-
+def test_the_dashboard_shows_counts_and_the_overdue_list_and_polls_with_304(
+    server, browser, tmp_path
+):
     api = _Api(server)
     statuses = {path: api.get(path)[0] for path in ("/api/v1/stats", "/api/v1/rankings")}
     overdue = api.get("/api/v1/issues?overdue=true&limit=200")[1]["items"]
@@ -138,56 +104,54 @@ def test_the_dashboard_shows_counts_and_the_overdue_list_and_polls_with_304(serv
     geo = api.get("/api/v1/issues.geojson?" + "&".join(f"status={s}" for s in open_statuses))[1]
     assert overdue and geo["features"], "the demo zone has overdue and open issues"
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=_chromium(), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1600, "height": 900}, locale="zh-CN")
-        statuses_seen: list[int] = []
-        page.on(
-            "response",
-            lambda r: statuses_seen.append(r.status) if "/api/v1/" in r.url else None,
-        )
-        page.goto(f"{server}/dashboard?every=2")
+    page = browser.new_page(viewport={"width": 1600, "height": 900}, locale="zh-CN")
+    statuses_seen: list[int] = []
+    page.on(
+        "response",
+        lambda r: statuses_seen.append(r.status) if "/api/v1/" in r.url else None,
+    )
+    page.goto(f"{server}/dashboard?every=2")
 
-        # Sign in with the form.
-        page.fill("input[name=username]", VIEWER[0])
-        page.fill("input[name=password]", VIEWER[1])
-        page.click("dialog button[type=submit]")
+    # Sign in with the form.
+    page.fill("input[name=username]", VIEWER[0])
+    page.fill("input[name=password]", VIEWER[1])
+    page.click("dialog button[type=submit]")
 
-        # Headline counts and the overdue list, most overdue first.
-        page.wait_for_selector("#overdue li[data-code]")
-        assert page.text_content("#kpi-overdue") == str(len(overdue))
-        codes = page.eval_on_selector_all(
-            "#overdue li[data-code]", "items => items.map(item => item.dataset.code)"
-        )
-        by_deadline = sorted(overdue, key=lambda i: i["deadline"])
-        assert codes == [i["code"] for i in by_deadline][: len(codes)]
-        if statuses["/api/v1/stats"] == 404:
-            assert page.text_content("#kpi-open") == str(len(geo["features"]))
-            assert page.text_content("#kpi-total") == "—"
-        else:
-            assert page.text_content("#kpi-total") != "—"
-        if statuses["/api/v1/rankings"] == 404:
-            assert page.text_content("#ranking") == "—"
-        else:
-            page.wait_for_selector("#ranking tr td.rank")
+    # Headline counts and the overdue list, most overdue first.
+    page.wait_for_selector("#overdue li[data-code]")
+    assert page.text_content("#kpi-overdue") == str(len(overdue))
+    codes = page.eval_on_selector_all(
+        "#overdue li[data-code]", "items => items.map(item => item.dataset.code)"
+    )
+    by_deadline = sorted(overdue, key=lambda i: i["deadline"])
+    assert codes == [i["code"] for i in by_deadline][: len(codes)]
+    if statuses["/api/v1/stats"] == 404:
+        assert page.text_content("#kpi-open") == str(len(geo["features"]))
+        assert page.text_content("#kpi-total") == "—"
+    else:
+        assert page.text_content("#kpi-total") != "—"
+    if statuses["/api/v1/rankings"] == 404:
+        assert page.text_content("#ranking") == "—"
+    else:
+        page.wait_for_selector("#ranking tr td.rank")
 
-        # The map (a base map, or the SVG scatter without one) and the before/after pairs.
-        page.wait_for_selector("#map circle, #map .leaflet-interactive")
-        page.wait_for_selector("#pairs .pair img")
-        page.wait_for_function(
-            "[...document.querySelectorAll('#pairs img')].every(i => i.complete && i.naturalWidth)"
-        )
+    # The map (a base map, or the SVG scatter without one) and the before/after pairs.
+    page.wait_for_selector("#map circle, #map .leaflet-interactive")
+    page.wait_for_selector("#pairs .pair img")
+    page.wait_for_function(
+        "[...document.querySelectorAll('#pairs img')].every(i => i.complete && i.naturalWidth)"
+    )
 
-        # A later poll revalidates: the server answers 304 and the page keeps what it shows.
-        page.wait_for_function("Number(document.body.dataset.notModified) > 0", timeout=20_000)
-        assert 304 in statuses_seen
-        assert page.get_attribute("body", "data-state") == "live"
-        assert page.text_content("#kpi-overdue") == str(len(overdue))
+    # A later poll revalidates: the server answers 304 and the page keeps what it shows.
+    page.wait_for_function("Number(document.body.dataset.notModified) > 0", timeout=20_000)
+    assert 304 in statuses_seen
+    assert page.get_attribute("body", "data-state") == "live"
+    assert page.text_content("#kpi-overdue") == str(len(overdue))
 
-        time.sleep(1)  # let the map settle (base map or not) before the picture
-        shot = tmp_path / "dashboard.png"
-        page.screenshot(path=str(shot))
-        browser.close()
+    time.sleep(1)  # let the map settle (base map or not) before the picture
+    shot = tmp_path / "dashboard.png"
+    page.screenshot(path=str(shot))
+    page.close()
     assert shot.stat().st_size > 10_000
     if target := os.environ.get("GRIDPROOF_SCREENSHOT_DIR"):
         Path(target).mkdir(parents=True, exist_ok=True)
@@ -234,33 +198,29 @@ RANKINGS = {
 }
 
 
-def test_the_dashboard_shows_stats_and_rankings_of_the_contracts_shapes(server):
+def test_the_dashboard_shows_stats_and_rankings_of_the_contracts_shapes(server, browser):
     """/stats and /rankings answered in the shapes the other half of issue 4 serves."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=_chromium(), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1366, "height": 768}, locale="zh-CN")
-        errors: list[str] = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        page.route("**/api/v1/stats", lambda route: route.fulfill(json=STATS))
-        page.route("**/api/v1/rankings?period=week", lambda route: route.fulfill(json=RANKINGS))
-        page.goto(f"{server}/dashboard?every=2&map=svg")
-        page.fill("input[name=username]", VIEWER[0])
-        page.fill("input[name=password]", VIEWER[1])
-        page.click("dialog button[type=submit]")
-        page.wait_for_selector("#ranking td.rank")
-        assert page.text_content("#kpi-total") == "1,234"
-        assert page.text_content("#kpi-open") == "40"
-        assert page.text_content("#kpi-overdue") == "7"
-        assert page.text_content("#kpi-due") == "5"
-        assert page.text_content("#kpi-closure") == "87.5%"
-        assert page.text_content("#kpi-rework") == "5.0%"
-        assert page.text_content("#kpi-score") == "91.2"
-        assert page.text_content("#kpi-grade") == "等级 A"
-        assert page.locator("#ranking tr").count() == 4
-        assert page.text_content("#ranking .flag.red") == "红旗"
-        assert page.text_content("#ranking .flag.black") == "黑旗"
-        assert "12,000" in page.text_content("#quantities")
-        browser.close()
+    page = browser.new_page(viewport={"width": 1366, "height": 768}, locale="zh-CN")
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.route("**/api/v1/stats", lambda route: route.fulfill(json=STATS))
+    page.route("**/api/v1/rankings?period=week", lambda route: route.fulfill(json=RANKINGS))
+    page.goto(f"{server}/dashboard?every=2&map=svg")
+    page.fill("input[name=username]", VIEWER[0])
+    page.fill("input[name=password]", VIEWER[1])
+    page.click("dialog button[type=submit]")
+    page.wait_for_selector("#ranking td.rank")
+    assert page.text_content("#kpi-total") == "1,234"
+    assert page.text_content("#kpi-open") == "40"
+    assert page.text_content("#kpi-overdue") == "7"
+    assert page.text_content("#kpi-due") == "5"
+    assert page.text_content("#kpi-closure") == "87.5%"
+    assert page.text_content("#kpi-rework") == "5.0%"
+    assert page.text_content("#kpi-score") == "91.2"
+    assert page.text_content("#kpi-grade") == "等级 A"
+    assert page.locator("#ranking tr").count() == 4
+    assert page.text_content("#ranking .flag.red") == "红旗"
+    assert page.text_content("#ranking .flag.black") == "黑旗"
+    assert "12,000" in page.text_content("#quantities")
+    page.close()
     assert errors == []
