@@ -151,6 +151,16 @@ def client(settings: Settings) -> Iterator[TestClient]:
 
 
 @pytest.fixture
+def small_client(settings: Settings, tmp_path: Path) -> Iterator[tuple[TestClient, Settings]]:
+    """The app with max_upload_mb=1 on the same database, and its own upload folder."""
+    small = Settings(
+        database_url=settings.database_url, upload_dir=tmp_path / "small-uploads", max_upload_mb=1
+    )
+    with TestClient(create_app(small)) as client:
+        yield client, small
+
+
+@pytest.fixture
 def zone(session: Session) -> factories.Zone:
     """A small zone with users of every role (see factories.make_zone)."""
     return factories.make_zone(session)

@@ -7,7 +7,6 @@ whatever happens to the request) and the form limits, which this parser applies 
 
 import hashlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,6 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 from app.config import MB, Settings
-from app.main import create_app
 from app.models import Issue, IssueEvent, Photo
 from app.services import photos
 from tests.factories import Zone, assert_problem, jpeg, report, sample
@@ -105,16 +103,6 @@ class Upload:
 
 def split(data: bytes, size: int) -> list[bytes]:
     return [data[i : i + size] for i in range(0, len(data), size)]
-
-
-@pytest.fixture
-def small_client(settings: Settings, tmp_path: Path) -> Iterator[tuple[TestClient, Settings]]:
-    """The app with max_upload_mb=1 on the same database, and its own upload folder."""
-    small = Settings(
-        database_url=settings.database_url, upload_dir=tmp_path / "small-uploads", max_upload_mb=1
-    )
-    with TestClient(create_app(small)) as client:
-        yield client, small
 
 
 def test_the_pipeline_starts_from_the_streamed_file(

@@ -292,16 +292,6 @@ def test_failed_request_keeps_files_of_committed_photos(
 # --- 3: size limits ------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def small_client(settings: Settings, tmp_path: Path) -> Iterator[tuple[TestClient, Settings]]:
-    """The app with max_upload_mb=1 on the same database, and its own upload folder."""
-    small = Settings(
-        database_url=settings.database_url, upload_dir=tmp_path / "small-uploads", max_upload_mb=1
-    )
-    with TestClient(create_app(small)) as client:
-        yield client, small
-
-
 def padded_jpeg(size: int, seed: int = 40) -> bytes:
     """A valid JPEG of exactly `size` bytes (decoders ignore what follows the end marker)."""
     data = jpeg(seed=seed)
