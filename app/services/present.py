@@ -25,20 +25,13 @@ from app.services.issues import allowed_actions, is_overdue
 from app.services.permissions import user_org
 
 
-def _usernames(session: Session, ids: set[int | None]) -> dict[int, str]:
-    wanted = {i for i in ids if i is not None}
-    if not wanted:
-        return {}
-    rows = session.exec(select(User.id, User.username).where(col(User.id).in_(wanted)))
-    return {user_id: name for user_id, name in rows if user_id is not None}
-
-
 def photos_public(
     session: Session, photos: Sequence[Photo], crs: Crs = Crs.WGS84
 ) -> list[PhotoPublic]:
-    names = _usernames(session, {p.uploaded_by_id for p in photos})
-    answers = [_photo(p, names.get(p.uploaded_by_id, ""), crs) for p in photos]
-    return _PHOTOS_PUBLIC.validate_python(answers)
+    """The photos' answers, in their order (read again as rows with their uploaders' names)."""
+    found = session.connection().execute(_PHOTOS_BY_ID, {"ids": [p.id for p in photos]})
+    rows = {row.id: row for row in found}
+    return _PHOTOS_PUBLIC.validate_python([_photo(rows[p.id], crs) for p in photos])
 
 
 def _point(lat: float, lon: float, crs: Crs) -> tuple[float, float]:
@@ -47,7 +40,7 @@ def _point(lat: float, lon: float, crs: Crs) -> tuple[float, float]:
     return round(lat, 7), round(lon, 7)
 
 
-def _photo(photo: Photo | Row[Any], uploaded_by: str, crs: Crs) -> dict[str, Any]:
+def _photo(photo: Row[Any], crs: Crs) -> dict[str, Any]:
     """A photo's answer as a dict, validated with the rest of the page (see _ISSUES_PUBLIC)."""
     base = f"/api/v1/photos/{photo.id}"
     lat, lon = (photo.lat, photo.lon)
@@ -64,7 +57,7 @@ def _photo(photo: Photo | Row[Any], uploaded_by: str, crs: Crs) -> dict[str, Any
         "height": photo.height,
         "taken_at": photo.taken_at,
         "uploaded_at": photo.uploaded_at,
-        "uploaded_by": uploaded_by,
+        "uploaded_by": photo.uploaded_by,
         "exif": photo.exif,
         "lat": lat,
         "lon": lon,
@@ -130,12 +123,11 @@ def _context_query() -> Any:
 
 # Built once (building a statement costs more than running these).
 _CONTEXTS = _context_query()
-_PHOTOS = (
-    select_columns(*_PHOTO_COLUMNS)
-    .join(User, col(User.id) == col(Photo.uploaded_by_id))
-    .where(col(Photo.issue_id).in_(bindparam("ids", expanding=True)))
-    .order_by(col(Photo.id))
-)
+_PHOTO_ROWS = select_columns(*_PHOTO_COLUMNS).join(User, col(User.id) == col(Photo.uploaded_by_id))
+_PHOTOS_OF_ISSUES = _PHOTO_ROWS.where(
+    col(Photo.issue_id).in_(bindparam("ids", expanding=True))
+).order_by(col(Photo.id))
+_PHOTOS_BY_ID = _PHOTO_ROWS.where(col(Photo.id).in_(bindparam("ids", expanding=True)))
 
 
 def issues_public(
@@ -148,7 +140,7 @@ def issues_public(
     ids = [i.id or 0 for i in issues]
     connection = session.connection()
     photos_by_issue: dict[int, list[Row[Any]]] = defaultdict(list)
-    for photo in connection.execute(_PHOTOS, {"ids": ids}).all():
+    for photo in connection.execute(_PHOTOS_OF_ISSUES, {"ids": ids}).all():
         photos_by_issue[photo.issue_id].append(photo)
     contexts = {row[0]: _Context(*row[1:]) for row in connection.execute(_CONTEXTS, {"ids": ids})}
     viewer_path = user_org(session, viewer).path
@@ -200,7 +192,7 @@ def _issue(
         "duplicate_of": i.duplicate_of_id,
         "version": i.version,
         "updated_at": i.updated_at,
-        "photos": [_photo(p, p.uploaded_by, crs) for p in photos],
+        "photos": [_photo(p, crs) for p in photos],
         "flags": sorted({flag for p in photos for flag in p.flags}),
         "allowed_actions": actions,
         "crs": crs,
