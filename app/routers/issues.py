@@ -166,11 +166,11 @@ def transition(
     settings: SettingsDep,
     user: CurrentUser,
     if_match: Annotated[str | None, Header()] = None,
-) -> JSONResponse:
+) -> Response:
     """Move the issue along the state machine; needs If-Match with its current version."""
     issue = service.apply_transition(session, settings, user, issue_id, body, if_match)
-    public = issue_public(session, issue, user, utcnow()).model_dump(mode="json")
-    return JSONResponse(public, headers={"ETag": _etag(issue.version)})
+    public = issue_public(session, issue, user, utcnow())
+    return model_json(public, headers={"ETag": _etag(issue.version)})
 
 
 @router.get("/{issue_id}/events")

@@ -318,7 +318,7 @@ def _period_query(dialect: str, by_category_and_status: bool, past: bool, within
     )
 
     def pick(*conditions: ColumnElement[bool]) -> Any:
-        return select_columns(*(col(column) for column in ISSUE_COLUMNS)).where(*conditions)
+        return select_columns(*(col(column) for column in PERIOD_ISSUE_COLUMNS)).where(*conditions)
 
     # Every issue any count below can be true for; each condition has its index.
     relevant = [
@@ -405,7 +405,7 @@ def _period_query(dialect: str, by_category_and_status: bool, past: bool, within
     return query.execution_options(**{PLAN_EACH_TIME: True})
 
 
-ISSUE_COLUMNS = (
+PERIOD_ISSUE_COLUMNS = (
     Issue.id,
     Issue.org_unit_id,
     Issue.reported_by_id,
