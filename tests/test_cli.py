@@ -1,5 +1,6 @@
 """The `gridproof` command, run in-process against both engines."""
 
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -249,3 +250,36 @@ def verify_finds_a_missing_original_and_checks_one_issue_on_request(
     assert status == 0, lines
     assert "1 audit chain" in lines[-1]
     assert not lines_naming(lines, "missing")
+
+
+@pytest.mark.parametrize(
+    ("flag", "environment", "expected"),
+    [
+        (["--image-processes", "3"], "5", "3"),  # the flag wins
+        ([], "5", "5"),  # then the setting
+        ([], None, str(min(64, len(os.sched_getaffinity(0))))),  # then the usable cores
+        ([], "0", "0"),  # 0 (decode in the request's thread) is a setting too
+    ],
+)
+def test_serve_picks_the_number_of_decoding_processes(
+    cli_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    flag: list[str],
+    environment: str | None,
+    expected: str,
+) -> None:
+    import uvicorn
+
+    # Registered first, so that whatever serve writes into the environment is undone after.
+    monkeypatch.setenv("GRIDPROOF_IMAGE_PROCESSES", "undone")
+    if environment is None:
+        monkeypatch.delenv("GRIDPROOF_IMAGE_PROCESSES")
+    else:
+        monkeypatch.setenv("GRIDPROOF_IMAGE_PROCESSES", environment)
+    get_settings.cache_clear()
+    served: list[int] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *_a, **_k: served.append(Settings().image_processes))
+    status, _out, _err = run(capsys, "serve", *flag)
+    assert status == 0
+    assert served == [int(expected)]
