@@ -2,8 +2,8 @@
 
 The routes that take photos use `PhotoUploadRoute`: their multipart body is parsed here, not
 by Starlette's `Request.form()`, and each file part is written straight into a storage temp
-file (hashed and size-capped on the way by `photos.PhotoSpool`), so the pipeline starts from a
-stored, hashed file. Starlette would spool the part into a SpooledTemporaryFile (to disk past
+file (size-capped on the way by `photos.PhotoSpool`), so the pipeline starts from a stored
+file. Starlette would spool the part into a SpooledTemporaryFile (to disk past
 1 MB, one threadpool hop per chunk received) that the pipeline then copied again. Text fields
 and the form limits (`max_files`, `max_fields`, `max_part_size`) behave as Starlette's.
 """
@@ -132,8 +132,8 @@ class _FilePart:
 class _PhotoFormParser:
     """python-multipart's MultipartParser, with file parts written into `PhotoSpool`s.
 
-    The parser's callbacks run on the event loop and only collect data; the writing (and
-    hashing) runs in the threadpool, a megabyte at a time."""
+    The parser's callbacks run on the event loop and only collect data; the writing runs in
+    the threadpool, a megabyte at a time."""
 
     def __init__(
         self,

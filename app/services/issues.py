@@ -307,16 +307,16 @@ def _replay(
     user: User,
     key: str | None,
     fields: dict[str, Any],
-    uploads: Uploads,
+    hashes: Callable[[], dict[str, list[str]]],
 ) -> dict[str, Any] | None:
-    """The first result for a retried request; None when the key is new (or absent)."""
+    """The first result for a retried request; None when the key is new (or absent).
+    `hashes` gives the SHA-256 of the request's photos, by field (only a retry needs them)."""
     if key is None:
         return None
     record = idempotency.find(session, user, key)
     if record is None:
         return None
-    hashes = {name: [sha256_of(f) for f in files] for name, files in uploads.fields.items()}
-    return idempotency.replay(record, idempotency.fingerprint(fields, hashes))
+    return idempotency.replay(record, idempotency.fingerprint(fields, hashes()))
 
 
 T = TypeVar("T")
@@ -336,15 +336,23 @@ def _create_with_photos(
 ) -> tuple[T, bool]:
     """What the first request with this Idempotency-Key created, or a new write;
     returns (what, replayed). A concurrent retry that commits first is answered as a replay."""
-    replayed = _replay(session, user, key, fields, uploads)
+    replayed = _replay(
+        session,
+        user,
+        key,
+        fields,
+        lambda: {name: [sha256_of(f) for f in files] for name, files in uploads.fields.items()},
+    )
     if replayed is not None:
         return from_result(replayed), True
     try:
         return _write_with_photos(
             session, settings, storage, user, uploads, fields, key, write, to_result
         ), False
-    except _ConcurrentRetry:
-        replayed = _replay(session, user, key, fields, uploads)
+    except _ConcurrentRetry as retry:
+        # The spooled files are stored (or removed) by now: the hashes come from the ingest.
+        hashes = retry.hashes
+        replayed = _replay(session, user, key, fields, lambda: hashes)
         assert replayed is not None
         return from_result(replayed), True
 
@@ -371,8 +379,8 @@ def _write_with_photos(
                 ingested[name].append(ingest_photo(upload, settings, storage))
         written = write(ingested)
         session.flush()
+        hashes = {name: [p.sha256 for p in photos] for name, photos in ingested.items()}
         if key is not None:
-            hashes = {name: [p.sha256 for p in photos] for name, photos in ingested.items()}
             idempotency.remember(
                 session, user, key, idempotency.fingerprint(fields, hashes), result(written)
             )
@@ -388,12 +396,14 @@ def _write_with_photos(
             and idempotency.find(session, user, key)
         ):
             # A concurrent retry with the same key committed first: answer as a replay would.
-            raise _ConcurrentRetry() from exc
+            raise _ConcurrentRetry(hashes) from exc
         raise
 
 
 class _ConcurrentRetry(Exception):
-    pass
+    def __init__(self, hashes: dict[str, list[str]]) -> None:
+        super().__init__()
+        self.hashes = hashes
 
 
 def _remove_unreferenced(

@@ -1,14 +1,14 @@
 """The photo ingest pipeline: every upload goes through `ingest_photo`.
 
-One pass copies the upload into storage while hashing it; the format is taken from the bytes;
-Pillow opens it with only the accepted decoders, reads EXIF, decodes once at reduced scale,
-and writes two upright derivatives without EXIF. Nothing here touches the database.
+The upload is copied into storage as it arrives (size-capped on the way); the decoding
+process hashes that file, takes the format from its bytes, opens it with only the accepted
+Pillow decoders, reads EXIF, decodes once at reduced scale and writes two upright derivatives
+without EXIF. Nothing here touches the database.
 """
 
 import contextlib
 import ctypes
 import functools
-import hashlib
 import math
 import multiprocessing
 import re
@@ -131,11 +131,10 @@ def sniff_format(head: bytes) -> str | None:
 
 @dataclass(frozen=True)
 class SpooledPhoto:
-    """An upload copied into storage's tmp folder, hashed, within the size cap: where the
-    pipeline starts. The HTTP layer streams multipart file parts straight into one."""
+    """An upload copied into storage's tmp folder, within the size cap: where the pipeline
+    starts. The HTTP layer streams multipart file parts straight into one."""
 
     path: Path
-    sha256: str
     size: int
     head: bytes  # the first bytes, which name the format
 
@@ -144,12 +143,14 @@ Upload = BinaryIO | SpooledPhoto
 
 
 class PhotoSpool:
-    """Copies one upload into a storage temp file, hashing it and capping its size on the way."""
+    """Copies one upload into a storage temp file, capping its size on the way.
+
+    It is not hashed here: the HTTP process is the one every request goes through, so the
+    work done per byte stays in the decoding processes, which hash the file (`_derive`)."""
 
     def __init__(self, settings: Settings, storage: Storage) -> None:
         self.path, self.file = storage.open_temp()
         self._settings = settings
-        self._digest = hashlib.sha256()
         self._size = 0
         self._head = b""
 
@@ -162,14 +163,13 @@ class PhotoSpool:
             )
         if len(self._head) < 64:
             self._head += bytes(data[: 64 - len(self._head)])
-        self._digest.update(data)
         self.file.write(data)
 
     def finish(self) -> SpooledPhoto:
         """The spooled photo; the file stays open, flushed and rewound."""
         self.file.flush()
         self.file.seek(0)
-        return SpooledPhoto(self.path, self._digest.hexdigest(), self._size, self._head)
+        return SpooledPhoto(self.path, self._size, self._head)
 
     def discard(self) -> None:
         self.file.close()
@@ -185,8 +185,8 @@ def ingest_photo(upload: Upload, settings: Settings, storage: Storage) -> Ingest
     try:
         photo = _decode(spooled, settings, storage)
         created += photo.created
-        if storage.commit(spooled.path, storage.original_path(spooled.sha256)):
-            created.append(storage.original_path(spooled.sha256))
+        if storage.commit(spooled.path, storage.original_path(photo.sha256)):
+            created.append(storage.original_path(photo.sha256))
         photo.created = created
         return photo
     except BaseException:
@@ -222,13 +222,14 @@ def _decode(spooled: SpooledPhoto, settings: Settings, storage: Storage) -> Inge
 
 
 def _derivative_prefix(spooled: SpooledPhoto) -> str:
-    """The temp files of a photo's derivatives are named after it (and after this upload)."""
-    return f"{spooled.sha256[:16]}-{spooled.path.name}-"
+    """The temp files of a photo's derivatives are named after the upload's own temp file."""
+    return f"{spooled.path.name}-"
 
 
 def _derive(spooled: SpooledPhoto, settings: Settings, storage: Storage) -> IngestedPhoto:
-    """Derivatives, EXIF and pHash of a spooled photo; what it wrote is in `created`, and is
-    removed again when it fails. (Runs in a pool process too: arguments and result pickle.)"""
+    """SHA-256, derivatives, EXIF and pHash of a spooled photo; what it wrote is in `created`,
+    and is removed again when it fails. (Runs in a pool process too: arguments and result
+    pickle.)"""
     created: list[Path] = []
     try:
         photo = _process(spooled, settings, storage, created)
@@ -315,8 +316,15 @@ def keep_freed_memory() -> bool:
 
 
 def sha256_of(upload: Upload) -> str:
-    """The upload's SHA-256 (a spooled photo knows it already)."""
-    return upload.sha256 if isinstance(upload, SpooledPhoto) else sha256_of_file(upload)
+    """The upload's SHA-256, read from its spooled file or from the file object."""
+    return (
+        sha256_of_path(upload.path) if isinstance(upload, SpooledPhoto) else sha256_of_file(upload)
+    )
+
+
+def sha256_of_path(path: Path) -> str:
+    with open(path, "rb") as f:
+        return sha256_of_file(f)
 
 
 @functools.cache
@@ -327,7 +335,7 @@ def _decode_slots(count: int) -> threading.BoundedSemaphore:
 
 
 def _spool(upload: BinaryIO, settings: Settings, storage: Storage) -> SpooledPhoto:
-    """Copy a file object into storage's tmp folder in chunks (hashed, within the size cap)."""
+    """Copy a file object into storage's tmp folder in chunks (within the size cap)."""
     upload.seek(0)
     spool = PhotoSpool(settings, storage)
     try:
@@ -346,6 +354,7 @@ def _process(
     fmt = sniff_format(spooled.head)
     if fmt is None:
         raise UnsupportedMediaType()
+    sha256 = sha256_of_path(spooled.path)
     Image.MAX_IMAGE_PIXELS = max(settings.max_image_pixels, settings.max_full_decode_pixels)
     with _open(spooled.path, fmt) as img:
         _check_pixels(img, fmt, settings)
@@ -357,7 +366,7 @@ def _process(
     thumb = large.copy()
     thumb.thumbnail((settings.thumb_px, settings.thumb_px), Image.Resampling.LANCZOS)
     for name, image in (("large", large), ("thumb", thumb)):
-        final = storage.derivative_path(spooled.sha256, name)
+        final = storage.derivative_path(sha256, name)
         temp, out = storage.open_temp(prefix=_derivative_prefix(spooled))
         with out:
             image.save(out, "JPEG", quality=85, optimize=True)
@@ -366,7 +375,7 @@ def _process(
     if orientation in (5, 6, 7, 8):
         width, height = height, width
     phash = str(imagehash.phash(thumb))
-    return IngestedPhoto(spooled.sha256, fmt, spooled.size, width, height, exif, phash)
+    return IngestedPhoto(sha256, fmt, spooled.size, width, height, exif, phash)
 
 
 def _open(path: Path, fmt: str) -> Image.Image:
