@@ -30,22 +30,25 @@ from app.models.base import UTCDateTime, utcnow
 from app.models.change import COUNTER_ID, ChangeCounter
 from app.services.auth import token_digest
 
+_CHANGED_AT = col(ChangeCounter.changed_at)
+_STAMP = bindparam("stamp", type_=UTCDateTime())
+# Built once: every write takes a number.
+_NEXT_CHANGE = (
+    update(ChangeCounter)
+    .where(col(ChangeCounter.id) == COUNTER_ID)
+    .values(
+        value=col(ChangeCounter.value) + 1,
+        changed_at=case(
+            (or_(_CHANGED_AT.is_(None), _CHANGED_AT < _STAMP), _STAMP), else_=_CHANGED_AT
+        ),
+    )
+    .returning(col(ChangeCounter.value), _CHANGED_AT)
+)
+
 
 def next_change(session: Session, now: datetime) -> tuple[int, datetime]:
     """Take the next change number and its time; the row stays locked until the caller commits."""
-    changed_at = col(ChangeCounter.changed_at)
-    stamp = bindparam("stamp", now, type_=UTCDateTime())
-    later = case((or_(changed_at.is_(None), changed_at < stamp), stamp), else_=changed_at)
-    statement = (
-        update(ChangeCounter)
-        .where(col(ChangeCounter.id) == COUNTER_ID)
-        .values(
-            value=col(ChangeCounter.value) + 1,
-            changed_at=later,
-        )
-        .returning(col(ChangeCounter.value), changed_at)
-    )
-    value, at = session.execute(statement).one()
+    value, at = session.execute(_NEXT_CHANGE, {"stamp": now}).one()
     return value, at or now
 
 

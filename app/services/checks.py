@@ -3,11 +3,13 @@
 Each flag and its threshold is documented in the README; every threshold is a setting.
 """
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import ColumnElement, or_
+from sqlalchemy import bindparam, or_
 from sqlmodel import Session, col, select
 
 from app.config import Settings
@@ -92,15 +94,29 @@ def hamming(a: str, b: str) -> int:
     return (int(a, 16) ^ int(b, 16)).bit_count()
 
 
-def band_probes(phash: str) -> ColumnElement[bool]:
-    """SQL condition: a band equal to one of the hash's bands or one bit away from it."""
-    columns = (Photo.phash_b0, Photo.phash_b1, Photo.phash_b2)
-    return or_(
+def band_probes(phash: str) -> dict[str, list[int]]:
+    """Parameters of `_SIMILAR`: each band of the hash and the values one bit away from it."""
+    return {
+        f"b{i}": [band] + [band ^ (1 << bit) for bit in range(bits)]
+        for i, (band, bits) in enumerate(zip(phash_bands(phash), BAND_BITS, strict=True))
+    }
+
+
+# Built once (similarity is checked for every photo stored): stored photos with a band equal
+# to one of the hash's or one bit away from it; in any issue, in other issues, in one issue.
+_CANDIDATES = select(Photo.id, Photo.issue_id, Photo.kind, Photo.phash).where(
+    or_(
         *(
-            col(column).in_([band] + [band ^ (1 << bit) for bit in range(bits)])
-            for column, band, bits in zip(columns, phash_bands(phash), BAND_BITS, strict=True)
+            col(column).in_(bindparam(f"b{i}", expanding=True))
+            for i, column in enumerate((Photo.phash_b0, Photo.phash_b1, Photo.phash_b2))
         )
     )
+)
+_SIMILAR = {
+    None: _CANDIDATES,
+    True: _CANDIDATES.where(col(Photo.issue_id) != bindparam("issue_id")),
+    False: _CANDIDATES.where(col(Photo.issue_id) == bindparam("issue_id")),
+}
 
 
 @dataclass(frozen=True)
@@ -123,17 +139,18 @@ def similar_photos(
 
     With `issue_id`: only photos of other issues (`other_issues`), or only of that issue.
     """
+    return list(_similar(session, phash, max_distance, issue_id, other_issues))
+
+
+def _similar(
+    session: Session, phash: str, max_distance: int, issue_id: int | None, other_issues: bool
+) -> Iterator[SimilarPhoto]:
     assert max_distance <= MAX_INDEXED_DISTANCE
-    query = select(Photo.id, Photo.issue_id, Photo.kind, Photo.phash).where(band_probes(phash))
-    if issue_id is not None:
-        same = col(Photo.issue_id) == issue_id
-        query = query.where(~same if other_issues else same)
-    found = []
-    for photo_id, photo_issue, kind, other in session.exec(query):
+    scope = None if issue_id is None else other_issues
+    params: dict[str, Any] = {**band_probes(phash), "issue_id": issue_id}
+    for photo_id, photo_issue, kind, other in session.execute(_SIMILAR[scope], params):
         if other is not None and (distance := hamming(phash, other)) <= max_distance:
-            assert photo_id is not None
-            found.append(SimilarPhoto(photo_id, photo_issue, kind, distance))
-    return found
+            yield SimilarPhoto(photo_id, photo_issue, kind, distance)
 
 
 @dataclass
@@ -172,12 +189,11 @@ def photo_flags(
     flags |= _time_flags(settings, photo, context)
     if exif.software and any(editor in exif.software.lower() for editor in EDITORS):
         flags.add(Flag.EDITED)
-    duplicate = select(Photo.id).where(Photo.sha256 == photo.sha256).limit(1)
-    if session.exec(duplicate).first() is not None:
+    if session.execute(_DUPLICATE, {"sha256": photo.sha256}).first() is not None:
         flags.add(Flag.DUPLICATE_PHOTO)
     issue_id = context.issue.id
     limit = settings.phash_max_distance
-    if similar_photos(session, photo.phash, limit, issue_id=issue_id):
+    if next(_similar(session, photo.phash, limit, issue_id, other_issues=True), None):
         flags.add(Flag.SIMILAR_TO_OTHER_ISSUE)
     if context.kind != PhotoKind.BEFORE:
         lat, lon = location
@@ -185,12 +201,13 @@ def photo_flags(
             far = distance_m(lat, lon, context.issue.lat, context.issue.lon)
             if far > settings.flag_far_from_issue_m:
                 flags.add(Flag.FAR_FROM_ISSUE)
-        same_issue = similar_photos(
-            session, photo.phash, limit, issue_id=issue_id, other_issues=False
-        )
+        same_issue = _similar(session, photo.phash, limit, issue_id, other_issues=False)
         if any(other.kind == PhotoKind.BEFORE for other in same_issue):
             flags.add(Flag.AFTER_MATCHES_BEFORE)
     return sorted(flags)
+
+
+_DUPLICATE = select(Photo.id).where(Photo.sha256 == bindparam("sha256")).limit(1)
 
 
 def _time_flags(settings: Settings, photo: IngestedPhoto, context: UploadContext) -> set[str]:

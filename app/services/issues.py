@@ -12,10 +12,11 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Row
+from sqlalchemy import Row, bindparam
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.dml import ReturningInsert
 from sqlmodel import Session, col, select
 
 from app.config import Settings
@@ -457,6 +458,8 @@ def _add_photo_rows(
     now: datetime,
 ) -> list[Photo]:
     """Photo rows with their checks, each flushed so that the next one is compared with it."""
+    if not ingested:
+        return []
     device = (
         to_wgs84(form.lat, form.lon, form.crs)
         if form.lat is not None and form.lon is not None
@@ -520,17 +523,23 @@ def _next_code(session: Session, settings: Settings, now: datetime) -> str:
     """JK-YYYYMMDD-NNNN: a per-day counter in the zone's time zone, safe under concurrency."""
     day = now.astimezone(settings.zone).strftime("%Y%m%d")
     prefix = settings.issue_code_prefix
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    statement = (
+    statement = _code_counter(session.get_bind().dialect.name)
+    number = session.execute(statement, {"prefix": prefix, "day": day}).scalar_one()
+    return f"{prefix}-{day}-{number:04d}"
+
+
+@functools.cache
+def _code_counter(dialect: str) -> ReturningInsert[tuple[int]]:
+    """INSERT … ON CONFLICT DO UPDATE … RETURNING the day's next number (built once)."""
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    return (
         insert(IssueCodeCounter)
-        .values(prefix=prefix, day=day, last=1)
+        .values(prefix=bindparam("prefix"), day=bindparam("day"), last=1)
         .on_conflict_do_update(
             index_elements=["prefix", "day"], set_={"last": col(IssueCodeCounter.last) + 1}
         )
         .returning(col(IssueCodeCounter.last))
     )
-    number = session.execute(statement).scalar_one()
-    return f"{prefix}-{day}-{number:04d}"
 
 
 def _touch(session: Session, issue: Issue, now: datetime) -> None:
