@@ -380,11 +380,9 @@ def _write_with_photos(
                 ingested[name].append(ingest_photo(upload, settings, storage))
         written = write(ingested)
         session.flush()
-        hashes = {name: [p.sha256 for p in photos] for name, photos in ingested.items()}
         if key is not None:
-            idempotency.remember(
-                session, user, key, idempotency.fingerprint(fields, hashes), result(written)
-            )
+            fingerprint = idempotency.fingerprint(fields, _hashes(ingested))
+            idempotency.remember(session, user, key, fingerprint, result(written))
         session.commit()
         return written
     except BaseException as exc:
@@ -397,8 +395,12 @@ def _write_with_photos(
             and idempotency.find(session, user, key)
         ):
             # A concurrent retry with the same key committed first: answer as a replay would.
-            raise _ConcurrentRetry(hashes) from exc
+            raise _ConcurrentRetry(_hashes(ingested)) from exc
         raise
+
+
+def _hashes(ingested: dict[str, list[IngestedPhoto]]) -> dict[str, list[str]]:
+    return {name: [p.sha256 for p in photos] for name, photos in ingested.items()}
 
 
 class _ConcurrentRetry(Exception):
