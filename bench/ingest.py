@@ -23,7 +23,8 @@ What it does, all in one run on this machine:
    decoding processes), peak resident memory (VmHWM) of each server process, and how often
    SQLite's write lock was held meanwhile; and the most W=2 / W=1 that this design can reach
    on these cores (one decoding process is busy all the time at W=1 while the HTTP process
-   works beside it; at W=2 each photo costs its whole CPU out of the cores left free);
+   works beside it; at W=2 each photo costs its whole CPU out of the cores left free); and,
+   for comparison, one server process that decodes in its own threads (--image-processes 0);
 4. starts a fresh W=1 server for the ~4 MB photo and another for the ~24 MB photo, uploads a few
    copies one at a time and compares the peak resident memory.
 
@@ -853,6 +854,10 @@ def run(folder: Path, n: int, mem_n: int, threads: int, quiet_s: float, rounds: 
                 )
         print(f"  round {r + 1}: W=2 / W=1 = {pair[2].batch.per_s / pair[1].batch.per_s:.2f}×")
         by_round.append(pair)
+    # For comparison: no decoding processes, the HTTP process decodes in its own threads (one
+    # photo at a time): one process doing everything, what "one worker" means elsewhere.
+    single = throughput_run(folder / "single", phone, 0, n, threads, quiet_s)
+    describe_batch("one process, no decoding processes (--image-processes 0)", single)
     runs = {
         w: Throughput(
             w,
@@ -916,6 +921,11 @@ def run(folder: Path, n: int, mem_n: int, threads: int, quiet_s: float, rounds: 
             f"{w1.http_ms:.0f} / {w1.decode_ms:.0f} (W=1), {w2.http_ms:.0f} / {w2.decode_ms:.0f} "
             f"(W=2)",
             "",
+        ),
+        (
+            "photos/s, one process doing all",
+            f"{single.batch.per_s:.2f}  (W=2 / this = {w2.per_s / single.batch.per_s:.2f}×)",
+            "(informative)",
         ),
         (
             "W=2 / W=1 at most, this design",

@@ -265,10 +265,13 @@ def _drop_pool(processes: int, pool: ProcessPoolExecutor) -> None:
 
 
 def start_decoders(settings: Settings) -> None:
-    """Start the pool's processes now (at the server's startup), not on the first photo."""
+    """Start the pool's processes now (at the server's startup), not on the first photo.
+    With no pool, this process decodes in its threads: it keeps freed memory itself."""
     if settings.image_processes:
         pool = _pool(settings.image_processes)
         list(pool.map(_ready, range(settings.image_processes)))
+    else:
+        keep_freed_memory()
 
 
 def stop_decoders() -> None:
