@@ -855,7 +855,7 @@ def run(folder: Path, n: int, mem_n: int, threads: int, quiet_s: float, rounds: 
         print(f"  round {r + 1}: W=2 / W=1 = {pair[2].batch.per_s / pair[1].batch.per_s:.2f}×")
         by_round.append(pair)
     # For comparison: no decoding processes, the HTTP process decodes in its own threads (one
-    # photo at a time): one process doing everything, what "one worker" means elsewhere.
+    # photo at a time, glibc's default memory handling): one process doing everything.
     single = throughput_run(folder / "single", phone, 0, n, threads, quiet_s)
     describe_batch("one process, no decoding processes (--image-processes 0)", single)
     runs = {
@@ -891,7 +891,7 @@ def run(folder: Path, n: int, mem_n: int, threads: int, quiet_s: float, rounds: 
     speedup = w2.per_s / w1.per_s
     # One decoding process is busy all the time at W=1 while the HTTP process works beside it;
     # at W=2 every photo costs its whole CPU out of the cores the clients and others leave.
-    free_cores = 2 - (w2.client_cpu_s / w2.wall_s) - w2.other_cores
+    free_cores = (os.cpu_count() or 2) - (w2.client_cpu_s / w2.wall_s) - w2.other_cores
     cap = free_cores * w1.decode_ms / w2.cpu_ms
     mem_diff = mems[1].hwm_mb - mems[0].hwm_mb
     file_diff = (big.size() - phone.size()) / 2**20

@@ -148,7 +148,8 @@ def _similar(
     assert max_distance <= MAX_INDEXED_DISTANCE
     scope = None if issue_id is None else other_issues
     params: dict[str, Any] = {**band_probes(phash), "issue_id": issue_id}
-    for photo_id, photo_issue, kind, other in session.execute(_SIMILAR[scope], params):
+    candidates = session.execute(_SIMILAR[scope], params).all()  # a few rows, read to the end
+    for photo_id, photo_issue, kind, other in candidates:
         if other is not None and (distance := hamming(phash, other)) <= max_distance:
             yield SimilarPhoto(photo_id, photo_issue, kind, distance)
 

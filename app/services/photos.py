@@ -1,9 +1,10 @@
 """The photo ingest pipeline: every upload goes through `ingest_photo`.
 
-The upload is copied into storage as it arrives (size-capped on the way); the decoding
-process hashes that file, takes the format from its bytes, opens it with only the accepted
-Pillow decoders, reads EXIF, decodes once at reduced scale and writes two upright derivatives
-without EXIF. Nothing here touches the database.
+The upload is copied into storage as it arrives (size-capped on the way); then, in a
+decoding process under `gridproof serve` (else in the request's thread), the file is hashed,
+its format taken from its bytes, opened with only the accepted Pillow decoders, its EXIF read,
+decoded once at reduced scale, and two upright derivatives are written without EXIF. Nothing
+here touches the database.
 """
 
 import contextlib
@@ -146,7 +147,8 @@ class PhotoSpool:
     """Copies one upload into a storage temp file, capping its size on the way.
 
     It is not hashed here: the HTTP process is the one every request goes through, so the
-    work done per byte stays in the decoding processes, which hash the file (`_derive`)."""
+    work done per byte stays with the decoding (`_process` hashes the spooled file, in a
+    decoding process under `gridproof serve`)."""
 
     def __init__(self, settings: Settings, storage: Storage) -> None:
         self.path, self.file = storage.open_temp()
@@ -190,7 +192,8 @@ def ingest_photo(upload: Upload, settings: Settings, storage: Storage) -> Ingest
         photo.created = created
         return photo
     except BaseException:
-        remove_quietly([spooled.path, *created])
+        # With the derivatives' temp files (a failed save, a decoder stopped mid-write).
+        remove_quietly([spooled.path, *created, *_derivative_temps(spooled, storage)])
         raise
 
 
@@ -214,8 +217,7 @@ def _decode(spooled: SpooledPhoto, settings: Settings, storage: Storage) -> Inge
             if "shutdown" not in str(exc):
                 raise
         _drop_pool(settings.image_processes, pool)
-        # What the stopped decoder was writing for this photo.
-        remove_quietly(list(storage.tmp_dir.glob(_derivative_prefix(spooled) + "*")))
+        remove_quietly(_derivative_temps(spooled, storage))  # what the stopped decoder wrote
         if attempt == 2:
             raise ImageUnreadable("the image decoder stopped on this file")
     raise AssertionError("unreachable")
@@ -224,6 +226,10 @@ def _decode(spooled: SpooledPhoto, settings: Settings, storage: Storage) -> Inge
 def _derivative_prefix(spooled: SpooledPhoto) -> str:
     """The temp files of a photo's derivatives are named after the upload's own temp file."""
     return f"{spooled.path.name}-"
+
+
+def _derivative_temps(spooled: SpooledPhoto, storage: Storage) -> list[Path]:
+    return list(storage.tmp_dir.glob(_derivative_prefix(spooled) + "*"))
 
 
 def _derive(spooled: SpooledPhoto, settings: Settings, storage: Storage) -> IngestedPhoto:
@@ -265,13 +271,10 @@ def _drop_pool(processes: int, pool: ProcessPoolExecutor) -> None:
 
 
 def start_decoders(settings: Settings) -> None:
-    """Start the pool's processes now (at the server's startup), not on the first photo.
-    With no pool, this process decodes in its threads: it keeps freed memory itself."""
+    """Start the pool's processes now (at the server's startup), not on the first photo."""
     if settings.image_processes:
         pool = _pool(settings.image_processes)
         list(pool.map(_ready, range(settings.image_processes)))
-    else:
-        keep_freed_memory()
 
 
 def stop_decoders() -> None:
@@ -301,12 +304,14 @@ _MMAP_THRESHOLD_MAX = 32 * 1024 * 1024
 def keep_freed_memory() -> bool:
     """Have glibc keep the memory one photo frees for the next one (in a decoding process).
 
-    A photo allocates and frees some 30 MB in pieces of up to 12 MB: the image decoded at
-    reduced scale, its resized and rotated copies, the JPEG encoder's buffers. With glibc's
+    A 12 MP photo allocates and frees some 30 MB in pieces of up to 12 MB: the image decoded
+    at reduced scale, its resized and rotated copies, the JPEG encoder's buffers. With glibc's
     defaults, pieces that large are mapped for each photo and unmapped after it (and the heap
-    is trimmed), so the next photo faults them in again: some 5,000 page faults and 10 ms of
-    kernel time per 12 MP photo, measured here. Served from the heap and kept there, the
-    memory is reused; the process's peak is unchanged, it just does not shrink between photos.
+    is trimmed), so the next photo faults them in again: about 6,600 page faults and 10–20 ms
+    of CPU per photo, measured here. Served from the heap and kept there (up to 64 MB free at
+    its top), the memory is reused; the peak is the same, the process just does not shrink
+    between photos. Only for single-threaded decoding processes: in a threaded process each
+    thread's arena would keep its own.
     False where the C library has no mallopt (not glibc): nothing is changed there.
     """
     mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
@@ -314,7 +319,7 @@ def keep_freed_memory() -> bool:
         return False
     return bool(
         mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)
-        and mallopt(_M_TRIM_THRESHOLD, 4 * _MMAP_THRESHOLD_MAX)
+        and mallopt(_M_TRIM_THRESHOLD, 2 * _MMAP_THRESHOLD_MAX)
     )
 
 
