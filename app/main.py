@@ -10,7 +10,7 @@ from starlette.types import ASGIApp
 from starlette_compress import CompressMiddleware, add_compress_type
 
 from app.config import MB, Settings, get_settings
-from app.errors import BodyLimitAsProblem, install_error_handlers
+from app.errors import BodyLimitAsProblem, install_error_handlers, logger
 from app.etags import ConditionalGetMiddleware
 from app.routers import (
     account,
@@ -41,7 +41,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        Storage(settings.upload_dir).ensure_dirs()
+        storage = Storage(settings.upload_dir)
+        storage.ensure_dirs()
+        stale = await run_in_threadpool(storage.remove_stale_temps)
+        if stale:
+            logger.warning(
+                "removed %d temp files left by an earlier server in %s", stale, storage.tmp_dir
+            )
         await run_in_threadpool(start_decoders, settings)
         try:
             yield

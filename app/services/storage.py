@@ -3,11 +3,14 @@
 import hashlib
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import BinaryIO
 
 DERIVATIVES = ("thumb", "large")
 CHUNK = 1024 * 1024
+# A temp file this old belongs to no upload in progress (a 10 MB photo at 20 kB/s takes 9 min).
+STALE_TEMP_S = 3600
 
 
 class Storage:
@@ -43,6 +46,20 @@ class Storage:
         os.replace(temp, final)
         _fsync_dir(final.parent)
         return True
+
+    def remove_stale_temps(self, older_than_s: float = STALE_TEMP_S) -> int:
+        """Remove temp files left by a server that stopped mid-upload (killed, out of memory);
+        a request removes its own on any failure it lives through. Returns how many."""
+        cutoff = time.time() - older_than_s
+        removed = 0
+        for path in self.tmp_dir.glob("*"):
+            try:
+                if path.is_file() and path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                pass  # removed meanwhile by the request that owns it
+        return removed
 
     def writable(self) -> bool:
         try:
