@@ -117,6 +117,7 @@ _SIMILAR = {
     True: _CANDIDATES.where(col(Photo.issue_id) != bindparam("issue_id")),
     False: _CANDIDATES.where(col(Photo.issue_id) == bindparam("issue_id")),
 }
+_DUPLICATE = select(Photo.id).where(Photo.sha256 == bindparam("sha256")).limit(1)
 
 
 @dataclass(frozen=True)
@@ -206,9 +207,6 @@ def photo_flags(
         if any(other.kind == PhotoKind.BEFORE for other in same_issue):
             flags.add(Flag.AFTER_MATCHES_BEFORE)
     return sorted(flags)
-
-
-_DUPLICATE = select(Photo.id).where(Photo.sha256 == bindparam("sha256")).limit(1)
 
 
 def _time_flags(settings: Settings, photo: IngestedPhoto, context: UploadContext) -> set[str]:

@@ -30,7 +30,7 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 
 from app.config import Settings
 from app.errors import ImageTooManyPixels, ImageUnreadable, PhotoTooLarge, UnsupportedMediaType
-from app.services.storage import CHUNK, Storage, remove_quietly, sha256_of_file
+from app.services.storage import CHUNK, Storage, remove_quietly, sha256_of_file, sha256_of_path
 
 pillow_heif.register_heif_opener(thumbnails=False)
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -301,7 +301,7 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _MMAP_THRESHOLD_MAX = 32 * 1024 * 1024
 
 
-def keep_freed_memory() -> bool:
+def keep_freed_memory() -> None:
     """Have glibc keep the memory one photo frees for the next one (in a decoding process).
 
     A 12 MP photo allocates and frees some 30 MB in pieces of up to 12 MB: the image decoded
@@ -312,15 +312,12 @@ def keep_freed_memory() -> bool:
     its top), the memory is reused; the peak is the same, the process just does not shrink
     between photos. Only for single-threaded decoding processes: in a threaded process each
     thread's arena would keep its own.
-    False where the C library has no mallopt (not glibc): nothing is changed there.
+    Nothing is changed where the C library has no mallopt (not glibc).
     """
     mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
-    if mallopt is None:
-        return False
-    return bool(
+    if mallopt is not None:
         mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)
-        and mallopt(_M_TRIM_THRESHOLD, 2 * _MMAP_THRESHOLD_MAX)
-    )
+        mallopt(_M_TRIM_THRESHOLD, 2 * _MMAP_THRESHOLD_MAX)
 
 
 def sha256_of(upload: Upload) -> str:
@@ -328,11 +325,6 @@ def sha256_of(upload: Upload) -> str:
     return (
         sha256_of_path(upload.path) if isinstance(upload, SpooledPhoto) else sha256_of_file(upload)
     )
-
-
-def sha256_of_path(path: Path) -> str:
-    with open(path, "rb") as f:
-        return sha256_of_file(f)
 
 
 @functools.cache

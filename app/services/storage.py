@@ -84,6 +84,11 @@ def remove_quietly(paths: list[Path]) -> None:
         path.unlink(missing_ok=True)
 
 
+def sha256_of_path(path: Path) -> str:
+    with open(path, "rb") as f:
+        return sha256_of_file(f)
+
+
 def sha256_of_file(f: BinaryIO) -> str:
     """SHA-256 of an open file, read from the start in chunks."""
     f.seek(0)

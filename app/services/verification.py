@@ -7,7 +7,7 @@ from sqlmodel import Session, col, select
 from app.config import Settings
 from app.models import Issue, Photo
 from app.services import audit
-from app.services.storage import Storage, sha256_of_file
+from app.services.storage import Storage, sha256_of_path
 
 
 @dataclass
@@ -53,7 +53,4 @@ def verify(
 
 def _sha256_of(storage: Storage, sha256: str) -> str | None:
     path = storage.original_path(sha256)
-    if not path.exists():
-        return None
-    with open(path, "rb") as f:
-        return sha256_of_file(f)
+    return sha256_of_path(path) if path.exists() else None
