@@ -15,16 +15,19 @@ What it does, all in one run on this machine:
    itself (the pipeline without HTTP, database or framework), and the floor in 1 and in 2
    processes at once (the ceiling for any 2-worker speed-up here);
 3. starts the real server (`gridproof serve --image-processes W`: one HTTP process and W worker
-   processes that decode the photos; fresh SQLite database and upload folder)
-   for W=1 then W=2, in rounds (--rounds, default 2: the machine drifts, so each pair is close
-   in time; the summary adds the rounds up), and uploads through POST /api/v1/issues from
-   several client threads: photos/s, server CPU ms per photo (utime+stime of the server and all
-   its child processes, from /proc; split into the HTTP process, its event-loop thread, and the
-   decoding processes), peak resident memory (VmHWM) of each server process, and how often
-   SQLite's write lock was held meanwhile; and the most W=2 / W=1 that this design can reach
-   on these cores (one decoding process is busy all the time at W=1 while the HTTP process
-   works beside it; at W=2 each photo costs its whole CPU out of the cores left free); and,
-   for comparison, one server process that decodes in its own threads (--image-processes 0);
+   processes that decode the photos; fresh SQLite database and upload folder) with W workers on
+   W cores (W=1 on 1 core, W=2 on 2 cores: the server and all its processes may use only those
+   CPUs, as `gridproof serve` on a machine of that size, which starts one decoding process per
+   core), and W=1 free to use every core, in rounds (--rounds, default 2: the machine drifts, so
+   the runs of a round are close in time; the summary adds the rounds up), and uploads through
+   POST /api/v1/issues from several client threads: photos/s, server CPU ms per photo
+   (utime+stime of the server and all its child processes, from /proc; split into the HTTP
+   process, its event-loop thread, and the decoding processes), peak resident memory (VmHWM) of
+   each server process, and how often SQLite's write lock was held meanwhile; and the most
+   W=2 / W=1 can reach when W=1 may use every core (its one decoding process is busy all the
+   time while the HTTP process works beside it on another core; at W=2 each photo costs its
+   whole CPU out of the cores left free); and, for comparison, one server process that decodes
+   in its own threads (--image-processes 0);
 4. starts a fresh W=1 server for the ~4 MB photo and another for the ~24 MB photo, uploads a few
    copies one at a time and compares the peak resident memory.
 
@@ -352,15 +355,26 @@ def _gridproof() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "app"]
 
 
+def _on_cores(cores: int | None) -> list[str]:
+    """A command prefix that runs a program on the first `cores` CPUs this process may use, it
+    and every process it starts (the affinity is inherited); nothing when None."""
+    if cores is None:
+        return []
+    cpus = sorted(os.sched_getaffinity(0))[:cores]
+    code = f"import os, sys; os.sched_setaffinity(0, {cpus}); os.execv(sys.argv[1], sys.argv[1:])"
+    return [sys.executable, "-c", code]
+
+
 RUNNING: list[Server] = []
 
 
 class Server:
     """`gridproof serve` in its own process group, on a fresh SQLite database and upload dir."""
 
-    def __init__(self, folder: Path, workers: int) -> None:
+    def __init__(self, folder: Path, workers: int, cores: int | None = None) -> None:
         self.folder = folder
         self.workers = workers  # processes that decode photos
+        self.cores = cores  # CPUs the server may use (all of them when None)
         folder.mkdir(parents=True)
         self.env = {
             **os.environ,
@@ -394,7 +408,14 @@ class Server:
         log = open(self.folder / "server.log", "wb")  # noqa: SIM115 (closed by the child's exit)
         RUNNING.append(self)
         self.proc = subprocess.Popen(
-            [*_gridproof(), "serve", "--port", str(self.port), *self._serve_options()],
+            [
+                *_on_cores(self.cores),
+                *_gridproof(),
+                "serve",
+                "--port",
+                str(self.port),
+                *self._serve_options(),
+            ],
             env=self.env,
             cwd=self.folder,
             stdout=log,
@@ -492,8 +513,8 @@ class Server:
 
 
 @contextmanager
-def server(folder: Path, workers: int) -> Iterator[Server]:
-    srv = Server(folder, workers)
+def server(folder: Path, workers: int, cores: int | None = None) -> Iterator[Server]:
+    srv = Server(folder, workers, cores)
     try:
         yield srv.start()
     finally:
@@ -681,9 +702,15 @@ class Throughput:
 
 
 def throughput_run(
-    folder: Path, source: PhotoSource, workers: int, n: int, threads: int, quiet_s: float
+    folder: Path,
+    source: PhotoSource,
+    workers: int,
+    n: int,
+    threads: int,
+    quiet_s: float,
+    cores: int | None = None,
 ) -> Throughput:
-    with server(folder, workers) as srv:
+    with server(folder, workers, cores) as srv:
         upload(srv, source, 0, 2 * max(threads, workers), threads)  # warm every worker up
         if quiet_s:
             print(f"  ({wait_quiet(quiet_s)})")
@@ -835,38 +862,47 @@ def run(folder: Path, n: int, mem_n: int, threads: int, quiet_s: float, rounds: 
     )
 
     print(
-        f"\n[2] endpoint POST /api/v1/issues, {threads} client threads on the same 2 cores; "
-        f"{rounds} rounds of W=1 then W=2 (this machine drifts: each pair is close in time)"
+        f"\n[2] endpoint POST /api/v1/issues, {threads} client threads on the same "
+        f"{os.cpu_count()} cores; {rounds} rounds of: W=1 on 1 core, W=1 on every core, W=2 on "
+        f"2 cores (this machine drifts: the runs of a round are close in time)"
     )
-    by_round: list[dict[int, Throughput]] = []
+    # W decoding processes on W cores: what `gridproof serve` runs by itself on a machine with
+    # that many cores, and the speed-up an operator gets from a second worker (core). W=1 on
+    # every core shows what the HTTP process gains from working beside the one decoder.
+    configs = {"1": (1, 1), "1-free": (1, None), "2": (2, 2)}
+    labels = {"1": "W=1 on 1 core", "1-free": "W=1 on every core", "2": "W=2 on 2 cores"}
+    by_round: list[dict[str, Throughput]] = []
     floor_b = floor_a
     for r in range(rounds):
-        pair = {}
-        for workers in (1, 2):
-            folder_w = folder / f"r{r}-w{workers}"
-            pair[workers] = throughput_run(folder_w, phone, workers, n, threads, quiet_s)
-            describe_batch(f"round {r + 1}, W={workers}", pair[workers])
-            if r == 0 and workers == 1:
+        done: dict[str, Throughput] = {}
+        for key, (workers, cores) in configs.items():
+            folder_w = folder / f"r{r}-{key}"
+            done[key] = throughput_run(folder_w, phone, workers, n, threads, quiet_s, cores)
+            describe_batch(f"round {r + 1}, {labels[key]}", done[key])
+            if r == 0 and key == "1":
                 floor_b = timed_loop(floor_one, phone, half)
                 print(
                     f"  floor again between the runs: {floor_b.cpu_ms:.0f} ms CPU/photo "
                     f"(before: {floor_a.cpu_ms:.0f}; the difference is this machine's drift)"
                 )
-        print(f"  round {r + 1}: W=2 / W=1 = {pair[2].batch.per_s / pair[1].batch.per_s:.2f}×")
-        by_round.append(pair)
+        print(
+            f"  round {r + 1}: W=2 / W=1 = {done['2'].batch.per_s / done['1'].batch.per_s:.2f}×"
+            f" (W=1 on every core: {done['2'].batch.per_s / done['1-free'].batch.per_s:.2f}×)"
+        )
+        by_round.append(done)
     # For comparison: no decoding processes, the HTTP process decodes in its own threads (one
     # photo at a time, glibc's default memory handling): one process doing everything.
     single = throughput_run(folder / "single", phone, 0, n, threads, quiet_s)
     describe_batch("one process, no decoding processes (--image-processes 0)", single)
     runs = {
-        w: Throughput(
-            w,
-            combined([pair[w].batch for pair in by_round]),
-            by_round[-1][w].memory,
-            by_round[-1][w].idle_rss_kb,
-            sum(pair[w].lock_held for pair in by_round) / rounds,
+        key: Throughput(
+            by_round[-1][key].workers,
+            combined([done[key].batch for done in by_round]),
+            by_round[-1][key].memory,
+            by_round[-1][key].idle_rss_kb,
+            sum(done[key].lock_held for done in by_round) / rounds,
         )
-        for w in (1, 2)
+        for key in configs
     }
     floor = LoopResult(
         floor_a.photos + floor_b.photos,
@@ -886,13 +922,14 @@ def run(folder: Path, n: int, mem_n: int, threads: int, quiet_s: float, rounds: 
             f"RSS after {m.rss_after_mb:.0f} MB"
         )
 
-    w1, w2 = runs[1].batch, runs[2].batch
+    w1, w1_free, w2 = runs["1"].batch, runs["1-free"].batch, runs["2"].batch
     ratio = w1.cpu_ms / floor.cpu_ms
     speedup = w2.per_s / w1.per_s
-    # One decoding process is busy all the time at W=1 while the HTTP process works beside it;
-    # at W=2 every photo costs its whole CPU out of the cores the clients and others leave.
+    # W=1 on every core: the one decoding process is busy all the time while the HTTP process
+    # works beside it, on another core; at W=2 every photo costs its whole CPU out of the cores
+    # the clients and others leave.
     free_cores = (os.cpu_count() or 2) - (w2.client_cpu_s / w2.wall_s) - w2.other_cores
-    cap = free_cores * w1.decode_ms / w2.cpu_ms
+    cap = free_cores * w1_free.decode_ms / w2.cpu_ms
     mem_diff = mems[1].hwm_mb - mems[0].hwm_mb
     file_diff = (big.size() - phone.size()) / 2**20
     rows = [
@@ -909,17 +946,23 @@ def run(folder: Path, n: int, mem_n: int, threads: int, quiet_s: float, rounds: 
             "(informative)",
         ),
         ("endpoint CPU ms/photo, W=2", f"{w2.cpu_ms:.0f}  ({w2.cpu_ms / floor.cpu_ms:.2f}×)", ""),
-        ("photos/s W=1", f"{w1.per_s:.2f}", ""),
+        ("photos/s W=1 on 1 core", f"{w1.per_s:.2f}", ""),
         (
-            "photos/s W=2",
+            "photos/s W=2 on 2 cores",
             f"{w2.per_s:.2f}  ({speedup:.2f}× W=1)",
             f"≥ {TARGET_SPEEDUP}×: {verdict(speedup >= TARGET_SPEEDUP)}",
+        ),
+        (
+            "photos/s W=1 on every core",
+            f"{w1_free.per_s:.2f}  (W=2 / this = {w2.per_s / w1_free.per_s:.2f}×)",
+            "(informative)",
         ),
         ("machine ceiling, 2 procs / 1", f"{scaling[2] / scaling[1]:.2f}×  (floor, no server)", ""),
         (
             "HTTP / decoding CPU ms/photo",
-            f"{w1.http_ms:.0f} / {w1.decode_ms:.0f} (W=1), {w2.http_ms:.0f} / {w2.decode_ms:.0f} "
-            f"(W=2)",
+            f"{w1.http_ms:.0f} / {w1.decode_ms:.0f} (W=1), {w1_free.http_ms:.0f} / "
+            f"{w1_free.decode_ms:.0f} (W=1 every core), {w2.http_ms:.0f} / "
+            f"{w2.decode_ms:.0f} (W=2)",
             "",
         ),
         (
@@ -928,8 +971,9 @@ def run(folder: Path, n: int, mem_n: int, threads: int, quiet_s: float, rounds: 
             "(informative)",
         ),
         (
-            "W=2 / W=1 at most, this design",
-            f"{cap:.2f}×  ({free_cores:.2f} free cores × {w1.decode_ms:.0f} / {w2.cpu_ms:.0f} ms)",
+            "W=2 / W=1 on every core at most",
+            f"{cap:.2f}×  ({free_cores:.2f} free cores × {w1_free.decode_ms:.0f} / "
+            f"{w2.cpu_ms:.0f} ms)",
             "(informative)",
         ),
         (
@@ -945,17 +989,17 @@ def run(folder: Path, n: int, mem_n: int, threads: int, quiet_s: float, rounds: 
         ("other processes, cores W=1 / W=2", f"{w1.other_cores:.2f} / {w2.other_cores:.2f}", ""),
         (
             "SQLite write lock taken W=1 / W=2",
-            f"{100 * runs[1].lock_held:.0f}% / {100 * runs[2].lock_held:.0f}% of the time",
+            f"{100 * runs['1'].lock_held:.0f}% / {100 * runs['2'].lock_held:.0f}% of the time",
             "",
         ),
         (
             "peak VmHWM W=1 / W=2 (max proc)",
-            f"{runs[1].peak_mb:.0f} / {runs[2].peak_mb:.0f} MB",
+            f"{runs['1'].peak_mb:.0f} / {runs['2'].peak_mb:.0f} MB",
             "",
         ),
         (
             "RSS growth W=1 / W=2 (max proc)",
-            f"{runs[1].rss_growth_mb:+.0f} / {runs[2].rss_growth_mb:+.0f} MB",
+            f"{runs['1'].rss_growth_mb:+.0f} / {runs['2'].rss_growth_mb:+.0f} MB",
             "",
         ),
         (f"peak VmHWM, {phone.name}", f"{mems[0].hwm_mb:.0f} MB", ""),
@@ -969,7 +1013,8 @@ def run(folder: Path, n: int, mem_n: int, threads: int, quiet_s: float, rounds: 
     width = max(len(r[0]) for r in rows)
     for name, value, target in rows:
         print(f"  {name:<{width}}  {value:<36} {target}".rstrip())
-    busy = max(w1.other_cores, w2.other_cores, floor_a.other_cores, floor_b.other_cores)
+    loads = (w1, w1_free, w2, floor_a, floor_b)
+    busy = max(load.other_cores for load in loads)
     print(
         f"\nNote: the {threads} client threads share the 2 cores with the server (they used "
         f"{w1.client_cpu_s / w1.wall_s:.2f} cores at W=1, {w2.client_cpu_s / w2.wall_s:.2f} at "
