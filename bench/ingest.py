@@ -815,6 +815,11 @@ def run(folder: Path, n: int, mem_n: int, threads: int, quiet_s: float, rounds: 
         f"Gridproof ingest benchmark: {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
         f"Pillow {Image.__version__}; {n} photos per throughput run, {threads} client threads"
     )
+    if len(os.sched_getaffinity(0)) < 2:
+        print(
+            "WARNING: this process may use only 1 CPU: 'W=2 on 2 cores' runs on that one, and "
+            "the 2-worker figures mean nothing here"
+        )
     background = measure_other_load(1.0)
     print(
         f"background: other processes use {background:.2f} of {os.cpu_count()} cores, "
