@@ -12,6 +12,7 @@ import ctypes
 import functools
 import math
 import multiprocessing
+import os
 import re
 import signal
 import struct
@@ -100,6 +101,9 @@ class IngestedPhoto:
     height: int
     exif: ExifFacts
     phash: str
+    # The derivatives as the decoder wrote them, by name: temp files, moved into place by the
+    # request (`ingest_photo`), so that a decoder that dies leaves nothing but temp files.
+    derivative_temps: dict[str, Path] = field(default_factory=dict)
     # Files this request put into storage (not those that identical bytes had put there before).
     created: list[Path] = field(default_factory=list)
 
@@ -186,9 +190,13 @@ def ingest_photo(upload: Upload, settings: Settings, storage: Storage) -> Ingest
     created: list[Path] = []
     try:
         photo = _decode(spooled, settings, storage)
-        created += photo.created
-        if storage.commit(spooled.path, storage.original_path(photo.sha256)):
-            created.append(storage.original_path(photo.sha256))
+        finals = [
+            (temp, storage.derivative_path(photo.sha256, name))
+            for name, temp in photo.derivative_temps.items()
+        ]
+        for temp, final in [*finals, (spooled.path, storage.original_path(photo.sha256))]:
+            if storage.commit(temp, final):
+                created.append(final)
         photo.created = created
         return photo
     except BaseException:
@@ -233,17 +241,15 @@ def _derivative_temps(spooled: SpooledPhoto, storage: Storage) -> list[Path]:
 
 
 def _derive(spooled: SpooledPhoto, settings: Settings, storage: Storage) -> IngestedPhoto:
-    """SHA-256, derivatives, EXIF and pHash of a spooled photo; what it wrote is in `created`,
-    and is removed again when it fails. (Runs in a pool process too: arguments and result
-    pickle.)"""
-    created: list[Path] = []
+    """SHA-256, derivatives (as temp files, in `derivative_temps`), EXIF and pHash of a spooled
+    photo; the temp files are removed again when it fails. (Runs in a pool process too:
+    arguments and result pickle.)"""
+    written: list[Path] = []
     try:
-        photo = _process(spooled, settings, storage, created)
+        return _process(spooled, settings, storage, written)
     except BaseException:
-        remove_quietly(created)
+        remove_quietly(written)
         raise
-    photo.created = created
-    return photo
 
 
 # This server process's decoders, by size: started from a fork server that has this module
@@ -349,7 +355,7 @@ def _spool(upload: BinaryIO, settings: Settings, storage: Storage) -> SpooledPho
 
 
 def _process(
-    spooled: SpooledPhoto, settings: Settings, storage: Storage, created: list[Path]
+    spooled: SpooledPhoto, settings: Settings, storage: Storage, written: list[Path]
 ) -> IngestedPhoto:
     fmt = sniff_format(spooled.head)
     if fmt is None:
@@ -365,17 +371,19 @@ def _process(
     large = large.transpose(_UPRIGHT[orientation]) if orientation in _UPRIGHT else large
     thumb = large.copy()
     thumb.thumbnail((settings.thumb_px, settings.thumb_px), Image.Resampling.LANCZOS)
+    temps = {}
     for name, image in (("large", large), ("thumb", thumb)):
-        final = storage.derivative_path(sha256, name)
         temp, out = storage.open_temp(prefix=_derivative_prefix(spooled))
+        written.append(temp)
         with out:
             image.save(out, "JPEG", quality=85, optimize=True)
-        if storage.commit(temp, final):
-            created.append(final)
+            out.flush()
+            os.fsync(out.fileno())  # on disk from here: moving it into place only renames
+        temps[name] = temp
     if orientation in (5, 6, 7, 8):
         width, height = height, width
     phash = str(imagehash.phash(thumb))
-    return IngestedPhoto(sha256, fmt, spooled.size, width, height, exif, phash)
+    return IngestedPhoto(sha256, fmt, spooled.size, width, height, exif, phash, temps)
 
 
 def _open(path: Path, fmt: str) -> Image.Image:

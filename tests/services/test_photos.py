@@ -233,6 +233,25 @@ def test_a_decoder_that_dies_costs_no_photo(tmp_path: Path) -> None:
     assert len(done) == 1 and (done[0].width, done[0].height) == (6000, 4000)
     assert list((tmp_path / "c" / "tmp").iterdir()) == []
     assert photos._pools[1] is not worker  # the broken pool was replaced
+    # Every file stored is the request's own, to remove should it still fail.
+    assert_stored(tmp_path / "c", done[0], big)
+
+
+def test_a_decoder_writes_derivatives_as_temp_files_for_the_request_to_move(
+    tmp_path: Path,
+) -> None:
+    """A decoder puts nothing into place: a decoder that dies after writing a derivative leaves
+    a temp file (removed by the request), not a stored file that no request knows it made."""
+    data = (SAMPLES / "orient__landscape_6.jpg").read_bytes()
+    settings, storage = Settings(upload_dir=tmp_path), Storage(tmp_path)
+    spooled = photos._spool(io.BytesIO(data), settings, storage)
+
+    photo = photos._derive(spooled, settings, storage)
+
+    assert set(photo.derivative_temps) == {"large", "thumb"}
+    assert stored_files(tmp_path) == sorted([spooled.path, *photo.derivative_temps.values()])
+    assert all(path.parent == storage.tmp_dir for path in stored_files(tmp_path))
+    assert photo.created == []
 
 
 def test_null_island_sample_is_read_but_gives_no_gps(tmp_path: Path) -> None:
