@@ -12,7 +12,6 @@ import ctypes
 import functools
 import math
 import multiprocessing
-import os
 import re
 import signal
 import struct
@@ -190,18 +189,18 @@ def ingest_photo(upload: Upload, settings: Settings, storage: Storage) -> Ingest
     created: list[Path] = []
     try:
         photo = _decode(spooled, settings, storage)
-        finals = [
+        moves = [
             (temp, storage.derivative_path(photo.sha256, name))
             for name, temp in photo.derivative_temps.items()
         ]
-        for temp, final in [*finals, (spooled.path, storage.original_path(photo.sha256))]:
-            if storage.commit(temp, final):
-                created.append(final)
+        moves.append((spooled.path, storage.original_path(photo.sha256)))
+        storage.commit_all(moves, created)
+        photo.derivative_temps = {}
         photo.created = created
         return photo
     except BaseException:
         # With the derivatives' temp files (a failed save, a decoder stopped mid-write).
-        remove_quietly([spooled.path, *created, *_derivative_temps(spooled, storage)])
+        remove_quietly([spooled.path, *created, *_leftover_temps(spooled, storage)])
         raise
 
 
@@ -225,7 +224,7 @@ def _decode(spooled: SpooledPhoto, settings: Settings, storage: Storage) -> Inge
             if "shutdown" not in str(exc):
                 raise
         _drop_pool(settings.image_processes, pool)
-        remove_quietly(_derivative_temps(spooled, storage))  # what the stopped decoder wrote
+        remove_quietly(_leftover_temps(spooled, storage))  # what the stopped decoder wrote
         if attempt == 2:
             raise ImageUnreadable("the image decoder stopped on this file")
     raise AssertionError("unreachable")
@@ -236,7 +235,8 @@ def _derivative_prefix(spooled: SpooledPhoto) -> str:
     return f"{spooled.path.name}-"
 
 
-def _derivative_temps(spooled: SpooledPhoto, storage: Storage) -> list[Path]:
+def _leftover_temps(spooled: SpooledPhoto, storage: Storage) -> list[Path]:
+    """The derivatives' temp files of a photo that is being given up (or decoded again)."""
     return list(storage.tmp_dir.glob(_derivative_prefix(spooled) + "*"))
 
 
@@ -270,10 +270,13 @@ def _pool(processes: int) -> ProcessPoolExecutor:
 
 
 def _drop_pool(processes: int, pool: ProcessPoolExecutor) -> None:
+    """Forget a broken pool and wait until its processes have exited: the futures fail before
+    the surviving decoders are stopped, and none may still be writing a photo's temp files
+    when its request removes them (a few milliseconds, during which no new pool starts)."""
     with _pools_lock:
         if _pools.get(processes) is pool:
             del _pools[processes]
-    pool.shutdown(wait=False, cancel_futures=True)
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def start_decoders(settings: Settings) -> None:
@@ -377,8 +380,6 @@ def _process(
         written.append(temp)
         with out:
             image.save(out, "JPEG", quality=85, optimize=True)
-            out.flush()
-            os.fsync(out.fileno())  # on disk from here: moving it into place only renames
         temps[name] = temp
     if orientation in (5, 6, 7, 8):
         width, height = height, width

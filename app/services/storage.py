@@ -37,15 +37,28 @@ class Storage:
 
     def commit(self, temp: Path, final: Path) -> bool:
         """Move a finished temp file into place; False when identical bytes were already there."""
-        if final.exists():
-            temp.unlink()
-            return False
-        final.parent.mkdir(parents=True, exist_ok=True)
-        with open(temp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(temp, final)
-        _fsync_dir(final.parent)
-        return True
+        created: list[Path] = []
+        self.commit_all([(temp, final)], created)
+        return bool(created)
+
+    def commit_all(self, moves: list[tuple[Path, Path]], created: list[Path]) -> None:
+        """Move finished temp files into place: each is fsynced and renamed, then each folder
+        that got one is fsynced once. Where the final path exists, identical bytes are there
+        already and the temp file is removed. What is moved is added to `created` at once, so
+        that the caller can remove it should a later move fail."""
+        moved: list[Path] = []
+        for temp, final in moves:
+            if final.exists():
+                temp.unlink()
+                continue
+            final.parent.mkdir(parents=True, exist_ok=True)
+            with open(temp, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(temp, final)
+            created.append(final)
+            moved.append(final)
+        for folder in dict.fromkeys(path.parent for path in moved):
+            _fsync_dir(folder)
 
     def remove_stale_temps(self, older_than_s: float = STALE_TEMP_S) -> int:
         """Remove temp files left by a server that stopped mid-upload (killed, out of memory);

@@ -7,6 +7,7 @@ each one is and what Pillow reads from it); everything else is generated here wi
 import csv
 import io
 import math
+import os
 import random
 import re
 import subprocess
@@ -233,7 +234,7 @@ def test_a_decoder_that_dies_costs_no_photo(tmp_path: Path) -> None:
     assert len(done) == 1 and (done[0].width, done[0].height) == (6000, 4000)
     assert list((tmp_path / "c" / "tmp").iterdir()) == []
     assert photos._pools[1] is not worker  # the broken pool was replaced
-    # Every file stored is the request's own, to remove should it still fail.
+    # What is stored is exactly what the request lists as its own (to remove should it fail).
     assert_stored(tmp_path / "c", done[0], big)
 
 
@@ -251,7 +252,39 @@ def test_a_decoder_writes_derivatives_as_temp_files_for_the_request_to_move(
     assert set(photo.derivative_temps) == {"large", "thumb"}
     assert stored_files(tmp_path) == sorted([spooled.path, *photo.derivative_temps.values()])
     assert all(path.parent == storage.tmp_dir for path in stored_files(tmp_path))
-    assert photo.created == []
+
+
+def test_a_failure_after_derivatives_were_moved_into_place_removes_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The original is moved into place last: when that fails (a full disk, say), the
+    derivatives already moved are removed again, and no temp file is left."""
+    real_replace = os.replace
+
+    def replace(src: Any, dst: Any) -> None:
+        if Path(dst).parent.parent.name == "originals":
+            raise OSError(28, "No space left on device")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    data = (SAMPLES / "orient__landscape_6.jpg").read_bytes()
+    with pytest.raises(OSError, match="No space left"):
+        ingest(data, tmp_path)
+    assert stored_files(tmp_path) == []
+
+
+def test_moving_into_place_keeps_the_bytes_already_stored(tmp_path: Path) -> None:
+    storage = Storage(tmp_path)
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.write_bytes(b"stored")
+    second.write_bytes(b"stored")
+    final = storage.original_path("ab" * 32)
+    created: list[Path] = []
+    storage.commit_all([(first, final)], created)
+    storage.commit_all([(second, final)], created)
+    assert created == [final]
+    assert final.read_bytes() == b"stored"
+    assert not first.exists() and not second.exists()
 
 
 def test_null_island_sample_is_read_but_gives_no_gps(tmp_path: Path) -> None:
