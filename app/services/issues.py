@@ -9,7 +9,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Row, bindparam
@@ -48,7 +47,7 @@ from app.services import audit, changes, checks, idempotency, orgs
 from app.services.geo import to_wgs84
 from app.services.permissions import RECTIFIERS, REPORTERS, SUPERVISORS, acts_on, visible_issues
 from app.services.photos import IngestedPhoto, Upload, ingest_photo, sha256_of
-from app.services.storage import Storage, remove_quietly
+from app.services.storage import Claim, Storage
 
 S = IssueStatus
 
@@ -374,21 +373,22 @@ def _write_with_photos(
     # End the transaction of the checks so far: no database lock is held while Pillow works
     # (on SQLite it would be the whole database's write lock). `write` re-reads what it changes.
     session.commit()
+    claim = Claim()
     try:
         for name, files in uploads.fields.items():
             for upload in files:
-                ingested[name].append(ingest_photo(upload, settings, storage))
+                ingested[name].append(ingest_photo(upload, settings, storage, claim))
         written = write(ingested)
         session.flush()
         if key is not None:
             fingerprint = idempotency.fingerprint(fields, _hashes(ingested))
             idempotency.remember(session, user, key, fingerprint, result(written))
         session.commit()
-        return written
     except BaseException as exc:
         session.rollback()
-        created = [path for photos in ingested.values() for p in photos for path in p.created]
-        _remove_unreferenced(session, storage, created, ingested)
+        # What this request stored, unless another request in progress or a committed photo
+        # uses the same bytes.
+        claim.release_and_remove(lambda shas: _used(session, shas))
         if (
             key is not None
             and isinstance(exc, IntegrityError)
@@ -397,6 +397,8 @@ def _write_with_photos(
             # A concurrent retry with the same key committed first: answer as a replay would.
             raise _ConcurrentRetry(_hashes(ingested)) from exc
         raise
+    claim.release()
+    return written
 
 
 def _hashes(ingested: dict[str, list[IngestedPhoto]]) -> dict[str, list[str]]:
@@ -409,20 +411,11 @@ class _ConcurrentRetry(Exception):
         self.hashes = hashes
 
 
-def _remove_unreferenced(
-    session: Session,
-    storage: Storage,
-    created: list[Path],
-    ingested: dict[str, list[IngestedPhoto]],
-) -> None:
-    """Delete files this request created, unless a committed photo now uses the same bytes."""
-    shas = {p.sha256 for photos in ingested.values() for p in photos}
-    if not shas:
-        remove_quietly(created)
-        return
+def _used(session: Session, shas: set[str]) -> set[str]:
+    """Those of the SHA-256s that committed photos use."""
     used = set(session.exec(select(Photo.sha256).where(col(Photo.sha256).in_(shas))))
     session.rollback()
-    remove_quietly([path for path in created if not any(sha in path.name for sha in used)])
+    return used
 
 
 def _resolve_location(

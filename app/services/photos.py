@@ -30,7 +30,14 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 
 from app.config import Settings
 from app.errors import ImageTooManyPixels, ImageUnreadable, PhotoTooLarge, UnsupportedMediaType
-from app.services.storage import CHUNK, Storage, remove_quietly, sha256_of_file, sha256_of_path
+from app.services.storage import (
+    CHUNK,
+    Claim,
+    Storage,
+    remove_quietly,
+    sha256_of_file,
+    sha256_of_path,
+)
 
 pillow_heif.register_heif_opener(thumbnails=False)
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -181,27 +188,43 @@ class PhotoSpool:
         self.path.unlink(missing_ok=True)
 
 
-def ingest_photo(upload: Upload, settings: Settings, storage: Storage) -> IngestedPhoto:
+def ingest_photo(
+    upload: Upload, settings: Settings, storage: Storage, claim: Claim | None = None
+) -> IngestedPhoto:
     """Store one uploaded photo and its derivatives; on any failure leave nothing behind.
 
-    A file object is copied into storage first; a `SpooledPhoto` is there already."""
+    A file object is copied into storage first; a `SpooledPhoto` is there already. The photo's
+    SHA-256 is claimed before its files are moved into place (see `Claim`). With the claim of a
+    request that goes on to write rows, the files stay in that claim, and on a later failure
+    the request removes them (`Claim.release_and_remove`); without one, this call claims and
+    releases on its own."""
     spooled = upload if isinstance(upload, SpooledPhoto) else _spool(upload, settings, storage)
-    created: list[Path] = []
+    own = claim is None
+    claim = Claim() if claim is None else claim
     try:
         photo = _decode(spooled, settings, storage)
+        claim.add(photo.sha256)
         moves = [
             (temp, storage.derivative_path(photo.sha256, name))
             for name, temp in photo.derivative_temps.items()
         ]
         moves.append((spooled.path, storage.original_path(photo.sha256)))
-        storage.commit_all(moves, created)
+        created: list[Path] = []
+        try:
+            storage.commit_all(moves, created)
+        finally:
+            claim.created[photo.sha256] += created
         photo.derivative_temps = {}
         photo.created = created
-        return photo
     except BaseException:
         # With the derivatives' temp files (a failed save, a decoder stopped mid-write).
-        remove_quietly([spooled.path, *created, *_leftover_temps(spooled, storage)])
+        remove_quietly([spooled.path, *_leftover_temps(spooled, storage)])
+        if own:
+            claim.release_and_remove(lambda _shas: set())
         raise
+    if own:
+        claim.release()
+    return photo
 
 
 def _decode(spooled: SpooledPhoto, settings: Settings, storage: Storage) -> IngestedPhoto:

@@ -3,7 +3,10 @@
 import hashlib
 import os
 import tempfile
+import threading
 import time
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -82,6 +85,56 @@ class Storage:
         f.close()
         path.unlink()
         return True
+
+
+# The SHA-256s that requests in progress in this process have stored, or found stored, and
+# will reference once they commit (every upload is stored by the one HTTP process).
+_claimed: Counter[str] = Counter()
+_claimed_lock = threading.Lock()
+
+
+class Claim:
+    """What one request stores, by SHA-256: taken before a photo's files are moved into place
+    (or found there), held until the request has committed or given up.
+
+    Files are content-addressed, so two requests with the same bytes share them: the second
+    finds them stored and creates nothing. Should the first then fail, it must not remove files
+    that the second is about to reference. A request that gives up removes the files it created
+    only when no other request claims their SHA-256 and no committed row uses it, checked and
+    removed under one lock: a claim taken afterwards finds the files gone and stores them
+    again."""
+
+    def __init__(self) -> None:
+        self.created: dict[str, list[Path]] = {}
+
+    def add(self, sha256: str) -> None:
+        if sha256 in self.created:  # the same bytes twice in one request: claimed once
+            return
+        with _claimed_lock:
+            _claimed[sha256] += 1
+        self.created[sha256] = []
+
+    def release(self) -> None:
+        """The request has committed (or stored nothing): its rows reference what it stored."""
+        with _claimed_lock:
+            self._release()
+
+    def release_and_remove(self, used: Callable[[set[str]], set[str]]) -> None:
+        """The request gives up: remove what it created that nobody else needs. `used` gives
+        those of the SHA-256s that committed rows reference."""
+        with _claimed_lock:
+            created = self.created
+            self._release()
+            unclaimed = {sha for sha in created if not _claimed[sha]}
+            in_use = used(unclaimed) if unclaimed else set()
+            remove_quietly([path for sha in unclaimed - in_use for path in created.get(sha, [])])
+
+    def _release(self) -> None:
+        for sha in self.created:
+            _claimed[sha] -= 1
+            if not _claimed[sha]:
+                del _claimed[sha]
+        self.created = {}
 
 
 def _fsync_dir(path: Path) -> None:

@@ -34,7 +34,7 @@ from app.services.photos import (
     usable_coordinates,
 )
 from app.services.sample_photos import exif_bytes, make_jpeg, street_scene
-from app.services.storage import Storage
+from app.services.storage import Claim, Storage
 from tests.factories import CHINA, SAMPLES
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -415,6 +415,70 @@ def test_same_bytes_are_stored_once(tmp_path: Path) -> None:
     assert second.created == []
     assert_stored(tmp_path, first, data)
     assert len([p for p in stored_files(tmp_path) if "originals" in p.parts]) == 1
+
+
+def ingest_for(claim: Claim, data: bytes, root: Path) -> IngestedPhoto:
+    """What a request that goes on to write rows does: ingest under its claim."""
+    return ingest_photo(io.BytesIO(data), Settings(upload_dir=root), Storage(root), claim)
+
+
+def test_a_failing_request_keeps_the_files_a_request_in_progress_reuses(tmp_path: Path) -> None:
+    """The same bytes in two requests: the first stores them, the second finds them stored.
+    The first then fails: the files stay, for the second, which will reference them."""
+    data = make_jpeg(640, 480, seed=11)
+    first, second = Claim(), Claim()
+    stored = ingest_for(first, data, tmp_path)
+    reused = ingest_for(second, data, tmp_path)
+    assert len(stored.created) == 3 and reused.created == []
+
+    first.release_and_remove(lambda _shas: set())  # no committed row uses them
+
+    assert_stored(tmp_path, stored, data)
+    second.release()  # committed
+
+
+def test_a_failing_request_removes_what_it_stored_once_the_others_let_go(tmp_path: Path) -> None:
+    data = make_jpeg(640, 480, seed=14)
+    first, second = Claim(), Claim()
+    ingest_for(first, data, tmp_path)
+    ingest_for(second, data, tmp_path)
+    ingest_for(second, data, tmp_path)  # the same bytes twice in one request: one claim
+    second.release_and_remove(lambda _shas: set())  # it created nothing: removes nothing
+    assert len(stored_files(tmp_path)) == 3
+
+    first.release_and_remove(lambda _shas: set())
+
+    assert stored_files(tmp_path) == []
+
+
+def test_a_request_after_a_failed_one_stores_the_bytes_again(tmp_path: Path) -> None:
+    data = make_jpeg(640, 480, seed=12)
+    first = Claim()
+    ingest_for(first, data, tmp_path)
+    first.release_and_remove(lambda _shas: set())
+    assert stored_files(tmp_path) == []
+
+    second = Claim()
+    photo = ingest_for(second, data, tmp_path)
+    second.release()
+
+    assert_stored(tmp_path, photo, data)
+
+
+def test_a_failing_request_keeps_the_files_committed_rows_use(tmp_path: Path) -> None:
+    data = make_jpeg(640, 480, seed=13)
+    claim = Claim()
+    photo = ingest_for(claim, data, tmp_path)
+    asked: list[set[str]] = []
+
+    def used(shas: set[str]) -> set[str]:
+        asked.append(shas)
+        return shas
+
+    claim.release_and_remove(used)
+
+    assert asked == [{photo.sha256}]
+    assert_stored(tmp_path, photo, data)
 
 
 def test_different_bytes_are_stored_apart(tmp_path: Path) -> None:
