@@ -249,8 +249,16 @@ def test_temp_files_left_by_a_stopped_server_are_removed_at_startup(settings: Se
     original.parent.mkdir(parents=True)
     original.write_bytes(b"stored photo")
     os.utime(original, (two_hours_ago, two_hours_ago))
+    claims = settings.upload_dir / "claims"  # see storage.Claim
+    claims.mkdir()
+    stale_claim, fresh_claim = claims / f"{original.name}.0000", claims / f"{original.name}.1111"
+    stale_claim.touch()
+    fresh_claim.touch()
+    os.utime(stale_claim, (two_hours_ago, two_hours_ago))
 
     with TestClient(create_app(settings)):
         assert not stale.exists()
         assert fresh.exists()
-        assert original.exists()  # only the temp folder is swept
+        assert not stale_claim.exists()
+        assert fresh_claim.exists()
+        assert original.exists()  # only the temp and claims folders are swept

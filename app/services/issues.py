@@ -19,6 +19,7 @@ from sqlalchemy.sql.dml import ReturningInsert
 from sqlmodel import Session, col, select
 
 from app.config import Settings
+from app.db import get_read_engine
 from app.errors import (
     AfterPhotoRequired,
     Forbidden,
@@ -373,7 +374,7 @@ def _write_with_photos(
     # End the transaction of the checks so far: no database lock is held while Pillow works
     # (on SQLite it would be the whole database's write lock). `write` re-reads what it changes.
     session.commit()
-    claim = Claim()
+    claim = Claim(storage)
     try:
         for name, files in uploads.fields.items():
             for upload in files:
@@ -388,7 +389,7 @@ def _write_with_photos(
         session.rollback()
         # What this request stored, unless another request in progress or a committed photo
         # uses the same bytes.
-        claim.release_and_remove(lambda shas: _used(session, shas))
+        claim.release_and_remove(lambda shas: _used(settings, shas))
         if (
             key is not None
             and isinstance(exc, IntegrityError)
@@ -411,11 +412,11 @@ class _ConcurrentRetry(Exception):
         self.hashes = hashes
 
 
-def _used(session: Session, shas: set[str]) -> set[str]:
-    """Those of the SHA-256s that committed photos use."""
-    used = set(session.exec(select(Photo.sha256).where(col(Photo.sha256).in_(shas))))
-    session.rollback()
-    return used
+def _used(settings: Settings, shas: set[str]) -> set[str]:
+    """Those of the SHA-256s that committed photos use. Read on the engine of reads: a fresh
+    snapshot that on SQLite waits for no writer (it runs under the claims' lock)."""
+    with Session(get_read_engine(settings.database_url)) as reader:
+        return set(reader.exec(select(Photo.sha256).where(col(Photo.sha256).in_(shas))))
 
 
 def _resolve_location(

@@ -195,12 +195,13 @@ def ingest_photo(
 
     A file object is copied into storage first; a `SpooledPhoto` is there already. The photo's
     SHA-256 is claimed before its files are moved into place (see `Claim`). With the claim of a
-    request that goes on to write rows, the files stay in that claim, and on a later failure
-    the request removes them (`Claim.release_and_remove`); without one, this call claims and
-    releases on its own."""
+    request that goes on to write rows, the claim stays with the request, which removes the
+    files should it fail later (`Claim.release_and_remove`). Without one (tools, tests), this
+    call claims on its own, and on a failure removes what it moved into place itself."""
     spooled = upload if isinstance(upload, SpooledPhoto) else _spool(upload, settings, storage)
     own = claim is None
-    claim = Claim() if claim is None else claim
+    claim = Claim(storage) if claim is None else claim
+    created: list[Path] = []
     try:
         photo = _decode(spooled, settings, storage)
         claim.add(photo.sha256)
@@ -209,18 +210,15 @@ def ingest_photo(
             for name, temp in photo.derivative_temps.items()
         ]
         moves.append((spooled.path, storage.original_path(photo.sha256)))
-        created: list[Path] = []
-        try:
-            storage.commit_all(moves, created)
-        finally:
-            claim.created[photo.sha256] += created
+        storage.commit_all(moves, created)
         photo.derivative_temps = {}
         photo.created = created
     except BaseException:
         # With the derivatives' temp files (a failed save, a decoder stopped mid-write).
         remove_quietly([spooled.path, *_leftover_temps(spooled, storage)])
         if own:
-            claim.release_and_remove(lambda _shas: set())
+            claim.release()
+            remove_quietly(created)
         raise
     if own:
         claim.release()

@@ -1,12 +1,13 @@
 """Content-addressed photo storage on the local disk: originals and derivatives by SHA-256."""
 
+import fcntl
 import hashlib
 import os
+import secrets
 import tempfile
-import threading
 import time
-from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -20,9 +21,10 @@ class Storage:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.tmp_dir = root / "tmp"
+        self.claims_dir = root / "claims"  # see Claim
 
     def ensure_dirs(self) -> None:
-        for sub in ("tmp", "originals", "derived"):
+        for sub in ("tmp", "claims", "originals", "derived"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
 
     def original_path(self, sha256: str) -> Path:
@@ -31,6 +33,26 @@ class Storage:
     def derivative_path(self, sha256: str, size: str) -> Path:
         assert size in DERIVATIVES
         return self.root / "derived" / sha256[:2] / f"{sha256}.{size}.jpg"
+
+    def files(self, sha256: str) -> list[Path]:
+        """Where the original and the derivatives of these bytes are stored."""
+        return [self.original_path(sha256), *(self.derivative_path(sha256, d) for d in DERIVATIVES)]
+
+    def claimed(self, sha256: str) -> bool:
+        """Whether a request in progress claims these bytes (call under `claims_locked`)."""
+        return any(self.claims_dir.glob(f"{sha256}.*"))
+
+    @contextmanager
+    def claims_locked(self) -> Iterator[None]:
+        """An exclusive lock on the claims folder (flock), across threads (each call opens the
+        folder anew) and processes."""
+        self.claims_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.claims_dir, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
     def open_temp(self, prefix: str = "up-") -> tuple[Path, BinaryIO]:
         """A new file in the storage's own tmp folder (same file system, so rename is atomic)."""
@@ -64,11 +86,12 @@ class Storage:
             _fsync_dir(folder)
 
     def remove_stale_temps(self, older_than_s: float = STALE_TEMP_S) -> int:
-        """Remove temp files left by a server that stopped mid-upload (killed, out of memory);
-        a request removes its own on any failure it lives through. Returns how many."""
+        """Remove temp files and claims left by a server that stopped mid-upload (killed, out
+        of memory); a request removes its own on any failure it lives through. Returns how
+        many."""
         cutoff = time.time() - older_than_s
         removed = 0
-        for path in self.tmp_dir.glob("*"):
+        for path in [*self.tmp_dir.glob("*"), *self.claims_dir.glob("*")]:
             try:
                 if path.is_file() and path.stat().st_mtime < cutoff:
                     path.unlink()
@@ -87,54 +110,50 @@ class Storage:
         return True
 
 
-# The SHA-256s that requests in progress in this process have stored, or found stored, and
-# will reference once they commit (every upload is stored by the one HTTP process).
-_claimed: Counter[str] = Counter()
-_claimed_lock = threading.Lock()
-
-
 class Claim:
-    """What one request stores, by SHA-256: taken before a photo's files are moved into place
-    (or found there), held until the request has committed or given up.
+    """The SHA-256s one request stores: each claimed before the photo's files are moved into
+    place (or found there), until the request has committed or given up.
 
     Files are content-addressed, so two requests with the same bytes share them: the second
     finds them stored and creates nothing. Should the first then fail, it must not remove files
-    that the second is about to reference. A request that gives up removes the files it created
-    only when no other request claims their SHA-256 and no committed row uses it, checked and
-    removed under one lock: a claim taken afterwards finds the files gone and stores them
-    again."""
+    that the second is about to reference; should both fail, the last must remove them. So a
+    request that gives up removes a SHA-256's files only when no other request claims it and no
+    committed photo uses it. A claim is a marker file in `claims/`, taken, checked and removed
+    under a lock on the claims folder, which holds across threads and across server processes
+    on one machine (`--workers`): a claim taken after a removal finds the files gone and stores
+    them again."""
 
-    def __init__(self) -> None:
-        self.created: dict[str, list[Path]] = {}
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self.token = secrets.token_hex(8)
+        self.shas: set[str] = set()
 
     def add(self, sha256: str) -> None:
-        if sha256 in self.created:  # the same bytes twice in one request: claimed once
+        if sha256 in self.shas:  # the same bytes twice in one request: claimed once
             return
-        with _claimed_lock:
-            _claimed[sha256] += 1
-        self.created[sha256] = []
+        with self.storage.claims_locked():
+            self._marker(sha256).touch()
+        self.shas.add(sha256)
 
     def release(self) -> None:
         """The request has committed (or stored nothing): its rows reference what it stored."""
-        with _claimed_lock:
-            self._release()
+        for sha in self.shas:
+            self._marker(sha).unlink(missing_ok=True)
+        self.shas = set()
 
     def release_and_remove(self, used: Callable[[set[str]], set[str]]) -> None:
-        """The request gives up: remove what it created that nobody else needs. `used` gives
-        those of the SHA-256s that committed rows reference."""
-        with _claimed_lock:
-            created = self.created
-            self._release()
-            unclaimed = {sha for sha in created if not _claimed[sha]}
+        """The request gives up: remove the files of its SHA-256s that nobody else needs.
+        `used` gives those of the SHA-256s that committed photos use (read from a snapshot
+        taken meanwhile: it runs under the lock)."""
+        with self.storage.claims_locked():
+            shas = self.shas
+            self.release()
+            unclaimed = {sha for sha in shas if not self.storage.claimed(sha)}
             in_use = used(unclaimed) if unclaimed else set()
-            remove_quietly([path for sha in unclaimed - in_use for path in created.get(sha, [])])
+            remove_quietly([path for sha in unclaimed - in_use for path in self.storage.files(sha)])
 
-    def _release(self) -> None:
-        for sha in self.created:
-            _claimed[sha] -= 1
-            if not _claimed[sha]:
-                del _claimed[sha]
-        self.created = {}
+    def _marker(self, sha256: str) -> Path:
+        return self.storage.claims_dir / f"{sha256}.{self.token}"
 
 
 def _fsync_dir(path: Path) -> None:

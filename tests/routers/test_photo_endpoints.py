@@ -18,7 +18,7 @@ from app.config import MB, Settings
 from app.main import create_app
 from app.models import Issue, IssueEvent, Photo
 from app.services import photos
-from app.services.storage import Storage
+from app.services.storage import Claim, Storage
 from tests.factories import (
     LAT,
     LON,
@@ -287,6 +287,27 @@ def test_failed_request_keeps_files_of_committed_photos(
     original = client.get(f"/api/v1/photos/{photo_id}/original", headers=zone.headers("d_super"))
     assert original.status_code == 200
     assert original.content == shared
+
+
+def test_failed_request_keeps_files_a_request_in_progress_claims(
+    client: TestClient, zone: Zone, session: Session, settings: Settings
+) -> None:
+    """A report that fails after its photo was stored (no location), while another request in
+    progress holds a claim on the same bytes: the files stay for that one; once it gives up
+    too, they go."""
+    data = jpeg(seed=39, lat=None, lon=None)
+    sha = hashlib.sha256(data).hexdigest()
+    storage = Storage(settings.upload_dir)
+    other = Claim(storage)
+    other.add(sha)
+
+    assert_problem(post_issue(client, zone, [upload("a.jpg", data)]), 422, "location_required")
+
+    photo_files = [path for path in stored_files(settings) if "claims" not in path.parts]
+    assert photo_files == sorted(storage.files(sha))
+    assert rows(session, Photo) == []
+    other.release_and_remove(lambda _shas: set())
+    assert stored_files(settings) == []
 
 
 # --- 3: size limits ------------------------------------------------------------------------------

@@ -422,52 +422,59 @@ def ingest_for(claim: Claim, data: bytes, root: Path) -> IngestedPhoto:
     return ingest_photo(io.BytesIO(data), Settings(upload_dir=root), Storage(root), claim)
 
 
+def claims_left(root: Path) -> list[Path]:
+    return list((root / "claims").glob("*"))
+
+
 def test_a_failing_request_keeps_the_files_a_request_in_progress_reuses(tmp_path: Path) -> None:
     """The same bytes in two requests: the first stores them, the second finds them stored.
     The first then fails: the files stay, for the second, which will reference them."""
     data = make_jpeg(640, 480, seed=11)
-    first, second = Claim(), Claim()
+    first, second = Claim(Storage(tmp_path)), Claim(Storage(tmp_path))
     stored = ingest_for(first, data, tmp_path)
     reused = ingest_for(second, data, tmp_path)
     assert len(stored.created) == 3 and reused.created == []
 
     first.release_and_remove(lambda _shas: set())  # no committed row uses them
-
-    assert_stored(tmp_path, stored, data)
     second.release()  # committed
 
+    assert_stored(tmp_path, stored, data)
+    assert claims_left(tmp_path) == []
 
-def test_a_failing_request_removes_what_it_stored_once_the_others_let_go(tmp_path: Path) -> None:
+
+def test_the_last_of_two_failing_requests_removes_the_files(tmp_path: Path) -> None:
     data = make_jpeg(640, 480, seed=14)
-    first, second = Claim(), Claim()
+    first, second = Claim(Storage(tmp_path)), Claim(Storage(tmp_path))
     ingest_for(first, data, tmp_path)
     ingest_for(second, data, tmp_path)
     ingest_for(second, data, tmp_path)  # the same bytes twice in one request: one claim
-    second.release_and_remove(lambda _shas: set())  # it created nothing: removes nothing
-    assert len(stored_files(tmp_path)) == 3
-
     first.release_and_remove(lambda _shas: set())
+    assert len(stored_files(tmp_path)) == 3 + len(claims_left(tmp_path)) == 4
+
+    second.release_and_remove(lambda _shas: set())  # it created none of them: still removes
 
     assert stored_files(tmp_path) == []
+    assert claims_left(tmp_path) == []
 
 
 def test_a_request_after_a_failed_one_stores_the_bytes_again(tmp_path: Path) -> None:
     data = make_jpeg(640, 480, seed=12)
-    first = Claim()
+    first = Claim(Storage(tmp_path))
     ingest_for(first, data, tmp_path)
     first.release_and_remove(lambda _shas: set())
     assert stored_files(tmp_path) == []
 
-    second = Claim()
+    second = Claim(Storage(tmp_path))
     photo = ingest_for(second, data, tmp_path)
     second.release()
 
     assert_stored(tmp_path, photo, data)
+    assert claims_left(tmp_path) == []
 
 
 def test_a_failing_request_keeps_the_files_committed_rows_use(tmp_path: Path) -> None:
     data = make_jpeg(640, 480, seed=13)
-    claim = Claim()
+    claim = Claim(Storage(tmp_path))
     photo = ingest_for(claim, data, tmp_path)
     asked: list[set[str]] = []
 
@@ -478,6 +485,26 @@ def test_a_failing_request_keeps_the_files_committed_rows_use(tmp_path: Path) ->
     claim.release_and_remove(used)
 
     assert asked == [{photo.sha256}]
+    assert_stored(tmp_path, photo, data)
+    assert claims_left(tmp_path) == []
+
+
+def test_a_claim_holds_across_processes(tmp_path: Path) -> None:
+    """A claim taken by another server process (`--workers`) keeps the files too."""
+    data = make_jpeg(640, 480, seed=15)
+    claim = Claim(Storage(tmp_path))
+    photo = ingest_for(claim, data, tmp_path)
+    script = (
+        "import sys; from pathlib import Path; from app.services.storage import Claim, Storage; "
+        "Claim(Storage(Path(sys.argv[1]))).add(sys.argv[2])"  # and exits still claiming
+    )
+    subprocess.run([sys.executable, "-c", script, str(tmp_path), photo.sha256], check=True)
+
+    claim.release_and_remove(lambda _shas: set())
+
+    (other,) = claims_left(tmp_path)
+    assert other.name.startswith(photo.sha256)
+    other.unlink()  # as the other process does when its request ends
     assert_stored(tmp_path, photo, data)
 
 
