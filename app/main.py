@@ -46,7 +46,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         stale = await run_in_threadpool(storage.remove_stale_temps)
         if stale:
             logger.warning(
-                "removed %d temp files left by an earlier server in %s", stale, storage.tmp_dir
+                "removed %d temp files and claims left by an earlier server in %s",
+                stale,
+                storage.root,
             )
         await run_in_threadpool(start_decoders, settings)
         try:

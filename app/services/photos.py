@@ -110,8 +110,6 @@ class IngestedPhoto:
     # The derivatives as the decoder wrote them, by name: temp files, moved into place by the
     # request (`ingest_photo`), so that a decoder that dies leaves nothing but temp files.
     derivative_temps: dict[str, Path] = field(default_factory=dict)
-    # Files this request put into storage (not those that identical bytes had put there before).
-    created: list[Path] = field(default_factory=list)
 
     @property
     def content_type(self) -> str:
@@ -212,7 +210,6 @@ def ingest_photo(
         moves.append((spooled.path, storage.original_path(photo.sha256)))
         storage.commit_all(moves, created)
         photo.derivative_temps = {}
-        photo.created = created
     except BaseException:
         # With the derivatives' temp files (a failed save, a decoder stopped mid-write).
         remove_quietly([spooled.path, *_leftover_temps(spooled, storage)])

@@ -112,7 +112,6 @@ def assert_stored(root: Path, photo: IngestedPhoto, original: bytes) -> None:
         storage.derivative_path(photo.sha256, "thumb"),
     ]
     assert stored_files(root) == sorted(expected)
-    assert sorted(photo.created) == sorted(expected)
     assert storage.original_path(photo.sha256).read_bytes() == original
 
 
@@ -406,13 +405,18 @@ def test_a_derivative_that_fails_to_write_leaves_no_file(
     assert stored_files(tmp_path) == []
 
 
+def identities(root: Path) -> dict[Path, int]:
+    """The stored photo files and their inodes: a file written again has a new one."""
+    return {path: path.stat().st_ino for path in stored_files(root) if "claims" not in path.parts}
+
+
 def test_same_bytes_are_stored_once(tmp_path: Path) -> None:
     data = make_jpeg(640, 480, seed=7)
     first = ingest(data, tmp_path)
-    assert len(first.created) == 3
+    stored = identities(tmp_path)
     second = ingest(data, tmp_path)
     assert second.sha256 == first.sha256
-    assert second.created == []
+    assert identities(tmp_path) == stored  # nothing written again
     assert_stored(tmp_path, first, data)
     assert len([p for p in stored_files(tmp_path) if "originals" in p.parts]) == 1
 
@@ -426,14 +430,21 @@ def claims_left(root: Path) -> list[Path]:
     return list((root / "claims").glob("*"))
 
 
+def claimed_photo(root: Path, seed: int) -> tuple[bytes, Claim, IngestedPhoto]:
+    """A photo stored by a request in progress: its bytes, the request's claim, the photo."""
+    data = make_jpeg(640, 480, seed=seed)
+    claim = Claim(Storage(root))
+    return data, claim, ingest_for(claim, data, root)
+
+
 def test_a_failing_request_keeps_the_files_a_request_in_progress_reuses(tmp_path: Path) -> None:
     """The same bytes in two requests: the first stores them, the second finds them stored.
     The first then fails: the files stay, for the second, which will reference them."""
-    data = make_jpeg(640, 480, seed=11)
-    first, second = Claim(Storage(tmp_path)), Claim(Storage(tmp_path))
-    stored = ingest_for(first, data, tmp_path)
-    reused = ingest_for(second, data, tmp_path)
-    assert len(stored.created) == 3 and reused.created == []
+    data, first, stored = claimed_photo(tmp_path, seed=11)
+    files = identities(tmp_path)
+    second = Claim(Storage(tmp_path))
+    ingest_for(second, data, tmp_path)
+    assert identities(tmp_path) == files and len(files) == 3  # found stored, not written again
 
     first.release_and_remove(lambda _shas: set())  # no committed row uses them
     second.release()  # committed
@@ -443,9 +454,8 @@ def test_a_failing_request_keeps_the_files_a_request_in_progress_reuses(tmp_path
 
 
 def test_the_last_of_two_failing_requests_removes_the_files(tmp_path: Path) -> None:
-    data = make_jpeg(640, 480, seed=14)
-    first, second = Claim(Storage(tmp_path)), Claim(Storage(tmp_path))
-    ingest_for(first, data, tmp_path)
+    data, first, _photo = claimed_photo(tmp_path, seed=14)
+    second = Claim(Storage(tmp_path))
     ingest_for(second, data, tmp_path)
     ingest_for(second, data, tmp_path)  # the same bytes twice in one request: one claim
     first.release_and_remove(lambda _shas: set())
@@ -458,9 +468,7 @@ def test_the_last_of_two_failing_requests_removes_the_files(tmp_path: Path) -> N
 
 
 def test_a_request_after_a_failed_one_stores_the_bytes_again(tmp_path: Path) -> None:
-    data = make_jpeg(640, 480, seed=12)
-    first = Claim(Storage(tmp_path))
-    ingest_for(first, data, tmp_path)
+    data, first, _photo = claimed_photo(tmp_path, seed=12)
     first.release_and_remove(lambda _shas: set())
     assert stored_files(tmp_path) == []
 
@@ -473,9 +481,7 @@ def test_a_request_after_a_failed_one_stores_the_bytes_again(tmp_path: Path) -> 
 
 
 def test_a_failing_request_keeps_the_files_committed_rows_use(tmp_path: Path) -> None:
-    data = make_jpeg(640, 480, seed=13)
-    claim = Claim(Storage(tmp_path))
-    photo = ingest_for(claim, data, tmp_path)
+    data, claim, photo = claimed_photo(tmp_path, seed=13)
     asked: list[set[str]] = []
 
     def used(shas: set[str]) -> set[str]:
@@ -491,9 +497,7 @@ def test_a_failing_request_keeps_the_files_committed_rows_use(tmp_path: Path) ->
 
 def test_a_claim_holds_across_processes(tmp_path: Path) -> None:
     """A claim taken by another server process (`--workers`) keeps the files too."""
-    data = make_jpeg(640, 480, seed=15)
-    claim = Claim(Storage(tmp_path))
-    photo = ingest_for(claim, data, tmp_path)
+    data, claim, photo = claimed_photo(tmp_path, seed=15)
     script = (
         "import sys; from pathlib import Path; from app.services.storage import Claim, Storage; "
         "Claim(Storage(Path(sys.argv[1]))).add(sys.argv[2])"  # and exits still claiming
