@@ -14,7 +14,7 @@ from app.models import User
 from app.services import auth, orgs
 from app.services.sample_photos import make_jpeg
 
-SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "samples"
+SAMPLES = Path(__file__).resolve().parent / "samples"
 CHINA = timezone(timedelta(hours=8))
 # Inside the demo zone (经开区, Zhengzhou).
 LAT, LON = 34.7512345, 113.7801234

@@ -1,7 +1,7 @@
 """The photo ingest pipeline, called directly: no database, no HTTP.
 
-Real camera files and hostile files come from /work/shared/samples (MANIFEST.tsv says what
-each one is and what Pillow reads from it); everything else is generated here with Pillow.
+Real camera files and hostile files come from tests/samples (MANIFEST.tsv says where each
+one comes from and what Pillow reads from it); everything else is generated here with Pillow.
 """
 
 import csv
