@@ -23,7 +23,7 @@ from app.routers import (
     photos,
     public,
 )
-from app.services.photos import start_decoders, stop_decoders
+from app.services.decoders import start_decoders, stop_decoders
 from app.services.storage import Storage
 
 # Beside the library's text types: our errors and the CSV ledger.

@@ -2,7 +2,7 @@
 
 The routes that take photos use `PhotoUploadRoute`: their multipart body is parsed here, not
 by Starlette's `Request.form()`, and each file part is written straight into a storage temp
-file (size-capped on the way by `photos.PhotoSpool`), so the pipeline starts from a stored
+file (size-capped on the way by `storage.PhotoSpool`), so the pipeline starts from a stored
 file. Starlette would spool the part into a SpooledTemporaryFile (to disk past
 1 MB, one threadpool hop per chunk received) that the pipeline then copied again. Text fields
 and the form limits (`max_files`, `max_fields`, `max_part_size`) behave as Starlette's.
@@ -25,8 +25,7 @@ from starlette.formparsers import MultiPartException
 
 from app.config import MB, Settings
 from app.errors import AppError
-from app.services.photos import PhotoSpool, SpooledPhoto, Upload
-from app.services.storage import CHUNK, Storage
+from app.services.storage import CHUNK, PhotoSpool, SpooledPhoto, Storage, Upload
 
 
 class PhotoUploadRoute(APIRoute):

@@ -13,9 +13,8 @@ from app.models.base import utcnow
 from app.models.issue import IssueReport, PhotoForm, TransitionRequest
 from app.models.photo import PhotoKind
 from app.services import auth, issues, orgs
-from app.services.photos import Upload
 from app.services.sample_photos import make_jpeg
-from app.services.storage import Storage
+from app.services.storage import Storage, Upload
 
 CENTRE = (34.75, 113.78)
 ZONE = ZoneInfo("Asia/Shanghai")  # where the demo cameras are

@@ -47,8 +47,8 @@ from app.models.photo import PhotoKind
 from app.services import audit, changes, checks, idempotency, orgs
 from app.services.geo import to_wgs84
 from app.services.permissions import RECTIFIERS, REPORTERS, SUPERVISORS, acts_on, visible_issues
-from app.services.photos import IngestedPhoto, Upload, ingest_photo, sha256_of
-from app.services.storage import Claim, Storage
+from app.services.photos import IngestedPhoto, ingest_photo
+from app.services.storage import Claim, Storage, Upload, sha256_of
 
 S = IssueStatus
 

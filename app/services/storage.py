@@ -1,4 +1,5 @@
-"""Content-addressed photo storage on the local disk: originals and derivatives by SHA-256."""
+"""Content-addressed photo storage on the local disk: originals and derivatives by SHA-256,
+and the spool that an upload is copied into as it arrives (where the photo pipeline starts)."""
 
 import fcntl
 import hashlib
@@ -8,8 +9,12 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
+
+from app.config import Settings
+from app.errors import PhotoTooLarge
 
 DERIVATIVES = ("thumb", "large")
 CHUNK = 1024 * 1024
@@ -108,6 +113,78 @@ class Storage:
         f.close()
         path.unlink()
         return True
+
+
+# --- Uploads spooled into storage ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SpooledPhoto:
+    """An upload copied into storage's tmp folder, within the size cap: where the pipeline
+    starts. The HTTP layer streams multipart file parts straight into one."""
+
+    path: Path
+    size: int
+    head: bytes  # the first bytes, which name the format
+
+
+Upload = BinaryIO | SpooledPhoto
+
+
+class PhotoSpool:
+    """Copies one upload into a storage temp file, capping its size on the way.
+
+    It is not hashed here: the HTTP process is the one every request goes through, so the
+    work done per byte stays with the decoding (the photo pipeline hashes the spooled file, in a
+    decoding process under `gridproof serve`)."""
+
+    def __init__(self, settings: Settings, storage: Storage) -> None:
+        self.path, self.file = storage.open_temp()
+        self._settings = settings
+        self._size = 0
+        self._head = b""
+
+    def write(self, data: bytes | memoryview) -> None:
+        self._size += len(data)
+        if self._size > self._settings.max_upload_bytes:
+            raise PhotoTooLarge(
+                f"the photo is larger than {self._settings.max_upload_mb:g} MB",
+                max_bytes=self._settings.max_upload_bytes,
+            )
+        if len(self._head) < 64:
+            self._head += bytes(data[: 64 - len(self._head)])
+        self.file.write(data)
+
+    def finish(self) -> SpooledPhoto:
+        """The spooled photo; the file stays open, flushed and rewound."""
+        self.file.flush()
+        self.file.seek(0)
+        return SpooledPhoto(self.path, self._size, self._head)
+
+    def discard(self) -> None:
+        self.file.close()
+        self.path.unlink(missing_ok=True)
+
+
+def sha256_of(upload: Upload) -> str:
+    """The upload's SHA-256, read from its spooled file or from the file object."""
+    return (
+        sha256_of_path(upload.path) if isinstance(upload, SpooledPhoto) else sha256_of_file(upload)
+    )
+
+
+def spool_file(upload: BinaryIO, settings: Settings, storage: Storage) -> SpooledPhoto:
+    """Copy a file object into storage's tmp folder in chunks (within the size cap)."""
+    upload.seek(0)
+    spool = PhotoSpool(settings, storage)
+    try:
+        with spool.file:
+            while chunk := upload.read(CHUNK):
+                spool.write(chunk)
+            return spool.finish()
+    except BaseException:
+        spool.discard()
+        raise
 
 
 class Claim:

@@ -17,7 +17,7 @@ from sqlmodel import Session, select
 from app.config import MB, Settings
 from app.main import create_app
 from app.models import Issue, IssueEvent, Photo
-from app.services import photos
+from app.services import decoders
 from app.services.storage import Claim, Storage
 from tests.factories import (
     LAT,
@@ -215,8 +215,8 @@ def test_the_server_decodes_in_its_pool_of_processes(
     with itself and stops with itself; refusals and clean-up as in the request's own thread."""
     pooled = settings.model_copy(update={"image_processes": 2})
     with TestClient(create_app(pooled)) as client:
-        decoders = list(photos._pools[2]._processes.values())
-        assert len(decoders) == 2 and all(d.is_alive() for d in decoders)
+        processes = list(decoders._pools[2]._processes.values())
+        assert len(processes) == 2 and all(p.is_alive() for p in processes)
         bad = [upload("good.jpg", jpeg(seed=41)), upload("hostile__truncated_jpeg.jpg")]
         assert_problem(post_issue(client, zone, bad), 422, "image_unreadable")
         assert_nothing_left(client, zone, session, pooled)
@@ -226,8 +226,8 @@ def test_the_server_decodes_in_its_pool_of_processes(
         assert photo["exif"]["make"] == "Apple" and photo["width"] > 0
         thumb = client.get(photo["urls"]["thumb"], headers=zone.headers("grid_worker"))
         assert thumb.status_code == 200 and thumb.content.startswith(b"\xff\xd8")
-    assert 2 not in photos._pools
-    assert not any(d.is_alive() for d in decoders)
+    assert 2 not in decoders._pools
+    assert not any(p.is_alive() for p in processes)
 
 
 # --- 2: one bad photo among several writes nothing

@@ -25,9 +25,9 @@ from app.config import Settings
 from app.models import Issue, IssueEvent, Photo
 from app.models.base import utcnow
 from app.services import checks
-from app.services import photos as photos_service
 from app.services.audit import event_hash
 from app.services.checks import BAND_BITS, NEEDS_OVERRIDE_NOTE, Flag, hamming, phash_bands
+from app.services.exif import read_exif
 from app.services.geo import EARTH_RADIUS_M, Crs, distance_m, from_wgs84
 from app.services.sample_photos import exif_bytes, make_jpeg, street_scene
 from tests.factories import (
@@ -489,7 +489,7 @@ def test_chinese_editor_names_survive_exif_decoding():
     """EXIF Software written as UTF-8 (as Chinese apps write it) must still name the editor."""
     for software in ("美图秀秀", "醒图", "黄油相机", "今日水印相机"):
         with Image.open(io.BytesIO(photo(1, software=software))) as img:
-            facts = photos_service.read_exif(img)
+            facts = read_exif(img)
         assert facts.software == software
         assert any(editor in facts.software.lower() for editor in checks.EDITORS), software
 

@@ -25,16 +25,11 @@ from PIL import Image, ImageChops, ImageDraw, ImageStat
 
 from app.config import Settings
 from app.errors import ImageTooManyPixels, ImageUnreadable, PhotoTooLarge, UnsupportedMediaType
-from app.services import photos
-from app.services.photos import (
-    IngestedPhoto,
-    ingest_photo,
-    parse_exif_time,
-    sniff_format,
-    usable_coordinates,
-)
+from app.services import decoders, photos
+from app.services.exif import parse_exif_time, usable_coordinates
+from app.services.photos import IngestedPhoto, ingest_photo, sniff_format
 from app.services.sample_photos import exif_bytes, make_jpeg, street_scene
-from app.services.storage import Claim, Storage
+from app.services.storage import Claim, Storage, spool_file
 from tests.factories import CHINA, SAMPLES
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -209,13 +204,13 @@ def test_a_decoder_that_dies_costs_no_photo(tmp_path: Path) -> None:
     it held is decoded again on the new one, and nothing it was writing is left behind."""
     small = (SAMPLES / "orient__landscape_6.jpg").read_bytes()
     ingest(small, tmp_path / "a", image_processes=1)
-    (idle,) = photos._pools[1]._processes.values()
+    (idle,) = decoders._pools[1]._processes.values()
     idle.kill()
     idle.join()
     assert ingest(small, tmp_path / "b", image_processes=1).width == 1800
 
     big = make_jpeg(6000, 4000, seed=7)  # long enough to be killed in the middle
-    worker = photos._pools[1]
+    worker = decoders._pools[1]
     done: list[IngestedPhoto] = []
     thread = threading.Thread(
         target=lambda: done.append(ingest(big, tmp_path / "c", image_processes=1))
@@ -232,7 +227,7 @@ def test_a_decoder_that_dies_costs_no_photo(tmp_path: Path) -> None:
     thread.join(timeout=60)
     assert len(done) == 1 and (done[0].width, done[0].height) == (6000, 4000)
     assert list((tmp_path / "c" / "tmp").iterdir()) == []
-    assert photos._pools[1] is not worker  # the broken pool was replaced
+    assert decoders._pools[1] is not worker  # the broken pool was replaced
     # What is stored is exactly what the request lists as its own (to remove should it fail).
     assert_stored(tmp_path / "c", done[0], big)
 
@@ -244,7 +239,7 @@ def test_a_decoder_writes_derivatives_as_temp_files_for_the_request_to_move(
     a temp file (removed by the request), not a stored file that no request knows it made."""
     data = (SAMPLES / "orient__landscape_6.jpg").read_bytes()
     settings, storage = Settings(upload_dir=tmp_path), Storage(tmp_path)
-    spooled = photos._spool(io.BytesIO(data), settings, storage)
+    spooled = spool_file(io.BytesIO(data), settings, storage)
 
     photo = photos._derive(spooled, settings, storage)
 
@@ -1020,7 +1015,7 @@ _FAULTS = textwrap.dedent(
     import re, resource, sys
     from pathlib import Path
     from app.config import Settings
-    from app.services import photos
+    from app.services import decoders, photos
     from app.services.storage import Storage
 
     # "pool": through a decoding process, as under `gridproof serve`; "here": in this process,
@@ -1028,8 +1023,8 @@ _FAULTS = textwrap.dedent(
     data, root, where = Path(sys.argv[1]).read_bytes(), Path(sys.argv[2]), sys.argv[3]
     processes = 1 if where == "pool" else 0
     settings, storage = Settings(upload_dir=root, image_processes=processes), Storage(root)
-    photos.start_decoders(settings)
-    pool = photos._pools.get(1)
+    decoders.start_decoders(settings)
+    pool = decoders._pools.get(1)
 
     def usage():
         return pool.submit(resource.getrusage, resource.RUSAGE_SELF).result() if pool \
@@ -1045,13 +1040,13 @@ _FAULTS = textwrap.dedent(
     pid = next(iter(pool._processes)) if pool else "self"
     status = Path(f"/proc/{pid}/status").read_text()
     print(sum(faults[1:]) // 3, int(re.search(r"VmHWM:\\s+(\\d+) kB", status).group(1)) * 1024)
-    photos.stop_decoders()
+    decoders.stop_decoders()
     """
 )
 
 
 @pytest.mark.skipif(
-    not sys.platform.startswith("linux") or not hasattr(photos.ctypes.CDLL(None), "mallopt"),
+    not sys.platform.startswith("linux") or not hasattr(decoders.ctypes.CDLL(None), "mallopt"),
     reason="needs glibc's mallopt and Linux /proc",
 )
 def test_decoders_keep_the_memory_a_photo_frees_for_the_next(
