@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import Depends, Path, Query, Request
+from fastapi import Depends, Header, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
@@ -17,11 +17,11 @@ from starlette.concurrency import run_in_threadpool
 from app import etags
 from app.config import Settings
 from app.db import get_engine, get_read_engine
-from app.errors import Forbidden, Unauthenticated
-from app.models import Issue, Role, User
+from app.errors import Forbidden, PreconditionRequired, Unauthenticated, VersionConflict
+from app.models import Issue, User
 from app.models.base import MAX_ID, as_aware
 from app.models.issue import IssueStatus
-from app.services import auth, changes, issues
+from app.services import auth, changes, idempotency, issues
 from app.services.issue_list import IssueFilters
 from app.services.permissions import may_read_evidence
 from app.services.storage import Storage
@@ -85,15 +85,27 @@ def get_current_user(request: Request, session: SessionDep, token: TokenDep) -> 
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
-async def require_admin(user: CurrentUser) -> User:
-    if user.role != Role.ADMIN:
-        raise Forbidden("Only admins may do this")
-    return user
+async def get_if_match(if_match: Annotated[str | None, Header()] = None) -> int:
+    """The issue version a write is made against (If-Match: "<version>")."""
+    if if_match is None:
+        raise PreconditionRequired()
+    text = if_match.strip().removeprefix("W/").strip('"')
+    if not text.isdigit():
+        raise VersionConflict(f"If-Match {if_match!r} is not a version of this issue")
+    return int(text)
 
 
-AdminUser = Annotated[User, Depends(require_admin)]
+IfMatchVersion = Annotated[int, Depends(get_if_match)]
 
 
+async def get_idempotency_key(
+    key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> str | None:
+    """The Idempotency-Key of a write that may be retried (1–200 characters)."""
+    return idempotency.check_key(key)
+
+
+IdempotencyKey = Annotated[str | None, Depends(get_idempotency_key)]
 IssueId = Annotated[int, Path(ge=1, le=MAX_ID)]
 PhotoId = Annotated[int, Path(ge=1, le=MAX_ID)]
 

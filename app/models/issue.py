@@ -9,8 +9,8 @@ from sqlalchemy import BigInteger
 from sqlmodel import Field, Index, SQLModel, UniqueConstraint
 
 from app.models.base import MAX_ID, Text, time_field, utcnow
+from app.models.geo import Crs
 from app.models.photo import PhotoKind, PhotoPublic
-from app.services.geo import Crs
 
 
 class IssueStatus(StrEnum):

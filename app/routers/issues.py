@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Header, Query, Request, Response, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
 
 from app import etags
@@ -10,6 +10,8 @@ from app.deps import (
     CurrentIssue,
     CurrentUser,
     EvidenceIssue,
+    IdempotencyKey,
+    IfMatchVersion,
     IssueFiltersDep,
     IssueId,
     SessionDep,
@@ -18,6 +20,7 @@ from app.deps import (
 )
 from app.models.base import utcnow
 from app.models.event import IssueEventPublic
+from app.models.geo import Crs
 from app.models.issue import (
     IssuePage,
     IssuePublic,
@@ -27,9 +30,8 @@ from app.models.issue import (
 )
 from app.models.photo import PhotoPublic
 from app.responses import model_json
-from app.services import audit, idempotency
+from app.services import audit, reporting
 from app.services import issues as service
-from app.services.geo import Crs
 from app.services.issue_list import MAX_GEOJSON_LIMIT, MAX_LIMIT, list_issues
 from app.services.present import (
     events_public,
@@ -43,7 +45,6 @@ from app.uploads import PhotoUploadRoute, spooled
 # The photo routes' file parts stream into storage (app/uploads.py); the others read no form.
 router = APIRouter(prefix="/api/v1/issues", tags=["issues"], route_class=PhotoUploadRoute)
 
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 CrsParam = Annotated[Crs, Query(description="coordinate system of the answer: wgs84, gcj02, bd09")]
 
 
@@ -72,12 +73,11 @@ def report_issue(
     after_photos: Annotated[list[UploadFile] | None, File(description="0–10 after-photos")] = None,
 ) -> JSONResponse:
     """Report a problem with before-photos (and after-photos when fixed on the spot)."""
-    uploads = service.Uploads({"photos": spooled(photos)})
+    uploads = reporting.Uploads({"photos": spooled(photos)})
     if after_photos:
         uploads.fields["after_photos"] = spooled(after_photos)
-    issue, replayed = service.report_issue(
-        session, settings, storage, user, form, uploads, idempotency.check_key(idempotency_key)
-    )
+    caller = reporting.Caller(session, settings, storage, user)
+    issue, replayed = reporting.report_issue(caller, form, uploads, idempotency_key=idempotency_key)
     body = issue_public(session, issue, user, utcnow())
     return _created(body.model_dump(mode="json"), replayed, f"/api/v1/issues/{issue.id}")
 
@@ -143,16 +143,13 @@ def add_photos(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Add before, after or verification photos to an issue."""
-    uploads = service.Uploads({"files": spooled(files)})
-    photos, replayed = service.add_photos(
-        session,
-        settings,
-        storage,
-        user,
+    caller = reporting.Caller(session, settings, storage, user)
+    photos, replayed = reporting.add_photos(
+        caller,
         issue_id,
         form,
-        uploads,
-        idempotency.check_key(idempotency_key),
+        reporting.Uploads({"files": spooled(files)}),
+        idempotency_key=idempotency_key,
     )
     body = [p.model_dump(mode="json") for p in photos_public(session, photos)]
     return _created(body, replayed)
@@ -165,10 +162,13 @@ def transition(
     session: SessionDep,
     settings: SettingsDep,
     user: CurrentUser,
-    if_match: Annotated[str | None, Header()] = None,
+    version: IfMatchVersion,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Move the issue along the state machine; needs If-Match with its current version."""
-    issue = service.apply_transition(session, settings, user, issue_id, body, if_match)
+    issue = service.apply_transition(
+        session, settings, user, issue_id, body, version=version, idempotency_key=idempotency_key
+    )
     public = issue_public(session, issue, user, utcnow())
     return model_json(public, headers={"ETag": _etag(issue.version)})
 

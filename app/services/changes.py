@@ -25,7 +25,7 @@ from datetime import datetime
 from sqlalchemy import Connection, bindparam, case, or_, update
 from sqlmodel import Session, col, select
 
-from app.models import ApiToken, User
+from app.models import ApiToken, Issue, User
 from app.models.base import UTCDateTime, utcnow
 from app.models.change import COUNTER_ID, ChangeCounter
 from app.services.auth import token_digest
@@ -50,6 +50,12 @@ def next_change(session: Session, now: datetime) -> tuple[int, datetime]:
     """Take the next change number and its time; the row stays locked until the caller commits."""
     value, at = session.execute(_NEXT_CHANGE, {"stamp": now}).one()
     return value, at or now
+
+
+def touch(session: Session, issue: Issue, now: datetime) -> None:
+    """A new version of the issue, numbered by the change counter."""
+    issue.version += 1
+    issue.change_seq, issue.updated_at = next_change(session, max(now, issue.updated_at))
 
 
 def bump(session: Session) -> int:

@@ -12,7 +12,7 @@ from app.models import Category, Issue, User
 from app.models.base import utcnow
 from app.models.issue import IssueReport, PhotoForm, TransitionRequest
 from app.models.photo import PhotoKind
-from app.services import auth, issues, orgs
+from app.services import auth, issues, orgs, reporting
 from app.services.sample_photos import make_jpeg
 from app.services.storage import Storage, Upload
 
@@ -196,9 +196,8 @@ def _demo_issue(
         quantity=float(1 + n % 5),
         address=f"经开区第{n % 9 + 1}大街",
     )
-    issue, _ = issues.report_issue(
-        session, settings, storage, users[reporter], form, issues.Uploads(fields), now=at
-    )
+    caller = reporting.Caller(session, settings, storage, users[reporter])
+    issue, _ = reporting.report_issue(caller, form, reporting.Uploads(fields), now=at)
     assert issue.id is not None
     issue_id = issue.id
     clock = [at]
@@ -212,18 +211,15 @@ def _demo_issue(
             users[who],
             issue_id,
             request,
-            f'"{issue.version}"',
+            version=issue.version,
             now=clock[0],
         )
 
     def after_photo() -> None:
         clock[0] += timedelta(hours=2)
-        upload = issues.Uploads({"files": [_photo(lat, lon, clock[0], n, True)]})
-        issues.add_photos(
-            session,
-            settings,
-            storage,
-            users[rectifier],
+        upload = reporting.Uploads({"files": [_photo(lat, lon, clock[0], n, True)]})
+        reporting.add_photos(
+            reporting.Caller(session, settings, storage, users[rectifier]),
             issue_id,
             PhotoForm(kind=PhotoKind.AFTER),
             upload,

@@ -6,7 +6,8 @@ GCJ-02 formulas follow eviltransform / coordTransform with the Krasovsky ellipso
 
 import math
 from collections.abc import Callable
-from enum import StrEnum
+
+from app.models.geo import Crs
 
 A = 6378245.0  # Krasovsky 1940 semi-major axis (m)
 EE = 0.00669342162296594323  # Krasovsky 1940 first eccentricity squared
@@ -14,14 +15,6 @@ X_PI = math.pi * 3000.0 / 180.0
 EARTH_RADIUS_M = 6371008.8  # IUGG mean Earth radius
 EXACT_TOLERANCE_DEG = 1e-9
 EXACT_MAX_ITERATIONS = 30
-
-
-class Crs(StrEnum):
-    """Coordinate reference systems a client may report positions in."""
-
-    WGS84 = "wgs84"
-    GCJ02 = "gcj02"
-    BD09 = "bd09"
 
 
 def out_of_china(lat: float, lon: float) -> bool:

@@ -7,7 +7,8 @@ import pytest
 from sqlmodel import select
 
 from app.models import Issue, Photo
-from app.services.geo import Crs, from_wgs84, to_wgs84
+from app.models.geo import Crs
+from app.services.geo import from_wgs84, to_wgs84
 from tests.factories import Zone, jpeg, report
 
 OTHER_CRS = [Crs.GCJ02, Crs.BD09]

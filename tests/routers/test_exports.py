@@ -42,7 +42,7 @@ def ledger(client, zone, session, settings):
     request = TransitionRequest(action="dispatch", org_unit="A", deadline=past + timedelta(hours=2))
     supervisor = session.get(User, zone.users["d_super"].id)
     issue_service.apply_transition(
-        session, settings, supervisor, overdue["id"], request, '"1"', now=past
+        session, settings, supervisor, overdue["id"], request, version=1, now=past
     )
     rectified = rectified_issue(client, zone)
     return {

@@ -682,7 +682,7 @@ def test_overdue_is_derived_from_the_deadline(
             supervisor,
             late["id"],
             TransitionRequest(action="dispatch", org_unit="A", deadline=past + timedelta(hours=1)),
-            f'"{late["version"]}"',
+            version=late["version"],
             now=past,
         )
     late = get(client, zone, late["id"])
@@ -758,7 +758,7 @@ def test_concurrent_service_calls_let_exactly_one_through(
             barrier.wait(timeout=30)
             try:
                 apply_transition(
-                    session, settings, supervisor, issue["id"], request, f'"{issue["version"]}"'
+                    session, settings, supervisor, issue["id"], request, version=issue["version"]
                 )
                 outcomes[index] = "ok"
             except Exception as exc:

@@ -189,7 +189,7 @@ def test_event_times_are_shown_in_the_canonical_form_even_on_a_whole_second(
         assert supervisor is not None
         request = TransitionRequest(action="accept")
         apply_transition(
-            session, settings, supervisor, issue["id"], request, '"1"', now=whole_second
+            session, settings, supervisor, issue["id"], request, version=1, now=whole_second
         )
     events = ok(api_events(client, zone, issue["id"]))
     assert events[1]["at"] == whole_second.strftime("%Y-%m-%dT%H:%M:%S.000000Z")

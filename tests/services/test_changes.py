@@ -22,7 +22,7 @@ from app.models import ChangeCounter, Issue, User
 from app.models.base import utcnow
 from app.models.issue import IssueReport, PhotoForm, TransitionRequest
 from app.models.photo import PhotoKind
-from app.services import changes, issues
+from app.services import changes, issues, reporting
 from app.services.issue_list import IssueFilters, list_issues
 from app.services.storage import Storage
 from tests import factories
@@ -31,16 +31,17 @@ from tests import factories
 def _report(session: Session, settings: Settings, user: User, seed: int, **kwargs: Any) -> Issue:
     photo = io.BytesIO(factories.jpeg(seed=seed, width=96, height=72))
     form = IssueReport(category="flyposter", description=f"小广告 {seed}")
-    uploads = issues.Uploads({"photos": [photo]})
-    storage = Storage(settings.upload_dir)
-    issue, _ = issues.report_issue(session, settings, storage, user, form, uploads, **kwargs)
+    uploads = reporting.Uploads({"photos": [photo]})
+    caller = reporting.Caller(session, settings, Storage(settings.upload_dir), user)
+    issue, _ = reporting.report_issue(caller, form, uploads, **kwargs)
     return issue
 
 
 def _act(session: Session, settings: Settings, user: User, issue: Issue, action: str, **body: Any):
     request = TransitionRequest.model_validate({"action": action, **body})
-    version = f'"{issue.version}"'
-    return issues.apply_transition(session, settings, user, issue.id or 0, request, version)
+    return issues.apply_transition(
+        session, settings, user, issue.id or 0, request, version=issue.version
+    )
 
 
 def _seqs(session: Session) -> dict[int, int]:
@@ -54,11 +55,10 @@ def test_every_write_takes_the_next_number(session, settings, zone):
     assert issue.change_seq == start + 1
     issue = _act(session, settings, d_super, issue, "accept")
     assert issue.change_seq == start + 2
-    storage = Storage(settings.upload_dir)
-    upload = issues.Uploads({"files": [io.BytesIO(factories.jpeg(seed=2, width=96, height=72))]})
-    issues.add_photos(
-        session, settings, storage, worker, issue.id or 0, PhotoForm(kind=PhotoKind.BEFORE), upload
-    )
+    caller = reporting.Caller(session, settings, Storage(settings.upload_dir), worker)
+    blob = io.BytesIO(factories.jpeg(seed=2, width=96, height=72))
+    upload = reporting.Uploads({"files": [blob]})
+    reporting.add_photos(caller, issue.id or 0, PhotoForm(kind=PhotoKind.BEFORE), upload)
     session.refresh(issue)
     assert issue.change_seq == start + 3 == changes.current(session)
 
@@ -177,14 +177,13 @@ class _Writer(threading.Thread):
         assert issue is not None
         if choice < 0.4:
             blob = io.BytesIO(factories.jpeg(seed=5000 + n, width=96, height=72))
-            issues.add_photos(
-                session,
-                self.settings,
-                Storage(self.settings.upload_dir),
-                users["grid_worker"],
+            reporting.add_photos(
+                reporting.Caller(
+                    session, self.settings, Storage(self.settings.upload_dir), users["grid_worker"]
+                ),
                 issue.id or 0,
                 PhotoForm(kind=PhotoKind.BEFORE),
-                issues.Uploads({"files": [blob]}),
+                reporting.Uploads({"files": [blob]}),
             )
         elif issue.status == "reported":
             _act(session, self.settings, users["d_super"], issue, "accept")

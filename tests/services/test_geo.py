@@ -4,8 +4,8 @@ import math
 
 import pytest
 
+from app.models.geo import Crs
 from app.services.geo import (
-    Crs,
     bd09_to_gcj02,
     bd09_to_wgs84,
     distance_m,

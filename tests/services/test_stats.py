@@ -19,7 +19,7 @@ from app.errors import Forbidden, NotFound, ValidationFailed
 from app.models import Issue, User
 from app.models.issue import IssueReport, PhotoForm, TransitionRequest
 from app.models.photo import PhotoKind
-from app.services import auth, issues, orgs, stats
+from app.services import auth, issues, orgs, reporting, stats
 from app.services.stats import PeriodKind, RankedKind, Tally
 from app.services.storage import Storage
 from tests.factories import CHINA, LAT, LON, ZONE_ORGS, ZONE_USERS, Zone, jpeg
@@ -69,16 +69,15 @@ class Builder:
         fixed: bool = False,
     ) -> int:
         moment = at(when)
-        uploads = issues.Uploads({"photos": [self._photo(moment)]})
+        uploads = reporting.Uploads({"photos": [self._photo(moment)]})
         if fixed:
             uploads.fields["after_photos"] = [self._photo(moment)]
         form = IssueReport(
             category=category, description="问题", lat=LAT, lon=LON, accuracy_m=5, quantity=quantity
         )
         user = self.zone.users["grid_worker"]
-        issue, _ = issues.report_issue(
-            self.session, self.settings, self.storage, user, form, uploads, now=moment
-        )
+        caller = reporting.Caller(self.session, self.settings, self.storage, user)
+        issue, _ = reporting.report_issue(caller, form, uploads, now=moment)
         assert issue.id is not None
         return issue.id
 
@@ -90,7 +89,7 @@ class Builder:
             self.zone.users[username],
             issue_id,
             TransitionRequest(action=action, **fields),
-            f'"{version}"',
+            version=version,
             now=at(when),
         )
 
@@ -100,11 +99,11 @@ class Builder:
     def rectify(self, issue_id: int, when: str, worker: str = "a_worker") -> None:
         moment = at(when)
         form = PhotoForm(kind=PhotoKind.AFTER, lat=LAT, lon=LON, accuracy_m=5)
-        uploads = issues.Uploads({"files": [self._photo(moment)]})
-        user = self.zone.users[worker]
-        issues.add_photos(
-            self.session, self.settings, self.storage, user, issue_id, form, uploads, now=moment
+        uploads = reporting.Uploads({"files": [self._photo(moment)]})
+        caller = reporting.Caller(
+            self.session, self.settings, self.storage, self.zone.users[worker]
         )
+        reporting.add_photos(caller, issue_id, form, uploads, now=moment)
         self.act(issue_id, worker, "submit_rectification", when)
 
     def verify(self, issue_id: int, when: str, passed: bool = True, checker: str = "a_super"):
