@@ -21,9 +21,9 @@ from app.errors import Forbidden, PreconditionRequired, Unauthenticated, Version
 from app.models import Issue, User
 from app.models.base import MAX_ID, as_aware
 from app.models.issue import IssueStatus
-from app.services import auth, changes, idempotency, issues
+from app.services import auth, changes, idempotency
 from app.services.issue_list import IssueFilters
-from app.services.permissions import may_read_evidence
+from app.services.permissions import get_visible, may_read_evidence
 from app.services.storage import Storage
 
 
@@ -112,7 +112,7 @@ PhotoId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 def get_current_issue(issue_id: IssueId, session: SessionDep, user: CurrentUser) -> Issue:
     """The issue in the path, if the caller may see it (404 otherwise)."""
-    return issues.get_visible(session, issue_id, user)
+    return get_visible(session, issue_id, user)
 
 
 CurrentIssue = Annotated[Issue, Depends(get_current_issue)]

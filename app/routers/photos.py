@@ -11,8 +11,7 @@ from app.deps import CurrentUser, PhotoId, SessionDep, StorageDep
 from app.errors import Forbidden, NotFound
 from app.models import Issue, Photo, User
 from app.models.photo import PhotoPublic
-from app.services import issues
-from app.services.permissions import may_read_evidence
+from app.services.permissions import get_visible, may_read_evidence
 from app.services.photos import EXTENSIONS, format_of_content_type
 from app.services.present import photos_public
 
@@ -26,7 +25,7 @@ def _visible_photo(session: Session, photo_id: int, user: User) -> tuple[Photo, 
     if photo is None:
         raise NotFound(f"no photo {photo_id}")
     try:
-        issue = issues.get_visible(session, photo.issue_id, user)
+        issue = get_visible(session, photo.issue_id, user)
     except NotFound:
         raise NotFound(f"no photo {photo_id}") from None
     return photo, issue

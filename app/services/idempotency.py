@@ -1,7 +1,8 @@
-"""Idempotency-Key handling for the POSTs that create things."""
+"""Idempotency-Key handling for the POSTs that may be retried: reports, photos, transitions."""
 
 import hashlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 from sqlmodel import Session, select
@@ -29,6 +30,18 @@ def find(session: Session, user: User, key: str) -> IdempotencyRecord | None:
         IdempotencyRecord.user_id == user.id, IdempotencyRecord.key == key
     )
     return session.exec(query).first()
+
+
+def first_result(
+    session: Session, user: User, key: str | None, request_sha256: Callable[[], str]
+) -> dict[str, Any] | None:
+    """What the first request with this key answered; None when the key is new (or absent),
+    a conflict when it was used for another request. `request_sha256` is this request's
+    fingerprint, computed only when the key was used before."""
+    if key is None:
+        return None
+    record = find(session, user, key)
+    return None if record is None else replay(record, request_sha256())
 
 
 def replay(record: IdempotencyRecord, request_sha256: str) -> dict[str, Any]:

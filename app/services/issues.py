@@ -12,7 +12,6 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Row
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from app.config import Settings
@@ -22,7 +21,6 @@ from app.errors import (
     InvalidTransition,
     NotFound,
     OverrideNoteRequired,
-    PhotoNotAllowed,
     ValidationFailed,
     VersionConflict,
 )
@@ -33,11 +31,10 @@ from app.models.photo import PhotoKind
 from app.services import audit, changes, checks, idempotency, orgs
 from app.services.permissions import (
     RECTIFIERS,
-    REPORTERS,
     SUPERVISORS,
     acts_on,
+    get_visible,
     user_org,
-    visible_issues,
 )
 
 S = IssueStatus
@@ -95,13 +92,6 @@ OPEN_STATUSES = frozenset(S) - TERMINAL
 # A rectification deadline further out than this is a typing mistake, not a plan.
 MAX_DEADLINE_AHEAD = timedelta(days=366)
 
-# Which photos may be added in which status, by whom.
-PHOTO_RULES: dict[PhotoKind, tuple[frozenset[IssueStatus], frozenset[Role]]] = {
-    PhotoKind.BEFORE: (OPEN_STATUSES, REPORTERS),
-    PhotoKind.AFTER: (frozenset({S.DISPATCHED}), RECTIFIERS),
-    PhotoKind.VERIFICATION: (frozenset({S.RECTIFIED}), SUPERVISORS),
-}
-
 
 def is_overdue(issue: Issue | Row[Any], now: datetime) -> bool:
     return (
@@ -122,26 +112,6 @@ def allowed_actions(issue: Issue | Row[Any], user: User, in_scope: bool) -> list
         and in_scope
         and not (rule.not_by_rectifier and issue.rectified_by_id == user.id)
     ]
-
-
-def get_visible(session: Session, issue_id: int, user: User, *, lock: bool = False) -> Issue:
-    """The issue, if the user may see it; NotFound otherwise (no hint that it exists)."""
-    query = select(Issue).where(Issue.id == issue_id, visible_issues(session, user))
-    issue = session.exec(query.with_for_update() if lock else query).first()
-    if issue is None:
-        raise NotFound(f"no issue {issue_id}")
-    return issue
-
-
-def check_photo_rule(session: Session, issue: Issue, user: User, kind: PhotoKind) -> None:
-    """Refuse photos of this kind on this issue now, by PHOTO_RULES and the caller's scope."""
-    statuses, roles = PHOTO_RULES[kind]
-    if user.role not in roles:
-        raise Forbidden(f"{user.role} users may not add {kind} photos")
-    if kind != PhotoKind.BEFORE and not acts_on(session, user, issue):
-        raise Forbidden(f"only the responsible unit may add {kind} photos")
-    if issue.status not in statuses:
-        raise PhotoNotAllowed(f"{kind} photos cannot be added to a {issue.status} issue")
 
 
 # --- The state machine -----------------------------------------------------------------------
@@ -179,10 +149,10 @@ def apply_transition(
     now = now or utcnow()
     action = _action(request)
     issue = get_visible(session, issue_id, user, lock=True)
-    # After the lock: a concurrent retry that committed first is seen here.
-    fingerprint = _fingerprint(issue_id, request, version)
-    if idempotency_key is not None and (record := idempotency.find(session, user, idempotency_key)):
-        idempotency.replay(record, fingerprint)
+    # Read after the lock: the retry of a transition that committed meanwhile is seen here.
+    fields = {"issue_id": issue_id, "version": version, **request.model_dump(mode="json")}
+    fingerprint = idempotency.fingerprint(fields, {})
+    if idempotency.first_result(session, user, idempotency_key, lambda: fingerprint):
         session.rollback()
         return get_visible(session, issue_id, user)
     if issue.version != version:
@@ -200,13 +170,7 @@ def apply_transition(
     )
     if idempotency_key is not None:
         idempotency.remember(session, user, idempotency_key, fingerprint, {"issue_id": issue_id})
-    try:
-        session.commit()
-    except IntegrityError:
-        session.rollback()
-        if idempotency_key is None or idempotency.find(session, user, idempotency_key) is None:
-            raise
-        return get_visible(session, issue_id, user)  # a concurrent retry committed first
+    session.commit()
     return issue
 
 
@@ -217,11 +181,6 @@ def _action(request: TransitionRequest) -> Action:
         raise ValidationFailed(
             f"unknown action {request.action!r}; one of {', '.join(Action)}", field="action"
         ) from None
-
-
-def _fingerprint(issue_id: int, request: TransitionRequest, version: int) -> str:
-    fields = {"issue_id": issue_id, "version": version, **request.model_dump(mode="json")}
-    return idempotency.fingerprint(fields, {})
 
 
 def _check(

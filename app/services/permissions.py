@@ -3,8 +3,9 @@
 from typing import Any
 
 from sqlalchemy import ColumnElement, bindparam, or_
-from sqlmodel import Session, col
+from sqlmodel import Session, col, select
 
+from app.errors import NotFound
 from app.models import Issue, OrgUnit, Role, User
 from app.services import orgs
 
@@ -21,6 +22,15 @@ def visible_issues(session: Session, user: User) -> ColumnElement[bool]:
 
 def _visible(path: Any, user_id: Any) -> ColumnElement[bool]:
     return or_(orgs.in_subtree_of(Issue.org_unit_id, path), col(Issue.reported_by_id) == user_id)
+
+
+def get_visible(session: Session, issue_id: int, user: User, *, lock: bool = False) -> Issue:
+    """The issue, if the user may see it; NotFound otherwise (no hint that it exists)."""
+    query = select(Issue).where(Issue.id == issue_id, visible_issues(session, user))
+    issue = session.exec(query.with_for_update() if lock else query).first()
+    if issue is None:
+        raise NotFound(f"no issue {issue_id}")
+    return issue
 
 
 # The same rule with the caller as bound parameters, for a statement built once and run for

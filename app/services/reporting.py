@@ -20,20 +20,40 @@ from sqlmodel import Session, col, select
 
 from app.config import Settings
 from app.db import get_read_engine
-from app.errors import Forbidden, LocationRequired, TooManyFiles, ValidationFailed
-from app.models import Category, Issue, IssueCodeCounter, Photo, User
+from app.errors import (
+    Forbidden,
+    LocationRequired,
+    PhotoNotAllowed,
+    TooManyFiles,
+    ValidationFailed,
+)
+from app.models import Category, Issue, IssueCodeCounter, Photo, Role, User
 from app.models.base import utcnow
 from app.models.issue import IssueReport, IssueStatus, LocationForm, LocationSource, PhotoForm
 from app.models.photo import PhotoKind
 from app.services import audit, changes, checks, idempotency
 from app.services.geo import to_wgs84
-from app.services.issues import check_photo_rule, get_visible
-from app.services.permissions import REPORTERS
+from app.services.issues import OPEN_STATUSES
+from app.services.permissions import (
+    RECTIFIERS,
+    REPORTERS,
+    SUPERVISORS,
+    acts_on,
+    get_visible,
+)
 from app.services.photos import IngestedPhoto, ingest_photo
 from app.services.storage import Claim, Storage, Upload, sha256_of
 
 T = TypeVar("T")
 Ingested = dict[str, list[IngestedPhoto]]
+
+
+# Which photos may be added in which status, by whom.
+PHOTO_RULES: dict[PhotoKind, tuple[frozenset[IssueStatus], frozenset[Role]]] = {
+    PhotoKind.BEFORE: (OPEN_STATUSES, REPORTERS),
+    PhotoKind.AFTER: (frozenset({IssueStatus.DISPATCHED}), RECTIFIERS),
+    PhotoKind.VERIFICATION: (frozenset({IssueStatus.RECTIFIED}), SUPERVISORS),
+}
 
 
 @dataclass
@@ -143,6 +163,17 @@ def add_photos(
     )
 
 
+def check_photo_rule(session: Session, issue: Issue, user: User, kind: PhotoKind) -> None:
+    """Refuse photos of this kind on this issue now, by PHOTO_RULES and the caller's scope."""
+    statuses, roles = PHOTO_RULES[kind]
+    if user.role not in roles:
+        raise Forbidden(f"{user.role} users may not add {kind} photos")
+    if kind != PhotoKind.BEFORE and not acts_on(session, user, issue):
+        raise Forbidden(f"only the responsible unit may add {kind} photos")
+    if issue.status not in statuses:
+        raise PhotoNotAllowed(f"{kind} photos cannot be added to a {issue.status} issue")
+
+
 def _check_counts(uploads: Uploads, settings: Settings, required: str) -> None:
     limit = settings.max_photos_per_request
     if not uploads.fields.get(required):
@@ -191,12 +222,12 @@ class _Intake(Generic[T]):
     def _replay(self, hashes: Callable[[], dict[str, list[str]]]) -> dict[str, Any] | None:
         """The first result for a retried request; None when the key is new (or absent).
         `hashes` gives the SHA-256 of the request's photos, by field (only a retry needs them)."""
-        if self.key is None:
-            return None
-        record = idempotency.find(self.caller.session, self.caller.user, self.key)
-        if record is None:
-            return None
-        return idempotency.replay(record, idempotency.fingerprint(self.fields, hashes()))
+        return idempotency.first_result(
+            self.caller.session,
+            self.caller.user,
+            self.key,
+            lambda: idempotency.fingerprint(self.fields, hashes()),
+        )
 
     def _write(self, write: Callable[[Ingested], T], result: Callable[[T], dict[str, Any]]) -> T:
         """Ingest every file, run `write`, commit once; on any failure remove what was stored."""
