@@ -1,6 +1,5 @@
 """Engine, sessions and migrations."""
 
-from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -10,7 +9,7 @@ from alembic.config import Config
 from pydantic_core import from_json
 from sqlalchemy import Engine, event, text
 from sqlalchemy.engine import make_url
-from sqlmodel import Session, create_engine
+from sqlmodel import create_engine
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 # Execution option for connections that only read: on SQLite they begin a plain (deferred)
@@ -98,11 +97,6 @@ def _make_sqlite_transactions_immediate(engine: Engine) -> None:
         # write lock.
         read_only = connection.get_execution_options().get(READ_ONLY, False)
         connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
-
-
-def session_scope(database_url: str) -> Iterator[Session]:
-    with Session(get_engine(database_url), expire_on_commit=False) as session:
-        yield session
 
 
 def alembic_config(database_url: str) -> Config:

@@ -1,5 +1,6 @@
 """Users, their roles and their API tokens."""
 
+import hashlib
 from datetime import datetime
 from enum import StrEnum
 
@@ -27,6 +28,11 @@ class User(SQLModel, table=True):
     org_unit_id: int = Field(foreign_key="org_units.id", index=True)
     password_hash: str | None = Field(default=None, max_length=200)
     created_at: datetime = time_field(nullable=False, default_factory=utcnow)
+
+
+def token_digest(token: str) -> str:
+    """What `ApiToken.token_sha256` holds of a token (the token itself is never stored)."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 class ApiToken(SQLModel, table=True):

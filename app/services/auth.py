@@ -1,6 +1,5 @@
 """Users, passwords (argon2) and bearer tokens (random, stored as SHA-256)."""
 
-import hashlib
 import secrets
 
 from argon2 import PasswordHasher
@@ -8,18 +7,16 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import bindparam
 from sqlmodel import Session, col, select
 
-from app.errors import NotFound, Unauthenticated, ValidationFailed
+from app.errors import Unauthenticated, ValidationFailed
 from app.models import ApiToken, OrgUnit, Role, User
 from app.models.base import utcnow
 from app.models.change import COUNTER_ID, ChangeCounter
+from app.models.user import token_digest
+from app.services import orgs
 
 _hasher = PasswordHasher()
 # Verified against when the username is unknown, so that both cases take the same time.
 _DUMMY_HASH = _hasher.hash("not a password")
-
-
-def token_digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def issue_token(session: Session, user: User) -> str:
@@ -80,9 +77,7 @@ def create_user(
     """Create a user and return it with a fresh API token."""
     if role not in set(Role):
         raise ValidationFailed(f"unknown role {role!r}; one of {', '.join(Role)}")
-    org = session.exec(select(OrgUnit).where(OrgUnit.code == org_code)).first()
-    if org is None:
-        raise NotFound(f"no org unit with code {org_code!r}")
+    org = orgs.by_code(session, org_code)
     if session.exec(select(User).where(User.username == username)).first():
         raise ValidationFailed(f"user {username!r} exists already")
     assert org.id is not None

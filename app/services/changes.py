@@ -28,7 +28,7 @@ from sqlmodel import Session, col, select
 from app.models import ApiToken, Issue, User
 from app.models.base import UTCDateTime, utcnow
 from app.models.change import COUNTER_ID, ChangeCounter
-from app.services.auth import token_digest
+from app.models.user import token_digest
 
 _CHANGED_AT = col(ChangeCounter.changed_at)
 _STAMP = bindparam("stamp", type_=UTCDateTime())

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, func, or_, tuple_
+from sqlalchemy import Row, and_, or_, tuple_
 from sqlalchemy import inspect as sa_inspect
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
@@ -26,8 +26,6 @@ ISSUE_COLUMNS = list(sa_inspect(Issue).columns)
 
 MAX_LIMIT = 200
 MAX_GEOJSON_LIMIT = 5000
-# Past every id (ids are 32-bit): a position after every issue with the same change_seq.
-_AFTER_ALL_IDS = MAX_ID
 _MAX_SEQ = 2**63 - 1
 
 
@@ -47,30 +45,16 @@ def encode_cursor(change_seq: int, issue_id: int) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-@dataclass(frozen=True)
-class FeedPosition:
-    """Where a cursor points: after (change_seq, id), or (legacy) after (updated_at, id)."""
-
-    change_seq: int | None = None
-    issue_id: int = 0
-    updated_at: datetime | None = None
-
-
-def decode_cursor(cursor: str) -> FeedPosition:
+def decode_cursor(cursor: str) -> tuple[int, int]:
+    """The (change_seq, issue id) a cursor of `encode_cursor` points after."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         value = json.loads(raw)
         if isinstance(value, list) and len(value) == 3 and value[0] == "c":
             _, change_seq, issue_id = value
             if _whole(change_seq, _MAX_SEQ) and _whole(issue_id, MAX_ID):
-                return FeedPosition(change_seq=change_seq, issue_id=issue_id)
-            raise ValueError
-        # Cursors handed out before the feed was ordered by change: [updated_at, id].
-        at, issue_id = value
-        moment = datetime.fromisoformat(at)
-        if moment.tzinfo is None or not _whole(issue_id, MAX_ID):
-            raise ValueError
-        return FeedPosition(issue_id=issue_id, updated_at=moment)
+                return change_seq, issue_id
+        raise ValueError
     except (ValueError, TypeError, binascii.Error, json.JSONDecodeError):
         raise ValidationFailed("cursor is not one this server handed out", field="cursor") from None
 
@@ -78,26 +62,6 @@ def decode_cursor(cursor: str) -> FeedPosition:
 def _whole(value: object, largest: int) -> bool:
     """A JSON integer (not a bool) that a column can hold."""
     return type(value) is int and 0 <= value <= largest
-
-
-def _resolve_legacy(session: Session, position: FeedPosition) -> tuple[int, int]:
-    """The change position of a legacy (updated_at, id) cursor.
-
-    The migration numbered the issues in their old (updated_at, id) order, and a later change
-    moves an issue past the old positions, so the issues at or before the old position are
-    exactly those numbered up to the largest number found there.
-    """
-    assert position.updated_at is not None
-    at, issue_id = position.updated_at, position.issue_id
-    seq = session.exec(
-        select(func.max(Issue.change_seq)).where(
-            or_(
-                col(Issue.updated_at) < at,
-                and_(col(Issue.updated_at) == at, col(Issue.id) <= issue_id),
-            )
-        )
-    ).one()
-    return (seq or 0), _AFTER_ALL_IDS if seq else 0
 
 
 def parse_bbox(text: str) -> tuple[float, float, float, float]:
@@ -154,13 +118,7 @@ def list_issues(
     moves the issue to the end, and numbers become visible in commit order, so a client that
     follows the cursor sees every issue at its latest version (see services/changes.py).
     """
-    seq, issue_id = 0, 0
-    if cursor:
-        position = decode_cursor(cursor)
-        if position.change_seq is None:
-            seq, issue_id = _resolve_legacy(session, position)
-        else:
-            seq, issue_id = position.change_seq, position.issue_id
+    seq, issue_id = decode_cursor(cursor) if cursor else (0, 0)
     query = filtered(session, user, filters, now)
     if cursor:
         query = query.where(tuple_(col(Issue.change_seq), col(Issue.id)) > tuple_(seq, issue_id))

@@ -11,8 +11,13 @@ from app.models.org import OrgKind, OrgUnitPublic
 from app.services import changes
 
 
+def find(session: Session, code: str) -> OrgUnit | None:
+    return session.exec(select(OrgUnit).where(OrgUnit.code == code)).first()
+
+
 def by_code(session: Session, code: str) -> OrgUnit:
-    org = session.exec(select(OrgUnit).where(OrgUnit.code == code)).first()
+    """The org unit a request names: an unknown code is the request's error (422)."""
+    org = find(session, code)
     if org is None:
         raise ValidationFailed(f"no org unit with code {code!r}", field="org_unit")
     return org
@@ -43,7 +48,7 @@ def add_org(session: Session, code: str, name: str, kind: str, parent_code: str 
     if kind not in set(OrgKind):
         raise ValidationFailed(f"unknown kind {kind!r}; one of {', '.join(OrgKind)}")
     parent = by_code(session, parent_code) if parent_code else None
-    existing = session.exec(select(OrgUnit).where(OrgUnit.code == code)).first()
+    existing = find(session, code)
     if existing is not None:
         same = (existing.name, existing.kind, existing.parent_id) == (
             name,

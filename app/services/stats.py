@@ -50,11 +50,11 @@ from sqlalchemy import (
 )
 from sqlalchemy import select as select_columns
 from sqlalchemy.sql.util import ClauseAdapter
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col
 
 from app.config import Settings
 from app.db import PLAN_EACH_TIME
-from app.errors import Forbidden, NotFound, ValidationFailed
+from app.errors import Forbidden, ValidationFailed
 from app.models import Category, Issue, IssueEvent, OrgUnit, User
 from app.models.base import UTCDateTime
 from app.models.issue import IssueStatus
@@ -491,12 +491,10 @@ class Stats(BaseModel):
 
 
 def _scope_org(session: Session, user: User, code: str | None) -> OrgUnit | None:
-    """The asked org unit, if it lies within the caller's own (403 when not, 404 if unknown)."""
+    """The asked org unit, if it lies within the caller's own (403 when not, 422 if unknown)."""
     if not code:
         return None
-    org = session.exec(select(OrgUnit).where(OrgUnit.code == code)).first()
-    if org is None:
-        raise NotFound(f"no org unit with code {code!r}", field="org_unit")
+    org = orgs.by_code(session, code)
     if not orgs.is_within(org, user_org(session, user)):
         raise Forbidden(f"{code} is outside your unit", field="org_unit")
     return org

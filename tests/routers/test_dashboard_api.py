@@ -114,7 +114,7 @@ def test_scope_b_office_and_org_unit_outside_it(client, zone, week):
     assert outside.headers["content-type"] == "application/problem+json"
     assert outside.json()["code"] == "forbidden"
     unknown = get(client, zone, "/api/v1/stats", username="b_super", org_unit="ZZ")
-    assert (unknown.status_code, unknown.json()["code"]) == (404, "not_found")
+    assert (unknown.status_code, unknown.json()["code"]) == (422, "validation_error")
     ranked = get(client, zone, "/api/v1/rankings", username="b_super", date="2025-03-05").json()
     assert [item["org_unit"] for item in ranked["items"]] == ["B"]
 
