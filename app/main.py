@@ -4,7 +4,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp
 from starlette_compress import CompressMiddleware, add_compress_type
@@ -84,10 +83,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(dashboard_page.router)
     app.mount(
         "/dashboard/assets",
-        StaticFiles(directory=dashboard_page.DASHBOARD_DIR),
+        pages.PageFiles(directory=dashboard_page.DASHBOARD_DIR),
         name="dashboard-assets",
     )
-    app.include_router(pages.router)  # / → /m/, and the phone app
+    app.include_router(pages.router)  # / → /m/, and the service worker
+    app.mount("/m", pages.phone_app, name="phone-app")
 
     return app
 

@@ -1,27 +1,26 @@
-"""The phone app at /m/: static files (no build step), served compressed and revalidated."""
+"""The phone app at /m/: static files (no build step).
 
-import gzip
+Served by Starlette's StaticFiles (ETag and 304, HEAD, ranges, path checks) with the pages'
+headers added; answers are compressed by the app's middleware. Only the service worker is
+rendered: it carries a version made from every file of the app, so that a phone fetches the
+new shell when any file changed.
+"""
+
 import hashlib
-from dataclasses import dataclass
+import mimetypes
 from functools import lru_cache
 from pathlib import Path
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
+from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
 
 from app import etags
-from app.errors import NotFound
 
 router = APIRouter(include_in_schema=False)
 
 PHONE_DIR = Path(__file__).resolve().parent.parent / "web" / "m"
-TYPES = {
-    ".html": "text/html; charset=utf-8",
-    ".js": "text/javascript; charset=utf-8",
-    ".css": "text/css; charset=utf-8",
-    ".webmanifest": "application/manifest+json",
-    ".svg": "image/svg+xml",
-}
 # The page talks only to its own origin; photos are shown from blob: URLs made from
 # authenticated fetches, so no inline script or style is ever needed.
 CSP = (
@@ -30,66 +29,45 @@ CSP = (
     "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 )
 VERSION_MARK = b"__SHELL_VERSION__"
+# What Python 3.11's table lacks or names otherwise (it says application/javascript).
+mimetypes.add_type("text/javascript", ".js")
+mimetypes.add_type("application/manifest+json", ".webmanifest")
 
 
-@dataclass(frozen=True)
-class StaticFile:
-    body: bytes
-    gzipped: bytes
-    media_type: str
-    etag: str
+class PageFiles(StaticFiles):
+    """StaticFiles with the pages' headers: always revalidate (the service worker keeps the
+    offline copy, the network brings the news), nosniff, and the CSP on HTML."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        response = await super().get_response(path, scope)
+        response.headers["Cache-Control"] = "no-cache"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        if response.media_type and response.media_type.startswith("text/html"):
+            response.headers["Content-Security-Policy"] = CSP
+            response.headers["Referrer-Policy"] = "no-referrer"
+        return response
 
 
-def phone_files() -> dict[str, StaticFile]:
-    """Every file of the app; read again only when one changes (a few stat calls)."""
-    paths = sorted(p for p in PHONE_DIR.rglob("*") if p.is_file() and p.suffix in TYPES)
-    return _load(tuple((p, p.stat().st_mtime_ns, p.stat().st_size) for p in paths))
+def phone_files() -> list[Path]:
+    """Every file of the app."""
+    return sorted(p for p in PHONE_DIR.rglob("*") if p.is_file())
+
+
+def _shell_signature() -> tuple[tuple[str, int, int], ...]:
+    return tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in phone_files())
 
 
 @lru_cache(maxsize=2)
-def _load(signature: tuple[tuple[Path, int, int], ...]) -> dict[str, StaticFile]:
-    """The files, gzipped once; sw.js carries a version made from all of them."""
-    raw = {p.relative_to(PHONE_DIR).as_posix(): p.read_bytes() for p, _mtime, _size in signature}
+def _service_worker(signature: tuple[tuple[str, int, int], ...]) -> tuple[bytes, str]:
+    """sw.js with the shell's version written in, and its ETag (read again when a file
+    changes: a few stat calls per request)."""
     digest = hashlib.sha256()
-    for name, body in raw.items():
-        digest.update(name.encode() + b"\0" + body)
-    version = digest.hexdigest()[:16].encode()
-    files = {}
-    for name, body in raw.items():
-        if name == "sw.js":
-            body = body.replace(VERSION_MARK, version)
-        files[name] = StaticFile(
-            body=body,
-            gzipped=gzip.compress(body, compresslevel=9, mtime=0),
-            media_type=TYPES[Path(name).suffix],
-            etag=f'"{hashlib.sha256(body).hexdigest()[:20]}"',
-        )
-    return files
-
-
-def _serve(request: Request, name: str) -> Response:
-    found = phone_files().get(name)
-    if found is None:
-        raise NotFound(f"no file /m/{name}")
-    headers = {
-        "ETag": found.etag,
-        # Always revalidate: the service worker gives the offline copy, the network the news.
-        "Cache-Control": "no-cache",
-        "Vary": "Accept-Encoding",
-        "X-Content-Type-Options": "nosniff",
-    }
-    if name == "sw.js":
-        headers["Service-Worker-Allowed"] = "/m/"
-    if name.endswith(".html"):
-        headers["Content-Security-Policy"] = CSP
-        headers["Referrer-Policy"] = "no-referrer"
-    if etags.matches(request.headers.get("if-none-match"), found.etag):
-        return Response(status_code=304, headers=headers)
-    body = found.body
-    if "gzip" in request.headers.get("accept-encoding", ""):
-        body = found.gzipped
-        headers["Content-Encoding"] = "gzip"
-    return Response(body, media_type=found.media_type, headers=headers)
+    for path in phone_files():
+        digest.update(path.relative_to(PHONE_DIR).as_posix().encode() + b"\0" + path.read_bytes())
+    body = (
+        (PHONE_DIR / "sw.js").read_bytes().replace(VERSION_MARK, digest.hexdigest()[:16].encode())
+    )
+    return body, f'"{hashlib.sha256(body).hexdigest()[:20]}"'
 
 
 @router.api_route("/", methods=["GET", "HEAD"])
@@ -103,13 +81,19 @@ def phone_app_slash() -> RedirectResponse:
     return RedirectResponse("/m/")
 
 
-@router.api_route("/m/", methods=["GET", "HEAD"])
-def phone_app(request: Request) -> Response:
-    """The phone app for grid workers and supervisors."""
-    return _serve(request, "index.html")
+@router.api_route("/m/sw.js", methods=["GET", "HEAD"])
+def service_worker(request: Request) -> Response:
+    """The service worker, versioned by the files of the shell it caches."""
+    body, etag = _service_worker(_shell_signature())
+    headers = {
+        "ETag": etag,
+        "Cache-Control": "no-cache",
+        "Service-Worker-Allowed": "/m/",
+        "X-Content-Type-Options": "nosniff",
+    }
+    if etags.matches(request.headers.get("if-none-match"), etag):
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type="text/javascript; charset=utf-8", headers=headers)
 
 
-@router.api_route("/m/{name:path}", methods=["GET", "HEAD"])
-def phone_app_file(name: str, request: Request) -> Response:
-    """The app's scripts, styles, service worker, manifest and icons."""
-    return _serve(request, name)
+phone_app = PageFiles(directory=PHONE_DIR, html=True)
