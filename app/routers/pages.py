@@ -62,7 +62,7 @@ def _load(signature: tuple[tuple[Path, int, int], ...]) -> dict[str, StaticFile]
             body=body,
             gzipped=gzip.compress(body, compresslevel=9, mtime=0),
             media_type=TYPES[Path(name).suffix],
-            etag=f'"{hashlib.sha256(body).hexdigest()[:20]}"',
+            etag=etags.content_etag(body),
         )
     return files
 
@@ -83,8 +83,9 @@ def _serve(request: Request, name: str) -> Response:
     if name.endswith(".html"):
         headers["Content-Security-Policy"] = CSP
         headers["Referrer-Policy"] = "no-referrer"
-    if etags.matches(request.headers.get("if-none-match"), found.etag):
-        return Response(status_code=304, headers=headers)
+    cached = etags.not_modified(request, found.etag, headers)
+    if cached is not None:
+        return cached
     body = found.body
     if "gzip" in request.headers.get("accept-encoding", ""):
         body = found.gzipped
