@@ -96,10 +96,14 @@ def send_file(path: Path, etag: str, media_type: str, headers: Mapping[str, str]
 
 def matches(if_none_match: str | None, etag: str) -> bool:
     """Weak comparison over the list of tags, `*` included, as RFC 9110 asks for If-None-Match."""
-    if not if_none_match:
-        return False
-    tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+    tags = _tags(if_none_match)
     return "*" in tags or etag.removeprefix("W/") in tags
+
+
+def _tags(if_none_match: str | None) -> set[str]:
+    if not if_none_match:
+        return set()
+    return {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
 
 
 def clock_bucket(settings: Settings) -> int:
@@ -116,6 +120,11 @@ def _bearer(headers: Headers) -> str | None:
 
 def _cache_headers(etag: str) -> dict[str, str]:
     return {"ETag": etag, "Cache-Control": "no-cache", "Vary": "Authorization"}
+
+
+def _not_modified_start(etag: str) -> Message:
+    headers = Response(status_code=304, headers=_cache_headers(etag)).raw_headers
+    return {"type": "http.response.start", "status": 304, "headers": headers}
 
 
 class ConditionalGetMiddleware:
@@ -148,19 +157,32 @@ class ConditionalGetMiddleware:
             # No or bad token: the route answers 401.
             if state is not None:
                 etag = etag_for(state, target, clock)
-                if matches(if_none_match, etag):
+                # Not `*`: only the route knows whether there is anything (a 404 is no 304),
+                # and a route with its own ETag answers for it.
+                if etag.removeprefix("W/") in _tags(if_none_match):
                     response = Response(status_code=304, headers=_cache_headers(etag))
                     await response(scope, receive, send)
                     return
+        unsent = False  # a 200 turned into a 304 (for `*`): its body is dropped
 
         async def send_labelled(message: Message) -> None:
+            nonlocal unsent
             if message["type"] == "http.response.start" and message["status"] == 200:
                 known = state or shared.get(_STATE_KEY)
                 response_headers = MutableHeaders(scope=message)
                 if known is not None and "etag" not in response_headers:
-                    response_headers["ETag"] = etag_for(known, target, clock)
-                    response_headers["Cache-Control"] = "no-cache"
-                    response_headers.add_vary_header("Authorization")
+                    etag = etag_for(known, target, clock)
+                    if matches(if_none_match, etag):
+                        unsent = True
+                        message = _not_modified_start(etag)
+                    else:
+                        response_headers["ETag"] = etag
+                        response_headers["Cache-Control"] = "no-cache"
+                        response_headers.add_vary_header("Authorization")
+            elif message["type"] == "http.response.body" and unsent:
+                if message.get("more_body"):
+                    return
+                message = {"type": "http.response.body", "body": b""}
             await send(message)
 
         await self.app(scope, receive, send_labelled)
