@@ -14,18 +14,23 @@ Either way the number (and the clock) is read before the route reads any data, s
 never labelled newer than it is: a write that lands meanwhile changes the number, and the next
 poll gets the new answer. An answer whose route never identified its caller gets no ETag.
 
-Routes that set their own ETag keep it: GET /api/v1/issues/{id} ("<version>") and the photo
-files (immutable, from their hash).
+Routes that set their own ETag keep it, made here too, each answering If-None-Match itself
+(`not_modified`): GET /api/v1/issues/{id} ("<version>", which If-Match takes back), the photo
+files (immutable, from their hash), the comparison image (from the photos it shows), the
+evidence JSON (the hash of its bytes: the same tag is always the same bytes) and the pages'
+static files (the hash of their bytes, or of their size and time).
 """
 
 import hashlib
 import time
+from collections.abc import Mapping
+from pathlib import Path
 
 from sqlalchemy.exc import DBAPIError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import FileResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import Settings
@@ -50,12 +55,55 @@ def etag_for(state: changes.Revalidation, target: str, clock: int) -> str:
     return f'"c{hashlib.sha256(f"{key}|{target}".encode()).hexdigest()[:32]}"'
 
 
+def issue_etag(version: int) -> str:
+    """One issue: its version, as the contract says ("<version>"); If-Match sends it back."""
+    return f'"{version}"'
+
+
+def photo_etag(sha256: str, variant: str | None = None) -> str:
+    """A stored photo file (the original, or its `thumb` or `large`): immutable, from its hash."""
+    return f'"{sha256}-{variant}"' if variant else f'"{sha256}"'
+
+
+def content_etag(body: bytes) -> str:
+    """An answer built in full before it is sent: the hash of its bytes."""
+    return f'"{hashlib.sha256(body).hexdigest()[:32]}"'
+
+
+def derived_etag(*parts: object) -> str:
+    """An answer made from the named inputs only (the same inputs make the same bytes)."""
+    key = "|".join(map(str, parts))
+    return f'"d{hashlib.sha256(key.encode()).hexdigest()[:32]}"'
+
+
+def file_etag(path: Path) -> str:
+    """A file on disk that may change: its size and modification time (as StaticFiles does)."""
+    stat = path.stat()
+    return derived_etag("file", stat.st_mtime_ns, stat.st_size)
+
+
+def not_modified(request: Request, etag: str, headers: Mapping[str, str]) -> Response | None:
+    """A 304 (with these headers and the ETag) when If-None-Match names the ETag, else None."""
+    if matches(request.headers.get("if-none-match"), etag):
+        return Response(status_code=304, headers={**headers, "ETag": etag})
+    return None
+
+
+def send_file(path: Path, etag: str, media_type: str, headers: Mapping[str, str]) -> Response:
+    """The file labelled with this ETag, not with Starlette's own (which it never compares)."""
+    return FileResponse(path, media_type=media_type, headers={**headers, "ETag": etag})
+
+
 def matches(if_none_match: str | None, etag: str) -> bool:
     """Weak comparison over the list of tags, `*` included, as RFC 9110 asks for If-None-Match."""
-    if not if_none_match:
-        return False
-    tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+    tags = _tags(if_none_match)
     return "*" in tags or etag.removeprefix("W/") in tags
+
+
+def _tags(if_none_match: str | None) -> set[str]:
+    if not if_none_match:
+        return set()
+    return {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
 
 
 def clock_bucket(settings: Settings) -> int:
@@ -72,6 +120,11 @@ def _bearer(headers: Headers) -> str | None:
 
 def _cache_headers(etag: str) -> dict[str, str]:
     return {"ETag": etag, "Cache-Control": "no-cache", "Vary": "Authorization"}
+
+
+def _not_modified_start(etag: str) -> Message:
+    headers = Response(status_code=304, headers=_cache_headers(etag)).raw_headers
+    return {"type": "http.response.start", "status": 304, "headers": headers}
 
 
 class ConditionalGetMiddleware:
@@ -104,19 +157,32 @@ class ConditionalGetMiddleware:
             # No or bad token: the route answers 401.
             if state is not None:
                 etag = etag_for(state, target, clock)
-                if matches(if_none_match, etag):
+                # Not `*`: only the route knows whether there is anything (a 404 is no 304),
+                # and a route with its own ETag answers for it.
+                if etag.removeprefix("W/") in _tags(if_none_match):
                     response = Response(status_code=304, headers=_cache_headers(etag))
                     await response(scope, receive, send)
                     return
+        unsent = False  # a 200 turned into a 304 (for `*`): its body is dropped
 
         async def send_labelled(message: Message) -> None:
+            nonlocal unsent
             if message["type"] == "http.response.start" and message["status"] == 200:
                 known = state or shared.get(_STATE_KEY)
                 response_headers = MutableHeaders(scope=message)
                 if known is not None and "etag" not in response_headers:
-                    response_headers["ETag"] = etag_for(known, target, clock)
-                    response_headers["Cache-Control"] = "no-cache"
-                    response_headers.add_vary_header("Authorization")
+                    etag = etag_for(known, target, clock)
+                    if matches(if_none_match, etag):
+                        unsent = True
+                        message = _not_modified_start(etag)
+                    else:
+                        response_headers["ETag"] = etag
+                        response_headers["Cache-Control"] = "no-cache"
+                        response_headers.add_vary_header("Authorization")
+            elif message["type"] == "http.response.body" and unsent:
+                if message.get("more_body"):
+                    return
+                message = {"type": "http.response.body", "body": b""}
             await send(message)
 
         await self.app(scope, receive, send_labelled)

@@ -1,20 +1,32 @@
 """Evidence for auditors: the JSON, the streamed ZIP bundle and the before/after comparison."""
 
-from fastapi import APIRouter
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
 
+from app import etags
 from app.deps import CurrentUser, EvidenceIssue, SessionDep, SettingsDep
 from app.models.base import utcnow
 from app.services import evidence as service
-from app.services.comparison import comparison_jpeg
+from app.services.comparison import comparison_jpeg, comparison_of
 
 router = APIRouter(prefix="/api/v1/issues/{issue_id}", tags=["evidence"])
 
+REVALIDATE = {"Cache-Control": "no-cache", "Vary": "Authorization"}
 
-@router.get("/evidence")
-def evidence(issue: EvidenceIssue, session: SessionDep, user: CurrentUser) -> dict[str, object]:
-    """The issue, every photo with hash, EXIF and flags, the events, and chain_valid."""
-    return service.evidence(session, issue, user, utcnow())
+
+@router.get("/evidence", response_model=dict[str, object])
+def evidence(
+    issue: EvidenceIssue, request: Request, session: SessionDep, user: CurrentUser
+) -> Response:
+    """The issue, every photo with hash, EXIF and flags, the events, and chain_valid.
+
+    The ETag is the hash of the body: the same tag is always the same bytes, and a 304 says
+    that the copy the auditor holds is what the server would send now.
+    """
+    answer = JSONResponse(service.evidence(session, issue, user, utcnow()), headers=REVALIDATE)
+    etag = etags.content_etag(bytes(answer.body))
+    answer.headers["ETag"] = etag
+    return etags.not_modified(request, etag, REVALIDATE) or answer
 
 
 @router.get("/evidence.zip")
@@ -32,7 +44,16 @@ def evidence_zip(
 
 
 @router.get("/comparison.jpg")
-def comparison(issue: EvidenceIssue, session: SessionDep, settings: SettingsDep) -> FileResponse:
+def comparison(
+    issue: EvidenceIssue, request: Request, session: SessionDep, settings: SettingsDep
+) -> Response:
     """The first before-photo and the latest after-photo side by side, captioned."""
-    path = comparison_jpeg(session, settings, issue)
-    return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "no-cache"})
+    chosen = comparison_of(session, issue)
+    # Its photos are immutable; the captions give capture times in the zone's time.
+    etag = etags.derived_etag("comparison", chosen.key, settings.timezone)
+    headers = {"Cache-Control": "no-cache"}
+    cached = etags.not_modified(request, etag, headers)
+    if cached is not None:
+        return cached  # without drawing it again
+    path = comparison_jpeg(session, settings, issue, chosen)
+    return etags.send_file(path, etag, "image/jpeg", headers)

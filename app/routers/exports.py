@@ -1,10 +1,12 @@
 """The issue ledger (问题台账): XLSX with thumbnails, CSV; the filters of the issue list."""
 
+from datetime import datetime
 from urllib.parse import quote
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
+from app.config import Settings
 from app.deps import CurrentUser, IssueFiltersDep, SessionDep, SettingsDep, StorageDep
 from app.models.base import utcnow
 from app.services import exports
@@ -14,8 +16,8 @@ router = APIRouter(prefix="/api/v1/exports", tags=["exports"])
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
-def _attachment(suffix: str) -> str:
-    name = f"问题台账-{utcnow().strftime('%Y%m%d')}.{suffix}"
+def _attachment(suffix: str, settings: Settings, now: datetime) -> str:
+    name = exports.ledger_filename(suffix, settings, now)
     return f"attachment; filename=\"ledger.{suffix}\"; filename*=UTF-8''{quote(name)}"
 
 
@@ -29,9 +31,11 @@ def ledger_xlsx(
     images: bool = True,
 ) -> StreamingResponse:
     """One row per issue, Chinese headers, before/after thumbnails (none with images=false)."""
-    batches = exports.ledger_batches(session, settings, user, filters, utcnow())
+    now = utcnow()
+    batches = exports.ledger_batches(session, settings, user, filters, now)
     ledger = exports.write_xlsx(batches, storage, images=images)
-    headers = {"Content-Disposition": _attachment("xlsx"), "Content-Length": str(ledger.size)}
+    disposition = _attachment("xlsx", settings, now)
+    headers = {"Content-Disposition": disposition, "Content-Length": str(ledger.size)}
     return StreamingResponse(exports.sent_once(ledger.path), media_type=XLSX, headers=headers)
 
 
@@ -40,9 +44,10 @@ def ledger_csv(
     filters: IssueFiltersDep, session: SessionDep, settings: SettingsDep, user: CurrentUser
 ) -> StreamingResponse:
     """The same columns as CSV (no pictures), UTF-8 with BOM, streamed."""
-    batches = exports.ledger_batches(session, settings, user, filters, utcnow())
+    now = utcnow()
+    batches = exports.ledger_batches(session, settings, user, filters, now)
     return StreamingResponse(
         exports.csv_chunks(batches),
         media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": _attachment("csv")},
+        headers={"Content-Disposition": _attachment("csv", settings, now)},
     )

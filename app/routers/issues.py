@@ -57,10 +57,6 @@ def _created(body: object, replayed: bool, location: str | None = None) -> JSONR
     return response
 
 
-def _etag(issue_version: int) -> str:
-    return f'"{issue_version}"'
-
-
 @router.post("", status_code=201, response_model=IssuePublic)
 def report_issue(
     form: Annotated[IssueReport, Form()],
@@ -124,11 +120,10 @@ def get_issue(
     crs: CrsParam = Crs.WGS84,
 ) -> Response:
     """One issue; answers If-None-Match with 304 while its version is unchanged."""
-    etag = _etag(issue.version)
-    headers = {"ETag": etag, "Cache-Control": "no-cache"}
-    if etags.matches(request.headers.get("if-none-match"), etag):
-        return Response(status_code=304, headers=headers)
-    return model_json(issue_public(session, issue, user, utcnow(), crs), headers=headers)
+    etag = etags.issue_etag(issue.version)
+    headers = {"ETag": etag, "Cache-Control": "no-cache", "Vary": "Authorization"}
+    cached = etags.not_modified(request, etag, headers)
+    return cached or model_json(issue_public(session, issue, user, utcnow(), crs), headers=headers)
 
 
 @router.post("/{issue_id}/photos", status_code=201, response_model=list[PhotoPublic])
@@ -170,7 +165,7 @@ def transition(
         session, settings, user, issue_id, body, version=version, idempotency_key=idempotency_key
     )
     public = issue_public(session, issue, user, utcnow())
-    return model_json(public, headers={"ETag": _etag(issue.version)})
+    return model_json(public, headers={"ETag": etags.issue_etag(issue.version)})
 
 
 @router.get("/{issue_id}/events")

@@ -64,10 +64,9 @@ def _service_worker(signature: tuple[tuple[str, int, int], ...]) -> tuple[bytes,
     digest = hashlib.sha256()
     for path in phone_files():
         digest.update(path.relative_to(PHONE_DIR).as_posix().encode() + b"\0" + path.read_bytes())
-    body = (
-        (PHONE_DIR / "sw.js").read_bytes().replace(VERSION_MARK, digest.hexdigest()[:16].encode())
-    )
-    return body, f'"{hashlib.sha256(body).hexdigest()[:20]}"'
+    version = digest.hexdigest()[:16].encode()
+    body = (PHONE_DIR / "sw.js").read_bytes().replace(VERSION_MARK, version)
+    return body, etags.content_etag(body)
 
 
 @router.api_route("/", methods=["GET", "HEAD"])
@@ -91,8 +90,9 @@ def service_worker(request: Request) -> Response:
         "Service-Worker-Allowed": "/m/",
         "X-Content-Type-Options": "nosniff",
     }
-    if etags.matches(request.headers.get("if-none-match"), etag):
-        return Response(status_code=304, headers=headers)
+    cached = etags.not_modified(request, etag, headers)
+    if cached is not None:
+        return cached
     return Response(body, media_type="text/javascript; charset=utf-8", headers=headers)
 
 

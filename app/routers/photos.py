@@ -3,7 +3,6 @@
 from pathlib import Path
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import FileResponse
 from sqlmodel import Session
 
 from app import etags
@@ -32,12 +31,13 @@ def _visible_photo(session: Session, photo_id: int, user: User) -> tuple[Photo, 
 
 
 def _file(request: Request, path: Path, etag: str, media_type: str, **headers: str) -> Response:
-    common = {"ETag": etag, "Cache-Control": IMMUTABLE, "X-Content-Type-Options": "nosniff"}
-    if etags.matches(request.headers.get("if-none-match"), etag):
-        return Response(status_code=304, headers=common)
+    common = {"Cache-Control": IMMUTABLE, "X-Content-Type-Options": "nosniff"}
+    cached = etags.not_modified(request, etag, common)
+    if cached is not None:
+        return cached
     if not path.exists():
         raise NotFound("the stored file is missing; run `gridproof verify`")
-    return FileResponse(path, media_type=media_type, headers=common | headers)
+    return etags.send_file(path, etag, media_type, common | headers)
 
 
 @router.get("/{photo_id}")
@@ -54,7 +54,7 @@ def thumb(
     """JPEG, upright, longest side ≤ 320 px, no EXIF."""
     row, _issue = _visible_photo(session, photo_id, user)
     path = storage.derivative_path(row.sha256, "thumb")
-    return _file(request, path, f'"{row.sha256}-thumb"', "image/jpeg")
+    return _file(request, path, etags.photo_etag(row.sha256, "thumb"), "image/jpeg")
 
 
 @router.get("/{photo_id}/large")
@@ -64,7 +64,7 @@ def large(
     """JPEG, upright, longest side ≤ 1600 px, no EXIF."""
     row, _issue = _visible_photo(session, photo_id, user)
     path = storage.derivative_path(row.sha256, "large")
-    return _file(request, path, f'"{row.sha256}-large"', "image/jpeg")
+    return _file(request, path, etags.photo_etag(row.sha256, "large"), "image/jpeg")
 
 
 @router.get("/{photo_id}/original")
@@ -79,7 +79,7 @@ def original(
     return _file(
         request,
         storage.original_path(row.sha256),
-        f'"{row.sha256}"',
+        etags.photo_etag(row.sha256),
         row.content_type,
         **{"Content-Disposition": f'attachment; filename="{name}"'},
     )

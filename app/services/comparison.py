@@ -1,5 +1,6 @@
 """The before/after comparison image: first before-photo and latest after-photo, side by side."""
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
@@ -29,16 +30,32 @@ def comparison_photos(session: Session, issue_id: int) -> tuple[Photo | None, Ph
     return before, after
 
 
-def comparison_jpeg(session: Session, settings: Settings, issue: Issue) -> Path:
-    """The comparison's file, made once and kept until a photo is added (the name says which)."""
+@dataclass(frozen=True)
+class Comparison:
+    """What the image shows: its photos are immutable, so the key names the image for good."""
+
+    key: str
+    before: Photo | None
+    after: Photo | None
+
+
+def comparison_of(session: Session, issue: Issue) -> Comparison:
     assert issue.id is not None
-    storage = Storage(settings.upload_dir)
     before, after = comparison_photos(session, issue.id)
     key = f"{issue.id}-{before.id if before else 0}-{after.id if after else 0}"
-    path = storage.root / "derived" / "comparisons" / f"{key}.jpg"
+    return Comparison(key, before, after)
+
+
+def comparison_jpeg(
+    session: Session, settings: Settings, issue: Issue, chosen: Comparison | None = None
+) -> Path:
+    """The comparison's file, made once and kept until a photo is added (the name says which)."""
+    storage = Storage(settings.upload_dir)
+    chosen = chosen or comparison_of(session, issue)
+    path = storage.root / "derived" / "comparisons" / f"{chosen.key}.jpg"
     if path.exists():
         return path
-    image = _render(storage, settings, issue, before, after)
+    image = _render(storage, settings, issue, chosen.before, chosen.after)
     temp, out = storage.open_temp()
     with out:
         image.save(out, "JPEG", quality=85)

@@ -3,14 +3,14 @@
 import json
 import zipfile
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlmodel import Session, col, select
 
 from app.config import Settings
-from app.models import Issue, Photo, User
+from app.models import Issue, IssueEvent, Photo, User
 from app.services import audit
 from app.services.comparison import comparison_jpeg
 from app.services.geo import distance_m
@@ -18,7 +18,7 @@ from app.services.photos import EXTENSIONS, format_of_content_type
 from app.services.present import events_public, issue_public, photos_public
 from app.services.storage import CHUNK, Storage
 
-README = """Evidence bundle for issue {code} (id {issue_id}), made {made_at}.
+README = """Evidence bundle for issue {code} (id {issue_id}), as of {as_of} (its last event).
 
 manifest.json   the issue, every photo (SHA-256, EXIF, location and its source, flags,
                 uploader, times), the audit events and whether their chain held when this
@@ -41,7 +41,11 @@ def photo_filename(photo: Photo) -> str:
 
 
 def evidence(session: Session, issue: Issue, viewer: User, now: datetime) -> dict[str, Any]:
-    """The issue, its photos, its events with their chain, and chain_valid recomputed now."""
+    """The issue, its photos, its events with their chain, and chain_valid recomputed now.
+
+    Nothing in it is the time of asking: the same state gives the same bytes (the route's ETag
+    is their hash), and `as_of` is the time of the last event, which the chain covers.
+    """
     assert issue.id is not None
     photos = list(
         session.exec(select(Photo).where(Photo.issue_id == issue.id).order_by(col(Photo.id)))
@@ -64,8 +68,12 @@ def evidence(session: Session, issue: Issue, viewer: User, now: datetime) -> dic
         "events": [e.model_dump(mode="json") for e in events_public(events)],
         "chain_valid": bool(events) and not problems,
         "chain_problems": problems,
-        "generated_at": audit.canonical_at(now),
+        "as_of": audit.canonical_at(_as_of(issue, events)),
     }
+
+
+def _as_of(issue: Issue, events: list[IssueEvent]) -> datetime:
+    return events[-1].at if events else issue.reported_at
 
 
 def bundle(
@@ -80,12 +88,11 @@ def bundle(
     texts = {
         "manifest.json": json.dumps(manifest, ensure_ascii=False, indent=2),
         "events.json": json.dumps(manifest["events"], ensure_ascii=False, indent=2),
-        "README.txt": README.format(
-            code=issue.code, issue_id=issue.id, made_at=manifest["generated_at"]
-        ),
+        "README.txt": README.format(code=issue.code, issue_id=issue.id, as_of=manifest["as_of"]),
     }
     files = {**originals, "comparison.jpg": comparison_jpeg(session, settings, issue)}
-    return _stream_zip(texts, files, now)
+    # Stamped with the state's time, not the request's: the same state, the same bytes.
+    return _stream_zip(texts, files, datetime.fromisoformat(manifest["as_of"]))
 
 
 class _Sink:
@@ -107,10 +114,10 @@ class _Sink:
         return data
 
 
-def _stream_zip(texts: dict[str, str], files: dict[str, Path], now: datetime) -> Iterator[bytes]:
+def _stream_zip(texts: dict[str, str], files: dict[str, Path], at: datetime) -> Iterator[bytes]:
     """Yield a ZIP as it is written: memory holds one chunk of one file at a time."""
     sink = _Sink()
-    stamp = now.timetuple()[:6]
+    stamp = at.astimezone(UTC).timetuple()[:6]
     with zipfile.ZipFile(sink, "w") as archive:  # type: ignore[call-overload]
         for name, text in texts.items():
             info = zipfile.ZipInfo(name, stamp)

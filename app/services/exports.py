@@ -37,6 +37,7 @@ from app.models import Category, Issue, OrgUnit, Photo, User
 from app.models.base import utcnow
 from app.models.issue import IssueStatus
 from app.models.photo import PhotoKind
+from app.services.cells import csv_text, xlsx_text
 from app.services.issue_list import IssueFilters, filtered
 from app.services.issues import is_overdue
 from app.services.storage import Storage
@@ -83,7 +84,9 @@ class Thumb:
 class LedgerRow:
     code: str
     category: str
-    location: str
+    address: str | None
+    lat: float
+    lon: float
     description: str
     reporter: str
     reported_at: datetime
@@ -98,6 +101,16 @@ class LedgerRow:
     unit: str
     before: Thumb | None
     after: Thumb | None
+
+    @property
+    def coordinates(self) -> str:
+        """The place when no address was given: made here from two numbers, never user text."""
+        return f"{self.lat:.6f}, {self.lon:.6f}"
+
+
+def ledger_filename(suffix: str, settings: Settings, now: datetime) -> str:
+    """问题台账-YYYYMMDD.<suffix>, dated in the zone as issue codes are (JK-YYYYMMDD-…)."""
+    return f"问题台账-{now.astimezone(settings.zone):%Y%m%d}.{suffix}"
 
 
 def late(issue: Issue, now: datetime) -> bool:
@@ -135,7 +148,9 @@ def ledger_batches(
             LedgerRow(
                 code=i.code,
                 category=categories[i.category_code][0],
-                location=i.address or f"{i.lat:.6f}, {i.lon:.6f}",
+                address=i.address or None,
+                lat=i.lat,
+                lon=i.lon,
                 description=i.description,
                 reporter=names.get(i.reported_by_id, ""),
                 reported_at=i.reported_at.astimezone(zone),
@@ -208,26 +223,29 @@ def csv_chunks(batches: Iterator[list[LedgerRow]]) -> Iterator[bytes]:
     for batch in batches:
         buffer.seek(0)
         buffer.truncate()
-        for row in batch:
-            writer.writerow(
-                [
-                    row.code,
-                    row.category,
-                    row.location,
-                    row.description,
-                    row.reporter,
-                    _when(row.reported_at),
-                    row.org_unit,
-                    _when(row.deadline),
-                    row.status,
-                    _when(row.rectified_at),
-                    row.verifier,
-                    "是" if row.overdue else "否",
-                    row.rework_count,
-                    _quantity(row),
-                ]
-            )
+        writer.writerows(_csv_row(row) for row in batch)
         yield buffer.getvalue().encode()
+
+
+def _csv_row(row: LedgerRow) -> list[str | int]:
+    """Every text through csv_text (user text may look like a formula); numbers as they are."""
+    text = csv_text
+    return [
+        text(row.code),
+        text(row.category),
+        text(row.address) if row.address else row.coordinates,
+        text(row.description),
+        text(row.reporter),
+        _when(row.reported_at),
+        text(row.org_unit),
+        _when(row.deadline),
+        text(row.status),
+        _when(row.rectified_at),
+        text(row.verifier),
+        "是" if row.overdue else "否",
+        row.rework_count,
+        _quantity(row),
+    ]
 
 
 # --- XLSX ------------------------------------------------------------------------------------
@@ -416,7 +434,12 @@ class _Styles:
         return cell
 
     def cell(self, value: Any, like: WriteOnlyCell) -> WriteOnlyCell:
-        cell = WriteOnlyCell(self.sheet, value=value)
+        """A cell of this style; text is always a string cell (never a formula: cells.py)."""
+        if isinstance(value, str):
+            cell = WriteOnlyCell(self.sheet, value=xlsx_text(value))
+            cell.data_type = "s"
+        else:
+            cell = WriteOnlyCell(self.sheet, value=value)
         cell._style = copy(like._style)
         return cell
 
@@ -437,7 +460,7 @@ def _cells(row: LedgerRow, styles: _Styles) -> list[WriteOnlyCell]:
     return [
         cell(row.code, plain),
         cell(row.category, plain),
-        cell(row.location, wrap),
+        cell(row.address or row.coordinates, wrap),
         cell(row.description, wrap),
         cell(row.reporter, plain),
         when(row.reported_at),

@@ -7,6 +7,7 @@ import random
 import subprocess
 import tracemalloc
 import zipfile
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from sqlalchemy import delete, update
 from sqlmodel import col
 
 from app.models import IssueEvent
+from app.routers import evidence as evidence_router
 from app.services.storage import CHUNK
 from tests.factories import (
     LAT,
@@ -158,7 +160,7 @@ def test_evidence_json(client, zone):
     assert_chain_holds(issue["id"], events)
     assert body["chain_valid"] is True
     assert body["chain_problems"] == []
-    assert body["generated_at"].endswith("Z")
+    assert body["as_of"] == events[-1]["at"]  # the state's time, not the request's
     # The same trail as the events endpoint.
     assert events == get(client, zone, issue["id"], "events").json()
 
@@ -199,6 +201,86 @@ def test_evidence_chain_valid_turns_false_after_tampering(client, zone, session)
     assert manifest["chain_problems"] == problems
 
 
+def test_the_evidence_etag_is_the_hash_of_its_body(client, zone, monkeypatch):
+    """The same ETag is always the same bytes; bytes that differ never share an ETag, also
+    when nothing was written (the issue turned overdue) or when someone else asks."""
+    issue = report(client, zone).json()
+    issue = act(client, zone, "d_super", issue, "dispatch", org_unit="A").json()
+    first, again = (get(client, zone, issue["id"], "evidence") for _ in range(2))
+    assert first.content == again.content  # no request time in it
+    etag = first.headers["etag"]
+    assert etag == again.headers["etag"] == f'"{sha256(first.content)[:32]}"'
+    assert first.headers["cache-control"] == "no-cache" and "Authorization" in first.headers["vary"]
+    assert first.json()["as_of"] == first.json()["events"][-1]["at"]
+
+    cached = client.get(
+        url(issue["id"], "evidence"), headers=zone.headers("auditor", **{"If-None-Match": etag})
+    )
+    assert cached.status_code == 304 and cached.content == b"" and cached.headers["etag"] == etag
+
+    # Someone who may act on it is offered other actions: another body, another ETag.
+    supervisor = get(client, zone, issue["id"], "evidence", user="d_super")
+    assert supervisor.json()["issue"]["allowed_actions"] != first.json()["issue"]["allowed_actions"]
+    assert supervisor.headers["etag"] != etag
+
+    # Past the deadline, with no write in between: the body says overdue, the ETag moves.
+    later = datetime.fromisoformat(issue["deadline"]) + timedelta(hours=1)
+    monkeypatch.setattr(evidence_router, "utcnow", lambda: later)
+    overdue = client.get(
+        url(issue["id"], "evidence"), headers=zone.headers("auditor", **{"If-None-Match": etag})
+    )
+    assert overdue.status_code == 200 and overdue.json()["issue"]["overdue"] is True
+    assert overdue.headers["etag"] == f'"{sha256(overdue.content)[:32]}"' != etag
+    monkeypatch.undo()
+
+    # A write changes the body and so the ETag; the old one gets the new answer.
+    assert add_photos(client, zone, "a_worker", issue["id"], "after").status_code == 201
+    changed = client.get(
+        url(issue["id"], "evidence"), headers=zone.headers("auditor", **{"If-None-Match": etag})
+    )
+    assert changed.status_code == 200 and changed.headers["etag"] != etag
+    assert changed.json()["as_of"] > first.json()["as_of"]
+
+
+def test_the_bundle_is_the_same_bytes_for_the_same_state(client, zone):
+    issue, _uploads = evidence_issue(client, zone)
+    first, again = (get(client, zone, issue["id"], "evidence.zip") for _ in range(2))
+    assert first.content == again.content
+    with zipfile.ZipFile(io.BytesIO(first.content)) as bundle:
+        as_of = json.loads(bundle.read("manifest.json"))["as_of"]
+        assert f"as of {as_of}" in bundle.read("README.txt").decode()
+        stamp = datetime.fromisoformat(as_of).replace(microsecond=0)
+        stamp -= timedelta(seconds=stamp.second % 2)  # ZIP keeps even seconds
+        assert {info.date_time for info in bundle.infolist()} == {stamp.timetuple()[:6]}
+
+
+def test_the_comparison_answers_if_none_match_until_a_photo_is_added(client, zone, monkeypatch):
+    issue = dispatched_issue(client, zone)
+    assert add_photos(client, zone, "a_worker", issue["id"], "after").status_code == 201
+    first = get(client, zone, issue["id"], "comparison.jpg")
+    etag = first.headers["etag"]
+    assert first.headers["content-type"] == "image/jpeg"
+
+    def not_drawn(*args, **kwargs):
+        raise AssertionError("the comparison was drawn for a 304")
+
+    monkeypatch.setattr(evidence_router, "comparison_jpeg", not_drawn)
+    cached = client.get(
+        url(issue["id"], "comparison.jpg"),
+        headers=zone.headers("auditor", **{"If-None-Match": etag}),
+    )
+    assert cached.status_code == 304 and cached.headers["etag"] == etag
+    monkeypatch.undo()
+
+    assert add_photos(client, zone, "a_worker", issue["id"], "after").status_code == 201
+    changed = client.get(
+        url(issue["id"], "comparison.jpg"),
+        headers=zone.headers("auditor", **{"If-None-Match": etag}),
+    )
+    assert changed.status_code == 200 and changed.headers["etag"] != etag
+    assert changed.content != first.content
+
+
 # --- GET /evidence.zip -----------------------------------------------------------------------
 
 
@@ -237,8 +319,6 @@ def test_evidence_zip_contents(client, zone, tmp_path):
         comparison = bundle.read("comparison.jpg")
         bundle.extractall(tmp_path)
 
-    assert manifest.pop("generated_at")
-    evidence.pop("generated_at")
     assert manifest == evidence
     assert events == evidence["events"]
     assert_chain_holds(issue["id"], events)

@@ -8,13 +8,15 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, event
+from starlette.routing import Mount, Route
 
 from app import etags
 from app.config import Settings
 from app.main import create_app
+from app.routers import dashboard_page, pages
 from app.routers import issues as issues_router
 from app.services import changes, orgs
-from tests.factories import act, add_photos, assert_problem, report
+from tests.factories import act, add_photos, assert_problem, rectified_issue, report
 
 
 @pytest.fixture
@@ -262,3 +264,56 @@ def test_a_get_after_a_database_restart_is_retryable_and_the_retry_works(
     assert_problem(lost, 503, "database_unavailable")
     assert lost.headers["retry-after"] == "1"
     assert client.get("/api/v1/issues", headers=headers).status_code == 200
+
+
+# --- Every GET of the application, not a list kept by hand -----------------------------------
+
+# Answers that are never revalidated: health checks, redirects and FastAPI's documentation.
+NO_ETAG = {"/healthz", "/readyz", "/", "/m", "/docs", "/docs/oauth2-redirect", "/redoc"}
+NO_ETAG |= {"/openapi.json"}
+
+
+def _every_get(client, issue):
+    """One URL for each GET of the app, with its route: the API's from its OpenAPI document,
+    the pages' from their routers, FastAPI's own and the static mount from the app's routes."""
+    values = {"issue_id": issue["id"], "photo_id": issue["photos"][-1]["id"], "name": "app.js"}
+    routes = [(path, path) for path, ops in client.app.openapi()["paths"].items() if "get" in ops]
+    for route in [*pages.router.routes, *dashboard_page.router.routes, *client.app.routes]:
+        if isinstance(route, Route) and "GET" in (route.methods or ()):
+            routes.append((route.path, route.path_format))
+        elif isinstance(route, Mount):
+            files = sorted(p.name for p in Path(route.app.directory).iterdir())  # type: ignore[attr-defined]
+            routes += [(route.path, f"{route.path}/{name}") for name in files]
+    for route, path in routes:
+        yield route, path.format(**values)
+
+
+def test_every_get_that_sends_an_etag_answers_if_none_match_with_it(client, zone):
+    issue = rectified_issue(client, zone)
+    headers = zone.headers("d_super")  # sees every issue, reads originals and evidence
+    routes_seen, without_etag = set(), set()
+    for route, path in _every_get(client, issue):
+        routes_seen.add(route)
+        first = client.get(path, headers=headers, follow_redirects=False)
+        assert first.status_code in (200, 307), (path, first.status_code, first.text[:200])
+        etag = first.headers.get("etag")
+        if etag is None:
+            without_etag.add(route)
+            continue
+        for if_none_match in (etag, f'"other", {etag}', f"W/{etag}", "*"):
+            again = client.get(path, headers={**headers, "If-None-Match": if_none_match})
+            assert again.status_code == 304, (path, if_none_match, again.status_code)
+            assert again.content == b"" and again.headers["etag"] == etag, path
+        assert client.get(path, headers={**headers, "If-None-Match": '"other"'}).status_code == 200
+    assert without_etag == NO_ETAG & routes_seen, without_etag
+    assert {"/api/v1/issues/{issue_id}/comparison.jpg", "/dashboard"} <= routes_seen
+    assert len(routes_seen) >= 28
+
+
+def test_if_none_match_star_is_answered_by_the_route(client, zone, issue):
+    headers = zone.headers("viewer", **{"If-None-Match": "*"})
+    assert client.get("/api/v1/issues/999999", headers=headers).status_code == 404
+    listed = client.get("/api/v1/categories", headers=headers)
+    assert listed.status_code == 304 and listed.content == b"" and listed.headers["etag"]
+    one = client.get(f"/api/v1/issues/{issue['id']}", headers=headers)
+    assert one.status_code == 304 and one.headers["etag"] == f'"{issue["version"]}"'
