@@ -5,15 +5,18 @@ from app.models.change import ChangeCounter
 from app.models.event import IssueEvent
 from app.models.idempotency import IdempotencyRecord
 from app.models.issue import Issue, IssueCodeCounter, IssueStatus
+from app.models.open311 import IssueContact
 from app.models.org import OrgUnit
 from app.models.photo import Photo, PhotoKind
 from app.models.user import ApiToken, Role, User
+from app.models.webhook import WebhookDelivery, WebhookSubscription
 
 __all__ = [
     "ApiToken",
     "Category",
     "ChangeCounter",
     "IdempotencyRecord",
+    "IssueContact",
     "Issue",
     "IssueCodeCounter",
     "IssueEvent",
@@ -23,4 +26,6 @@ __all__ = [
     "PhotoKind",
     "Role",
     "User",
+    "WebhookDelivery",
+    "WebhookSubscription",
 ]

@@ -164,12 +164,15 @@ def report_issue(
     uploads: Uploads,
     idempotency_key: str | None = None,
     now: datetime | None = None,
+    on_write: Callable[[Issue], None] | None = None,
 ) -> tuple[Issue, bool]:
-    """Create an issue with its photos; returns (issue, replayed)."""
+    """Create an issue with its photos; returns (issue, replayed). `on_write` adds to the
+    issue's transaction (Open311: its source and contact)."""
     now = now or utcnow()
     if user.role not in REPORTERS:
         raise Forbidden("Only workers and supervisors report issues")
-    _check_counts(uploads, settings, required="photos")
+    # A hotline call has no photo: external systems may report without one.
+    _check_counts(uploads, settings, required=None if user.role == Role.EXTERNAL else "photos")
     category = session.get(Category, form.category)
     if category is None:
         raise ValidationFailed(f"unknown category {form.category!r}", field="category")
@@ -213,6 +216,8 @@ def report_issue(
             "on_the_spot": on_the_spot,
             "photos": [_photo_ref(p) for p in photos],
         }
+        if on_write is not None:
+            on_write(issue)
         audit.append_event(session, issue, user, "report", now, data=data)
         return issue
 
@@ -294,9 +299,9 @@ def _check_photo_rule(session: Session, issue: Issue, user: User, kind: PhotoKin
         raise PhotoNotAllowed(f"{kind} photos cannot be added to a {issue.status} issue")
 
 
-def _check_counts(uploads: Uploads, settings: Settings, required: str) -> None:
+def _check_counts(uploads: Uploads, settings: Settings, required: str | None) -> None:
     limit = settings.max_photos_per_request
-    if not uploads.fields.get(required):
+    if required and not uploads.fields.get(required):
         raise ValidationFailed(f"at least one photo is required in {required!r}", field=required)
     for name, files in uploads.fields.items():
         if len(files) > limit:

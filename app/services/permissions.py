@@ -8,7 +8,7 @@ from sqlmodel import Session, col
 from app.models import Issue, OrgUnit, Role, User
 from app.services import orgs
 
-REPORTERS = frozenset({Role.WORKER, Role.SUPERVISOR})
+REPORTERS = frozenset({Role.WORKER, Role.SUPERVISOR, Role.EXTERNAL})
 SUPERVISORS = frozenset({Role.SUPERVISOR})
 RECTIFIERS = frozenset({Role.WORKER, Role.SUPERVISOR})
 EVIDENCE_READERS = frozenset({Role.SUPERVISOR, Role.AUDITOR, Role.ADMIN})
