@@ -1,4 +1,5 @@
-"""What an Open311 client sent about the person who reported: kept, shown to no other role."""
+"""What an Open311 client sent beside the issue (the person who reported, a media_url): kept,
+shown to no other role."""
 
 from datetime import datetime
 
@@ -18,4 +19,7 @@ class IssueContact(SQLModel, table=True):
     first_name: str | None = Field(default=None, max_length=100)
     last_name: str | None = Field(default=None, max_length=100)
     phone: str | None = Field(default=None, max_length=40)
+    # A photo elsewhere: recorded, never fetched (only 127.0.0.1 is reachable, and photos come
+    # as evidence through `media`).
+    media_url: str | None = Field(default=None, max_length=2000)
     created_at: datetime = time_field(nullable=False, default_factory=utcnow)

@@ -28,6 +28,7 @@ def upgrade() -> None:
         sa.Column("first_name", sa.String(length=100), nullable=True),
         sa.Column("last_name", sa.String(length=100), nullable=True),
         sa.Column("phone", sa.String(length=40), nullable=True),
+        sa.Column("media_url", sa.String(length=2000), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["issue_id"], ["issues.id"]),
         sa.ForeignKeyConstraint(["sent_by_id"], ["users.id"]),
