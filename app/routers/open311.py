@@ -197,7 +197,7 @@ def media(
     photo_id: PhotoId,
     size: str,
     expires: int,
-    sig: Annotated[str, Query(max_length=64)],
+    sig: Annotated[str, Query(max_length=200)],
     session: SessionDep,
     settings: SettingsDep,
     storage: StorageDep,
