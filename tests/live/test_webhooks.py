@@ -81,8 +81,9 @@ def test_status_changes_and_overdue_are_told(live: Live, receiver: Receiver) -> 
             headers={"If-Match": f'"{issue["version"]}"'},
         )
         assert response.status_code == 200, response.text
-    events = wait_for(lambda: {r.json()["event"] for r in receiver.received} >= {
-        "issue.status_changed", "issue.overdue"} and [r.json() for r in receiver.received])  # fmt: skip
+    wanted = {"issue.status_changed", "issue.overdue"}
+    wait_for(lambda: {r.json()["event"] for r in receiver.received} >= wanted)
+    events = [r.json() for r in receiver.received]
     changed = next(e for e in events if e["event"] == "issue.status_changed")
     assert (
         changed["change"]["from_status"] == "reported"
