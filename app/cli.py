@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from sqlmodel import Session
 
+from app.cli_webhooks import add_commands as add_webhook_commands
 from app.config import get_settings
 from app.db import get_engine, migrate
 from app.errors import AppError
@@ -124,7 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     user_add = user.add_parser("add", help="create a user; prints an API token on the last line")
     user_add.add_argument("username")
     user_add.add_argument(
-        "--role", required=True, choices=["worker", "supervisor", "auditor", "viewer", "admin"]
+        "--role",
+        required=True,
+        choices=["worker", "supervisor", "auditor", "viewer", "admin", "external"],
     )
     user_add.add_argument("--org", required=True, help="org unit code")
     user_add.add_argument("--password")
@@ -135,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify = commands.add_parser("verify", help="re-hash originals and re-check audit chains")
     verify.add_argument("--issue", type=int)
     verify.set_defaults(func=cmd_verify)
+    add_webhook_commands(commands)
     return parser
 
 

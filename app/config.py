@@ -51,6 +51,25 @@ class Settings(BaseSettings):
     score_weight_rework: float = Field(default=30, ge=0)
     score_weight_volume: float = Field(default=10, ge=0)
 
+    # Signs Open311 media URLs; empty: a random one kept in upload_dir/signing.key.
+    signing_secret: str = ""
+    media_url_ttl_seconds: int = Field(default=86_400, ge=60)
+    # The scheme, host and port of media URLs (e.g. https://gridproof.example.cn); empty: the
+    # request's own.
+    public_base_url: str = ""
+
+    # Webhooks: deliveries are sent by a thread of each server process (see the README).
+    webhook_worker: bool = True
+    webhook_poll_seconds: float = Field(default=2, gt=0)
+    webhook_timeout_seconds: float = Field(default=10, gt=0)
+    webhook_retry_base_seconds: float = Field(default=30, gt=0)
+    webhook_retry_max_seconds: float = Field(default=3600, gt=0)
+    webhook_retry_hours: float = Field(default=24, gt=0)
+    webhook_senders: int = Field(default=4, ge=1, le=64)
+    webhook_overdue_scan_seconds: float = Field(default=60, gt=0)
+    # Private, loopback and link-local addresses are refused as webhook URLs unless allowed.
+    webhook_allow_private: bool = False
+
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * MB)

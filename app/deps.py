@@ -18,7 +18,7 @@ from app import etags
 from app.config import Settings
 from app.db import get_engine, get_read_engine
 from app.errors import Forbidden, PreconditionRequired, Unauthenticated, VersionConflict
-from app.models import Issue, User
+from app.models import Issue, Role, User
 from app.models.base import MAX_ID, as_aware
 from app.models.issue import IssueStatus
 from app.services import auth, changes, idempotency
@@ -83,6 +83,15 @@ def get_current_user(request: Request, session: SessionDep, token: TokenDep) -> 
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+async def require_admin(user: CurrentUser) -> User:
+    if user.role != Role.ADMIN:
+        raise Forbidden("Only admins may do this")
+    return user
+
+
+AdminUser = Annotated[User, Depends(require_admin)]
 
 
 async def get_if_match(if_match: Annotated[str | None, Header()] = None) -> int:

@@ -18,16 +18,20 @@ from app.routers import (
     evidence,
     exports,
     issues,
+    open311,
     pages,
     photos,
     public,
+    webhooks,
 )
 from app.services.decoders import start_decoders, stop_decoders
 from app.services.storage import Storage
+from app.services.webhook_worker import DeliveryWorker
 
 # Beside the library's text types: our errors and the CSV ledger.
 add_compress_type("application/problem+json")
 add_compress_type("text/csv")
+add_compress_type("text/xml")
 
 
 class GridproofAPI(FastAPI):
@@ -50,9 +54,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 storage.root,
             )
         await run_in_threadpool(start_decoders, settings)
+        worker = DeliveryWorker(settings) if settings.webhook_worker else None
+        if worker:
+            worker.start()
         try:
             yield
         finally:
+            if worker:
+                await run_in_threadpool(worker.stop)
             await run_in_threadpool(stop_decoders)
 
     app = GridproofAPI(
@@ -80,6 +89,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(evidence.router)
     app.include_router(dashboard.router)
     app.include_router(exports.router)
+    app.include_router(webhooks.router)
+    app.include_router(open311.router, max_body_size=settings.max_request_bytes)
     app.include_router(dashboard_page.router)
     app.mount(
         "/dashboard/assets",

@@ -5,9 +5,11 @@ from app.models.change import ChangeCounter
 from app.models.event import IssueEvent
 from app.models.idempotency import IdempotencyRecord
 from app.models.issue import Issue, IssueCodeCounter, IssueStatus
+from app.models.open311 import IssueContact
 from app.models.org import OrgUnit
 from app.models.photo import Photo, PhotoKind
 from app.models.user import ApiToken, Role, User
+from app.models.webhook import WebhookDelivery, WebhookSubscription
 
 __all__ = [
     "ApiToken",
@@ -16,6 +18,7 @@ __all__ = [
     "IdempotencyRecord",
     "Issue",
     "IssueCodeCounter",
+    "IssueContact",
     "IssueEvent",
     "IssueStatus",
     "OrgUnit",
@@ -23,4 +26,6 @@ __all__ = [
     "PhotoKind",
     "Role",
     "User",
+    "WebhookDelivery",
+    "WebhookSubscription",
 ]

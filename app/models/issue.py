@@ -41,7 +41,8 @@ class Issue(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     code: str = Field(unique=True, max_length=40)
     category_code: str = Field(foreign_key="categories.code", index=True)
-    description: str = Field(default="", max_length=2000)
+    # 4000: what Open311 accepts; the JSON API's form still takes at most 2000.
+    description: str = Field(default="", max_length=4000)
     status: str = Field(index=True, max_length=20)
     lat: float
     lon: float
@@ -69,6 +70,9 @@ class Issue(SQLModel, table=True):
     # The number of the issue's latest change, from the change counter (app/services/changes.py):
     # strictly increasing in commit order. 0 only for rows loaded around the services.
     change_seq: int = Field(default=0, sa_type=BigInteger, sa_column_kwargs={"server_default": "0"})
+    # Where the report came from: None for Gridproof's own users, else the external system's
+    # source (its username, e.g. "12345"), so that stats can count them apart.
+    source: str | None = Field(default=None, max_length=60, index=True)
 
 
 class IssueCodeCounter(SQLModel, table=True):
@@ -115,6 +119,8 @@ class IssuePublic(BaseModel):
     version: int
     updated_at: datetime
     photos: list[PhotoPublic]
+    # Where the report came from (None: Gridproof's own users; else e.g. "12345").
+    source: str | None = None
     # The union of the photos' flags (see the README).
     flags: list[str]
     allowed_actions: list[str]

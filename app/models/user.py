@@ -16,6 +16,8 @@ class Role(StrEnum):
     AUDITOR = "auditor"
     VIEWER = "viewer"
     ADMIN = "admin"
+    # Another system (the 12345 hotline, a 随手拍 app) speaking Open311 with its api_key.
+    EXTERNAL = "external"
 
 
 class User(SQLModel, table=True):

@@ -14,6 +14,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from app.models import Issue, IssueEvent, User
+from app.services import webhooks
 
 GENESIS = "0" * 64
 
@@ -77,6 +78,8 @@ def append_event(
     )
     event.hash = event_hash(event)
     session.add(event)
+    # Every change passes here: its webhook deliveries join the same transaction.
+    webhooks.enqueue_for_event(session, issue, event)
     return event
 
 

@@ -9,7 +9,7 @@ from app.errors import NotFound
 from app.models import Issue, OrgUnit, Role, User
 from app.services import orgs
 
-REPORTERS = frozenset({Role.WORKER, Role.SUPERVISOR})
+REPORTERS = frozenset({Role.WORKER, Role.SUPERVISOR, Role.EXTERNAL})
 SUPERVISORS = frozenset({Role.SUPERVISOR})
 RECTIFIERS = frozenset({Role.WORKER, Role.SUPERVISOR})
 EVIDENCE_READERS = frozenset({Role.SUPERVISOR, Role.AUDITOR, Role.ADMIN})

@@ -194,6 +194,7 @@ def _issue(
         "version": i.version,
         "updated_at": i.updated_at,
         "photos": [_photo(p, crs) for p in photos],
+        "source": i.source,
         "flags": sorted({flag for p in photos for flag in p.flags}),
         "allowed_actions": actions,
         "crs": crs,

@@ -81,19 +81,24 @@ def report_issue(
     *,
     idempotency_key: str | None = None,
     now: datetime | None = None,
+    on_write: Callable[[Issue], None] | None = None,
 ) -> tuple[Issue, bool]:
-    """Create an issue with its photos; returns (issue, replayed)."""
+    """Create an issue with its photos; returns (issue, replayed). `on_write` adds to the
+    issue's transaction (Open311: its source and contact)."""
     now = now or utcnow()
     session, user = caller.session, caller.user
     if user.role not in REPORTERS:
         raise Forbidden("Only workers and supervisors report issues")
-    _check_counts(uploads, caller.settings, required="photos")
+    # A hotline call has no photo: external systems may report without one.
+    _check_counts(
+        uploads, caller.settings, required=None if user.role == Role.EXTERNAL else "photos"
+    )
     category = session.get(Category, form.category)
     if category is None:
         raise ValidationFailed(f"unknown category {form.category!r}", field="category")
 
     def write(ingested: Ingested) -> Issue:
-        before, after = ingested["photos"], ingested.get("after_photos", [])
+        before, after = ingested.get("photos", []), ingested.get("after_photos", [])
         issue = _new_issue(caller, form, category, before, on_the_spot=bool(after), now=now)
         photos = _add_photo_rows(caller, issue, PhotoKind.BEFORE, before, form, now=now)
         photos += _add_photo_rows(caller, issue, PhotoKind.AFTER, after, form, now=now)
@@ -106,6 +111,8 @@ def report_issue(
             "on_the_spot": bool(after),
             "photos": [_photo_ref(p) for p in photos],
         }
+        if on_write is not None:
+            on_write(issue)
         audit.append_event(session, issue, user, "report", now, data=data)
         return issue
 
@@ -174,9 +181,9 @@ def check_photo_rule(session: Session, issue: Issue, user: User, kind: PhotoKind
         raise PhotoNotAllowed(f"{kind} photos cannot be added to a {issue.status} issue")
 
 
-def _check_counts(uploads: Uploads, settings: Settings, required: str) -> None:
+def _check_counts(uploads: Uploads, settings: Settings, required: str | None) -> None:
     limit = settings.max_photos_per_request
-    if not uploads.fields.get(required):
+    if required and not uploads.fields.get(required):
         raise ValidationFailed(f"at least one photo is required in {required!r}", field=required)
     for name, files in uploads.fields.items():
         if len(files) > limit:
