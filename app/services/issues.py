@@ -44,7 +44,7 @@ from app.models.issue import (
     TransitionRequest,
 )
 from app.models.photo import PhotoKind
-from app.services import audit, changes, checks, idempotency, orgs
+from app.services import audit, changes, checks, grid, idempotency, orgs
 from app.services.geo import to_wgs84
 from app.services.permissions import RECTIFIERS, REPORTERS, SUPERVISORS, acts_on, visible_issues
 from app.services.photos import IngestedPhoto, Upload, ingest_photo, sha256_of
@@ -190,7 +190,8 @@ def report_issue(
             accuracy_m=form.accuracy_m,
             location_source=source,
             address=form.address,
-            org_unit_id=user.org_unit_id,
+            # 属地: the grid cell's unit (app/services/grid.py); the reporter's without a grid.
+            **grid.placement(session, lat, lon, user.org_unit_id, route=not on_the_spot),
             reported_by_id=_id(user),
             reported_at=now,
             rectified_at=now if on_the_spot else None,

@@ -196,6 +196,10 @@ def _issue(
         "flags": sorted({flag for p in photos for flag in p.flags}),
         "allowed_actions": actions,
         "crs": crs,
+        "grid_cell": (
+            {"code": i.grid_cell_code, "name": i.grid_cell_name} if i.grid_cell_code else None
+        ),
+        "outside_grid": i.outside_grid,
     }
 
 
