@@ -91,8 +91,11 @@ def import_grid(
     session.flush()  # the retired versions leave the unique index before the new ones enter
     _write_cells(session, [*new, *changed], fingerprints, record, now)
     changes.bump(session)
-    session.commit()
+    session.flush()
+    # Built inside the transaction (a read after the commit would open another, and on SQLite
+    # hold the write lock); an index whose import never commits is never used (its token).
     grid.refresh_index(session)
+    session.commit()
     return GridImportResult(
         added=len(new),
         changed=len(changed),
