@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 import shapely
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import func
+from sqlalchemy import func, insert
 from sqlmodel import Session, col, select
 
 from app.errors import GridImportRefused
@@ -124,27 +124,28 @@ def _write_cells(
         ).all()
     )
     assert record.id is not None
-    for spec in specs:
-        min_lon, min_lat, max_lon, max_lat = spec.polygon.bounds
-        session.add(
-            GridCell(
-                code=spec.code,
-                version=versions.get(spec.code, 0) + 1,
-                name=spec.name,
-                level=spec.level,
-                parent_code=spec.parent,
-                org_unit_id=units[spec.org_unit],
-                worker_id=workers.get(spec.worker) if spec.worker else None,
-                geometry=spec.geojson,
-                min_lon=min_lon,
-                min_lat=min_lat,
-                max_lon=max_lon,
-                max_lat=max_lat,
-                fingerprint=fingerprints[spec.code],
-                import_id=record.id,
-                valid_from=now,
-            )
-        )
+    rows = [
+        {
+            "code": spec.code,
+            "version": versions.get(spec.code, 0) + 1,
+            "name": spec.name,
+            "level": spec.level.value,
+            "parent_code": spec.parent,
+            "org_unit_id": units[spec.org_unit],
+            "worker_id": workers.get(spec.worker) if spec.worker else None,
+            "geometry": spec.geojson,
+            **dict(
+                zip(("min_lon", "min_lat", "max_lon", "max_lat"), spec.polygon.bounds, strict=True)
+            ),
+            "fingerprint": fingerprints[spec.code],
+            "import_id": record.id,
+            "valid_from": now,
+        }
+        for spec in specs
+    ]
+    if rows:
+        # One executemany: 10,000 ORM objects cost seconds (measured with bench/routing.py).
+        session.execute(insert(GridCell), rows)
 
 
 def _ids(session: Session, table: Any, key: Any, wanted: set[str]) -> dict[str, int]:
