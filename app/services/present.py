@@ -264,6 +264,7 @@ def feature_collection(
                     "category": i.category_code,
                     "status": i.status,
                     "overdue": is_overdue(i, now),
+                    "outside_grid": i.outside_grid,
                     "thumb": f"/api/v1/photos/{photo_id}/thumb" if photo_id else None,
                 },
             }
