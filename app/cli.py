@@ -68,6 +68,18 @@ def cmd_demo(_args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_grid_import(args: argparse.Namespace) -> int:
+    from app.services import grid_import
+
+    with open(args.file, "rb") as file, _session() as session:
+        result = grid_import.import_grid(session, file.read(), args.crs)
+    print(
+        f"grid: {result.added} added, {result.changed} changed, {result.retired} retired, "
+        f"{result.unchanged} unchanged"
+    )
+    return 0
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from app.services import verification
 
@@ -134,6 +146,14 @@ def build_parser() -> argparse.ArgumentParser:
     user_add.set_defaults(func=cmd_user_add)
 
     commands.add_parser("demo", help="load the demo zone (idempotent)").set_defaults(func=cmd_demo)
+
+    grid = commands.add_parser("grid", help="grid cells").add_subparsers(
+        dest="grid_command", required=True
+    )
+    grid_import = grid.add_parser("import", help="load a GeoJSON FeatureCollection of cells")
+    grid_import.add_argument("file")
+    grid_import.add_argument("--crs", choices=["wgs84", "gcj02"], default="wgs84")
+    grid_import.set_defaults(func=cmd_grid_import)
 
     verify = commands.add_parser("verify", help="re-hash originals and re-check audit chains")
     verify.add_argument("--issue", type=int)

@@ -129,6 +129,12 @@ class LocationRequired(AppError):
     title = "No location: send lat/lon or a photo with GPS in its EXIF"
 
 
+class GridImportRefused(AppError):
+    status = 422
+    code = "grid_import_refused"
+    title = "网格文件被拒绝，未写入任何数据"
+
+
 # Starlette's own HTTP errors (unknown route, wrong method, body over the limit …).
 _HTTP_CODES = {
     400: ("bad_request", "Bad request"),

@@ -17,6 +17,7 @@ from app.routers import (
     dashboard_page,
     evidence,
     exports,
+    grid,
     issues,
     open311,
     pages,
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(CompressMiddleware, minimum_size=1024, zstd_level=1, gzip_level=5)
     app.include_router(public.router)
     app.include_router(account.router)
+    app.include_router(grid.router)  # before issues: /issues/nearby is not an issue id
     app.include_router(issues.router, max_body_size=settings.max_request_bytes)
     app.include_router(photos.router)
     app.include_router(evidence.router)

@@ -3,6 +3,7 @@
 from app.models.category import Category
 from app.models.change import ChangeCounter
 from app.models.event import IssueEvent
+from app.models.grid import GridCell, GridImport
 from app.models.idempotency import IdempotencyRecord
 from app.models.issue import Issue, IssueCodeCounter, IssueStatus
 from app.models.open311 import IssueContact
@@ -15,6 +16,8 @@ __all__ = [
     "ApiToken",
     "Category",
     "ChangeCounter",
+    "GridCell",
+    "GridImport",
     "IdempotencyRecord",
     "Issue",
     "IssueCodeCounter",

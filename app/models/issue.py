@@ -5,11 +5,12 @@ from enum import StrEnum
 
 from pydantic import AwareDatetime, BaseModel
 from pydantic import Field as PydanticField
-from sqlalchemy import BigInteger
+from sqlalchemy import BigInteger, false
 from sqlmodel import Field, Index, SQLModel, UniqueConstraint
 
 from app.models.base import MAX_ID, Text, time_field, utcnow
 from app.models.geo import Crs
+from app.models.grid import GridCellRef
 from app.models.photo import PhotoKind, PhotoPublic
 
 
@@ -73,6 +74,11 @@ class Issue(SQLModel, table=True):
     # Where the report came from: None for Gridproof's own users, else the external system's
     # source (its username, e.g. "12345"), so that stats can count them apart.
     source: str | None = Field(default=None, max_length=60, index=True)
+    # The grid cell the issue was routed to when reported, as it was then (app/services/grid.py);
+    # outside_grid: a grid exists and the point lies in none of its cells.
+    grid_cell_code: str | None = Field(default=None, max_length=40, index=True)
+    grid_cell_name: str | None = Field(default=None, max_length=100)
+    outside_grid: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
 
 
 class IssueCodeCounter(SQLModel, table=True):
@@ -126,6 +132,9 @@ class IssuePublic(BaseModel):
     allowed_actions: list[str]
     # The coordinate system of lat/lon (and of the photos' lat/lon) in this response.
     crs: Crs = Crs.WGS84
+    # The grid cell the issue was routed to (None without a grid, or outside it).
+    grid_cell: GridCellRef | None = None
+    outside_grid: bool = False
 
 
 class IssuePage(BaseModel):

@@ -12,7 +12,7 @@ from app.models import Category, Issue, User
 from app.models.base import utcnow
 from app.models.issue import IssueReport, PhotoForm, TransitionRequest
 from app.models.photo import PhotoKind
-from app.services import auth, issues, orgs, reporting
+from app.services import auth, demo_grid, issues, orgs, reporting
 from app.services.sample_photos import make_jpeg
 from app.services.storage import Storage, Upload
 
@@ -110,6 +110,7 @@ def load_demo(session: Session, settings: Settings) -> None:
         is None
     ):
         _load_issues(session, settings, users)
+    demo_grid.load_demo_grid(session)
     _print_sign_ins()
 
 

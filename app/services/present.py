@@ -198,6 +198,10 @@ def _issue(
         "flags": sorted({flag for p in photos for flag in p.flags}),
         "allowed_actions": actions,
         "crs": crs,
+        "grid_cell": (
+            {"code": i.grid_cell_code, "name": i.grid_cell_name} if i.grid_cell_code else None
+        ),
+        "outside_grid": i.outside_grid,
     }
 
 
@@ -262,6 +266,7 @@ def feature_collection(
                     "category": i.category_code,
                     "status": i.status,
                     "overdue": is_overdue(i, now),
+                    "outside_grid": i.outside_grid,
                     "thumb": f"/api/v1/photos/{photo_id}/thumb" if photo_id else None,
                 },
             }

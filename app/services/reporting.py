@@ -31,7 +31,7 @@ from app.models import Category, Issue, IssueCodeCounter, Photo, Role, User
 from app.models.base import utcnow
 from app.models.issue import IssueReport, IssueStatus, LocationForm, LocationSource, PhotoForm
 from app.models.photo import PhotoKind
-from app.services import audit, changes, checks, idempotency
+from app.services import audit, changes, checks, grid, idempotency
 from app.services.geo import to_wgs84
 from app.services.issues import OPEN_STATUSES
 from app.services.permissions import (
@@ -319,7 +319,8 @@ def _new_issue(
         accuracy_m=form.accuracy_m,
         location_source=source,
         address=form.address,
-        org_unit_id=user.org_unit_id,
+        # 属地: the grid cell's unit (services/grid.py); the reporter's without a grid.
+        **grid.placement(session, lat, lon, user.org_unit_id, route=not on_the_spot),
         reported_by_id=_id(user),
         reported_at=now,
         rectified_at=now if on_the_spot else None,

@@ -224,3 +224,59 @@ def test_the_dashboard_shows_stats_and_rankings_of_the_contracts_shapes(server, 
     assert "12,000" in page.text_content("#quantities")
     page.close()
     assert errors == []
+
+
+def test_the_map_draws_the_grid_and_lists_points_outside_it_apart(server, browser):
+    """The demo grid is the base layer (a path per cell), fitted to the zone; an issue reported
+    in Paris is flagged outside the grid and listed beside the map, not drawn."""
+    from tests.factories import jpeg
+
+    api = _Api(server)
+    cells = api.get("/api/v1/grid.geojson")[1]["features"]
+    assert 100 <= sum(f["properties"]["level"] == "grid" for f in cells) <= 200
+    page = browser.new_page(viewport={"width": 1366, "height": 768}, locale="zh-CN")
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    login = page.request.post(
+        f"{server}/api/v1/auth/login", data={"username": "wang", "password": "gridproof"}
+    )
+    reported = page.request.post(
+        f"{server}/api/v1/issues",
+        headers={"Authorization": f"Bearer {login.json()['token']}"},
+        multipart={
+            "category": "flyposter",
+            "lat": "48.8566",
+            "lon": "2.3522",
+            "photos": {"name": "p.jpg", "mimeType": "image/jpeg", "buffer": jpeg(seed=4242)},
+        },
+    )
+    assert reported.status == 201, reported.text()
+    paris = reported.json()
+    assert paris["outside_grid"] is True and paris["org_unit"] == "JKQ"
+
+    page.goto(f"{server}/dashboard?every=2&map=svg")
+    page.fill("input[name=username]", VIEWER[0])
+    page.fill("input[name=password]", VIEWER[1])
+    page.click("dialog button[type=submit]")
+    page.wait_for_selector("#map path.cell")
+    assert page.locator("#map path.cell").count() == len(cells)
+    shaded = page.eval_on_selector_all(
+        "#map path.cell.level-grid",
+        "ps => ps.filter(p => p.getAttribute('fill').includes('250')).length",
+    )
+    assert shaded == sum(
+        f["properties"]["level"] == "grid" and f["properties"]["open_issues"] > 0 for f in cells
+    )
+    assert shaded > 0
+    title = page.text_content("#map path.cell.level-grid title")
+    assert title and "网格" in title and "未结" in title
+    # Every open issue inside the zone is drawn within the map; the Paris one is listed apart.
+    page.wait_for_selector("#map-outliers:not([hidden])")
+    assert paris["code"] in page.text_content("#map-outliers")
+    box = page.eval_on_selector("#map svg", "s => s.viewBox.baseVal.width")
+    xs = page.eval_on_selector_all(
+        "#map .dot circle:not(.halo)", "cs => cs.map(c => Number(c.getAttribute('cx')))"
+    )
+    assert xs and all(0 <= x <= box for x in xs)
+    assert errors == []
+    page.close()

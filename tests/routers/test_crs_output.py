@@ -107,11 +107,20 @@ def test_geojson_is_rfc7946_in_each_crs(client, zone, session, issues):
             expected = from_wgs84(*stored[feature["id"]], crs or Crs.WGS84)
             assert (lat, lon) == pytest.approx(expected, abs=1e-6), crs
             props = feature["properties"]
-            assert set(props) == {"id", "code", "category", "status", "overdue", "thumb"}
+            assert set(props) == {
+                "id",
+                "code",
+                "category",
+                "status",
+                "overdue",
+                "outside_grid",
+                "thumb",
+            }
             assert props["id"] == feature["id"]
             assert props["category"] == "flyposter"
             assert props["status"] == "reported"
             assert props["overdue"] is False
+            assert props["outside_grid"] is False
             assert props["thumb"] == f"/api/v1/photos/{first_photo[feature['id']]}/thumb"
             assert client.get(props["thumb"], headers=zone.headers("viewer")).status_code == 200
     assert {i: stored_points(session, i)[0] for i in stored} == stored

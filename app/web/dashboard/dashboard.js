@@ -1,6 +1,7 @@
 // Gridproof 指挥部大屏 — polls the JSON API every few seconds with If-None-Match.
 // No build step: a plain ES module. Query parameters: ?every=5 (seconds), ?map=auto|svg|leaflet.
 // A wall screen can be signed in with /dashboard#token=… (the token is then kept in localStorage).
+import { cellPaths, cellsBounds, leafletCells, within } from "./gridmap.js";
 
 const API = "/api/v1";
 const params = new URLSearchParams(location.search);
@@ -301,7 +302,7 @@ function renderRanking(ranking) {
 
 // --- The map --------------------------------------------------------------------------------
 
-const map = { mode: "svg", leaflet: null, layer: null, fitted: false, data: null };
+const map = { mode: "svg", leaflet: null, layer: null, cells: null, fitted: false, data: null, grid: null };
 
 function pointColor(p) {
   return p.overdue ? OVERDUE_COLOR : (STATUS[p.status]?.[1] ?? "#bfbfbf");
@@ -352,12 +353,18 @@ function renderMap(collection) {
 function renderScatter(box, features) {
   const width = Math.max(box.clientWidth, 300);
   const height = Math.max(box.clientHeight, 200);
-  if (!features.length) {
+  if (!features.length && !map.grid?.features?.length) {
     box.replaceChildren(el("p", { class: "empty good" }, "暂无未结问题"));
     return;
   }
-  const lons = features.map((f) => f.geometry.coordinates[0]);
-  const lats = features.map((f) => f.geometry.coordinates[1]);
+  // Fitted to the grid when there is one (a point 8,000 km away must not squash the zone).
+  const bounds = cellsBounds(map.grid);
+  const drawn = bounds ? features.filter((f) => within(bounds, f.geometry.coordinates)) : features;
+  renderOutliers(features.filter((f) => f.properties.outside_grid || !drawn.includes(f)));
+  const corners = drawn.map((f) => f.geometry.coordinates);
+  if (bounds) corners.push([bounds[0], bounds[1]], [bounds[2], bounds[3]]);
+  const lons = corners.map((c) => c[0]);
+  const lats = corners.map((c) => c[1]);
   const midLat = (Math.min(...lats) + Math.max(...lats)) / 2;
   const kx = Math.cos((midLat * Math.PI) / 180);
   const x0 = Math.min(...lons) * kx;
@@ -374,7 +381,8 @@ function renderScatter(box, features) {
     grid.push(svg("line", { x1: (width * i) / 6, y1: 0, x2: (width * i) / 6, y2: height, class: "grid" }));
     grid.push(svg("line", { x1: 0, y1: (height * i) / 6, x2: width, y2: (height * i) / 6, class: "grid" }));
   }
-  const dots = [...features]
+  const cells = bounds ? cellPaths(map.grid, project, svg) : [];
+  const dots = [...drawn]
     .sort((a, b) => Number(a.properties.overdue) - Number(b.properties.overdue))
     .map((f) => {
       const [x, y] = project(f.geometry.coordinates);
@@ -392,8 +400,19 @@ function renderScatter(box, features) {
     svg("path", { d: "M0,-14 L6,6 L0,2 L-6,6 Z" }), svg("text", { y: 20, "text-anchor": "middle" }, "北"));
   box.replaceChildren(
     svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": "未结问题分布（示意图）" },
-      ...grid, ...dots, north),
-    el("span", { class: "map-note" }, "示意图 · 底图不可用"),
+      ...(bounds ? cells : grid), ...dots, north),
+    el("span", { class: "map-note" }, bounds ? "网格底图" : "示意图 · 底图不可用"),
+  );
+}
+
+/** Open issues outside the grid (or its extent), listed beside the map instead of drawn. */
+function renderOutliers(features) {
+  const box = $("map-outliers");
+  if (!box) return;
+  box.hidden = !features.length;
+  box.replaceChildren(
+    ...(features.length ? [el("b", {}, `网格外 ${features.length} 个：`)] : []),
+    ...features.slice(0, 20).map((f) => el("span", { class: "outlier" }, `${f.properties.code} ${categoryName(f.properties.category)}`)),
   );
 }
 
@@ -405,6 +424,8 @@ function renderLeaflet(features) {
     L.tileLayer(TILES, { subdomains: "1234", maxZoom: 18, attribution: "© 高德地图" }).addTo(map.leaflet);
   }
   if (map.layer) map.layer.remove();
+  if (map.cells) map.cells.remove();
+  map.cells = map.grid?.features?.length ? leafletCells(L, map.grid).addTo(map.leaflet) : null;
   map.layer = L.layerGroup(
     features.map((f) => {
       const [lon, lat] = f.geometry.coordinates;
@@ -414,7 +435,10 @@ function renderLeaflet(features) {
       }).bindTooltip(`${p.code} ${categoryName(p.category)}`);
     }),
   ).addTo(map.leaflet);
-  if (!map.fitted && features.length) {
+  if (!map.fitted && map.cells) {
+    map.leaflet.fitBounds(map.cells.getBounds(), { padding: [12, 12] });
+    map.fitted = true;
+  } else if (!map.fitted && features.length) {
     map.leaflet.fitBounds(features.map((f) => [f.geometry.coordinates[1], f.geometry.coordinates[0]]), { padding: [24, 24] });
     map.fitted = true;
   }
@@ -534,6 +558,7 @@ const PATHS = {
   overdue: "/issues?overdue=true&limit=200",
   ranking: "/rankings?period=week",
   map: `/issues.geojson?${OPEN_QUERY}&limit=5000&crs=gcj02`,
+  grid: "/grid.geojson?crs=gcj02",
 };
 let polls = 0;
 let timer = null;
@@ -541,14 +566,15 @@ let timer = null;
 async function cycle() {
   http.cycle = { requests: 0, notModified: 0 };
   const renamed = await refreshNames();
-  const [stats, overdue, ranking, geo] = await Promise.all(
-    [PATHS.stats, PATHS.overdue, PATHS.ranking, PATHS.map].map((path) => http.get(path)),
+  const [stats, overdue, ranking, geo, cells] = await Promise.all(
+    [PATHS.stats, PATHS.overdue, PATHS.ranking, PATHS.map, PATHS.grid].map((path) => http.get(path)),
   );
+  map.grid = cells.data;
   await refreshRecent();
   renderKpis(stats.data, overdue.data, geo.data);
   renderOverdue(overdue.data);
   if (ranking.changed || renamed || polls === 0) renderRanking(ranking.data);
-  if (geo.changed || renamed || polls === 0) renderMap(geo.data);
+  if (geo.changed || cells.changed || renamed || polls === 0) renderMap(geo.data);
   await renderPairs();
   polls += 1;
 }
