@@ -131,11 +131,19 @@ ACCEPTED_MAGIC = {"jpeg", "png", "webp", "isobmff:heic", "isobmff:avif"}
 
 
 def expected_error(row: dict[str, str]) -> type[Exception] | None:
+    """What ingesting the sample must raise, from what the manifest records of it.
+
+    `pillow_load` records a load of the first frame only, and the libheif that pillow_heif
+    bundles reads an item's bytes only when it decodes it: a HEIF file whose second image is
+    cut off loads "ok" there (hostile__heic_truncated.heic). A file the manifest describes as
+    truncated (`what_it_is`) is unreadable whatever its first frame's load recorded."""
     if row["magic"] not in ACCEPTED_MAGIC:
         return UnsupportedMediaType
     if row["pillow_open"].startswith("RAISE DecompressionBombError"):
         return ImageTooManyPixels
     if row["pillow_open"].startswith("RAISE") or row["pillow_load"].startswith("RAISE"):
+        return ImageUnreadable
+    if re.search(r"\btruncated\b", row["what_it_is"], re.IGNORECASE):
         return ImageUnreadable
     return None
 
