@@ -27,12 +27,16 @@ def check_complete(path: Path) -> None:
     size = path.stat().st_size
     with path.open("rb") as file:
         meta = _read_meta(file, size)
+    if meta is None:
+        return  # no items: an image sequence's tracks (moov) are the decoder's to read
     boxes = _children(meta, 4)  # a full box: version and flags come first
     if b"iloc" not in boxes:
         raise IncompleteFile("the meta box has no iloc box")
     idat = boxes.get(b"idat")
     for item, method, end in _extents(boxes[b"iloc"]):
-        limit = size if method == 0 else (len(idat) if idat is not None else -1)
+        if method == 1 and idat is None:
+            raise IncompleteFile(f"item {item} is in an idat box that the file does not have")
+        limit = size if method == 0 or idat is None else len(idat)
         if end > limit:
             where = "file" if method == 0 else "idat box"
             raise IncompleteFile(
@@ -40,7 +44,7 @@ def check_complete(path: Path) -> None:
             )
 
 
-def _read_meta(file: BinaryIO, size: int) -> bytes:
+def _read_meta(file: BinaryIO, size: int) -> bytes | None:
     """The `meta` box's payload, found among the file's top-level boxes."""
     offset = 0
     for _ in range(_MAX_BOXES):
@@ -56,7 +60,7 @@ def _read_meta(file: BinaryIO, size: int) -> bytes:
             file.seek(offset + header)
             return bytes(file.read(length - header))
         offset += length
-    raise IncompleteFile("no meta box")
+    return None
 
 
 def _header(data: bytes, remaining: int) -> tuple[bytes, int, int]:
