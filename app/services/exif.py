@@ -137,15 +137,22 @@ def usable_coordinates(lat: float, lon: float) -> bool:
     return not (lat == 0 and lon == 0)
 
 
+# C0 controls, DEL and C1 controls: never part of a camera's name or a time.
+_CONTROLS = dict.fromkeys([*range(0x20), *range(0x7F, 0xA0)])
+
+
 def _text(value: Any) -> str | None:
+    """An EXIF text as the camera meant it: up to its terminating NUL (what follows is left
+    over from the camera's buffer), without control characters, UTF-8 where it is UTF-8."""
     if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
+        value = value.split(b"\x00", 1)[0].decode("utf-8", "replace")
     if not isinstance(value, str):
         return None
+    value = value.split("\x00", 1)[0]
     # Pillow reads EXIF ASCII as Latin-1; phones write UTF-8 there (美图秀秀, 醒图 …).
     with contextlib.suppress(UnicodeError):
         value = value.encode("latin-1").decode("utf-8")
-    value = value.replace("\x00", "").strip()
+    value = value.translate(_CONTROLS).strip()
     return value[:100] or None
 
 

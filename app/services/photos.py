@@ -8,6 +8,8 @@ decoded once at reduced scale, and two upright derivatives are written without E
 here touches the database.
 """
 
+import functools
+import io
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -15,12 +17,13 @@ from pathlib import Path
 
 import imagehash
 import pillow_heif
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageFile, UnidentifiedImageError
 
 from app.config import Settings
 from app.errors import ImageTooManyPixels, ImageUnreadable, UnsupportedMediaType
 from app.services import decoders
 from app.services.exif import ExifFacts, read_exif
+from app.services.isobmff import IncompleteFile, check_complete
 from app.services.storage import (
     Claim,
     SpooledPhoto,
@@ -182,6 +185,7 @@ def _process(
     Image.MAX_IMAGE_PIXELS = max(settings.max_image_pixels, settings.max_full_decode_pixels)
     with _open(spooled.path, fmt) as img:
         _check_pixels(img, fmt, settings)
+        _check_complete(spooled.path, fmt)
         exif = read_exif(img)
         orientation = 1 if fmt == "HEIF" else (exif.orientation or 1)
         width, height = img.size  # before draft() shrinks it
@@ -211,6 +215,17 @@ def _open(path: Path, fmt: str) -> Image.Image:
         raise ImageUnreadable(f"{ImageUnreadable.title}: {exc}") from exc
 
 
+def _check_complete(path: Path, fmt: str) -> None:
+    """A HEIF/AVIF file any of whose items is cut off is refused whole (see `isobmff`): the
+    decoders would fill a grid's missing tiles with flat colour, or fail on a frame later."""
+    if fmt not in ("HEIF", "AVIF"):
+        return
+    try:
+        check_complete(path)
+    except IncompleteFile as exc:
+        raise ImageUnreadable(f"{ImageUnreadable.title}: {exc}") from exc
+
+
 def _check_pixels(img: Image.Image, fmt: str, settings: Settings) -> None:
     """Refuse on declared size before decoding; every frame of a multi-frame file counts."""
     # A JPEG's further "frames" are MPF extras (an Ultra HDR gain map, a preview) that are never
@@ -233,15 +248,56 @@ def _decode_reduced(img: Image.Image, fmt: str, longest: int) -> Image.Image:
         scale = longest / max(img.size)
         if scale < 1:
             img.draft("RGB", (math.ceil(img.width * scale), math.ceil(img.height * scale)))
+    declared = img.size
     try:
         img.load()
+        if fmt != "JPEG" and img.size != declared:  # a thumbnail or part of the image
+            raise ValueError(f"decoded {img.size} of the {declared} declared")
         rgb = _to_rgb(img)
         rgb.thumbnail((longest, longest), Image.Resampling.LANCZOS)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooManyPixels(str(exc)) from exc
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ImageUnreadable(f"{ImageUnreadable.title}: {exc}") from exc
+    return _to_srgb(rgb, img.info.get("icc_profile"))
+
+
+_SRGB = ImageCms.createProfile("sRGB")
+
+
+def _to_srgb(rgb: Image.Image, icc: object) -> Image.Image:
+    """The derivative's pixels in sRGB, which is what a viewer assumes of a JPEG without a
+    profile: converted from the photo's embedded RGB profile (an iPhone's Display P3) when it
+    has one other than sRGB. Done once, on the reduced image (bench/srgb.py: some 25 ms of CPU
+    for a 1600×1200 one here), which the thumbnail is made from."""
+    transform = _transform_to_srgb(icc) if isinstance(icc, bytes) and icc else None
+    if transform is not None:
+        transform.apply_in_place(rgb)  # a 1600 px image of our own: no copy needed
+    rgb.info.pop("icc_profile", None)
     return rgb
+
+
+@functools.lru_cache(maxsize=16)
+def _transform_to_srgb(icc: bytes) -> ImageCms.ImageCmsTransform | None:
+    """A profile that cannot be read, is not RGB or is sRGB already: no transform (the photo is
+    shown as before). Cached per profile: phones embed the same few. NOCACHE: the transform
+    is shared by the threads that decode in one process, and lcms's pixel cache is not."""
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        if profile.profile.xcolor_space != "RGB " or "sRGB" in (
+            profile.profile.profile_description or ""
+        ):
+            return None
+        return ImageCms.ImageCmsTransform(
+            profile,
+            ImageCms.ImageCmsProfile(_SRGB),
+            "RGB",
+            "RGB",
+            ImageCms.Intent.PERCEPTUAL,
+            flags=ImageCms.Flags.NOCACHE,
+        )
+    except (OSError, ImageCms.PyCMSError):
+        return None
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

@@ -21,7 +21,8 @@ from typing import Any
 
 import piexif
 import pytest
-from PIL import Image, ImageChops, ImageDraw, ImageStat
+from PIL import Image, ImageChops, ImageCms, ImageDraw, ImageStat
+from pillow_heif.as_plugin import HeifImageFile
 
 from app.config import Settings
 from app.errors import ImageTooManyPixels, ImageUnreadable, PhotoTooLarge, UnsupportedMediaType
@@ -131,11 +132,19 @@ ACCEPTED_MAGIC = {"jpeg", "png", "webp", "isobmff:heic", "isobmff:avif"}
 
 
 def expected_error(row: dict[str, str]) -> type[Exception] | None:
+    """What ingesting the sample must raise, from what the manifest records of it.
+
+    `pillow_load` records a load of the first frame only, and the libheif that pillow_heif
+    bundles reads an item's bytes only when it decodes it: a HEIF file whose second image is
+    cut off loads "ok" there (hostile__heic_truncated.heic). A file the manifest describes as
+    truncated (`what_it_is`) is unreadable whatever its first frame's load recorded."""
     if row["magic"] not in ACCEPTED_MAGIC:
         return UnsupportedMediaType
     if row["pillow_open"].startswith("RAISE DecompressionBombError"):
         return ImageTooManyPixels
     if row["pillow_open"].startswith("RAISE") or row["pillow_load"].startswith("RAISE"):
+        return ImageUnreadable
+    if re.search(r"\btruncated\b", row["what_it_is"], re.IGNORECASE):
         return ImageUnreadable
     return None
 
@@ -379,6 +388,55 @@ def test_heic_orientation_applied_once(tmp_path: Path) -> None:
     decoded = Image.open(io.BytesIO(data))  # pillow-heif shows it upright already
     assert decoded.size == (3024, 4032)
     assert mean_difference(grey_small(large), grey_small(decoded)) < 5
+
+
+HEIF_AND_AVIF = [
+    row["filename"]
+    for row in MANIFEST
+    if row["magic"] in ("isobmff:heic", "isobmff:avif") and expected_error(row) is None
+]
+
+
+@pytest.mark.parametrize("name", HEIF_AND_AVIF)
+def test_a_heif_or_avif_file_cut_short_is_refused(name: str, tmp_path: Path) -> None:
+    """Cut anywhere, the file is refused whole: the libheif pillow_heif bundles would decode an
+    iPhone photo cut in half at full size (the missing grid tiles in flat colour) and one cut
+    by a few bytes without its EXIF, and so its GPS."""
+    data = sample_bytes(name)
+    for keep in (len(data) - 1, len(data) - 16, len(data) // 2, 4096):
+        error = refused(ImageUnreadable, data[:keep], tmp_path / str(keep))
+        assert "damaged or incomplete" in str(error)
+    assert ingest(data, tmp_path / "whole").sha256  # and whole, it is accepted
+
+
+def test_the_truncated_heic_sample_names_what_is_missing(tmp_path: Path) -> None:
+    """pillow_heif's own truncated.heic: its first image (16×16) decodes, the bytes of a later
+    item lie past the end of the file; heif-convert refuses it, and so do we."""
+    data = sample_bytes("hostile__heic_truncated.heic")
+    with Image.open(io.BytesIO(data)) as img:
+        img.load()  # what the pipeline did: the primary image alone decodes fine
+        assert img.size == (16, 16)
+    error = refused(ImageUnreadable, data, tmp_path)
+    assert "past the end of the file (3,657 bytes)" in str(error)
+
+
+def test_a_heif_whose_primary_image_decodes_smaller_than_declared_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Should a decoder ever hand back a thumbnail or part of the image, it is not taken for
+    the photo."""
+    real_load = HeifImageFile.load
+
+    def load(self: Any) -> Any:
+        result = real_load(self)
+        thumbnail = Image.new("RGB", (160, 120))
+        self.im, self._size = thumbnail.im, thumbnail.size
+        return result
+
+    monkeypatch.setattr(HeifImageFile, "load", load)
+    data = sample_bytes("heic__apple_iphone8_gps.heic")
+    error = refused(ImageUnreadable, data, tmp_path)
+    assert "of the (4032, 3024) declared" in str(error)
 
 
 # --- 5: content-addressed, stored once -----------------------------------------------------------
@@ -745,6 +803,39 @@ def test_exif_make_model_software_and_public_fields(tmp_path: Path) -> None:
     assert photo.flags == []
 
 
+def test_exif_text_ends_at_its_nul(tmp_path: Path) -> None:
+    """A Sony Mavica writes its model into a fixed buffer: NUL, then whatever was there."""
+    data = exif_jpeg(
+        zeroth={
+            piexif.ImageIFD.Make: b"SONY\x00\x00\x00\x00",
+            piexif.ImageIFD.Model: b"MAVICA\x003ghx7y",
+            piexif.ImageIFD.Software: b"\x00leftover",
+        },
+        exif={piexif.ExifIFD.DateTimeOriginal: b"2002:11:03 10:04:51\x00:0"},
+    )
+    photo = ingest(data, tmp_path)
+    assert (photo.exif.make, photo.exif.model, photo.exif.software) == ("SONY", "MAVICA", None)
+    assert photo.exif.taken_at == "2002-11-03T10:04:51"
+    assert photo.flags == []
+
+
+def test_exif_text_loses_control_characters_and_keeps_unicode(tmp_path: Path) -> None:
+    data = exif_jpeg(
+        zeroth={
+            # C0 (BEL, ESC, CR, LF), DEL, and C1 both as a Latin-1 byte and as UTF-8 (U+009B).
+            piexif.ImageIFD.Make: b"\x7fXia\x07omi\r\n",
+            piexif.ImageIFD.Model: b"Redmi\x1b[2J K70\xc2\x9b",
+            piexif.ImageIFD.Software: "美图秀秀\x85".encode(),  # U+0085 (NEL) in UTF-8
+        }
+    )
+    photo = ingest(data, tmp_path)
+    assert photo.exif.make == "Xiaomi"
+    assert photo.exif.model == "Redmi[2J K70"
+    assert photo.exif.software == "美图秀秀"  # a phone's UTF-8 is kept
+    latin = ingest(exif_jpeg(zeroth={piexif.ImageIFD.Make: b"Caf\xe9\x85"}), tmp_path / "l")
+    assert latin.exif.make == "Café"  # not UTF-8: read as Latin-1, its C1 control dropped
+
+
 def _gps(lat: Any = None, lon: Any = None) -> dict[int, Any]:
     """A GPS IFD with these (degrees, minutes, seconds) rationals; None leaves a tag out."""
     gps: dict[int, Any] = {}
@@ -905,6 +996,8 @@ def test_sniff_format_of_every_accepted_sample() -> None:
         (b"2024:05:07 09:33:04", b"+08:00", "2024-05-07T09:33:04+08:00"),
         ("2024:05:07 09:33:04", "-03:30", "2024-05-07T09:33:04-03:30"),
         ("2024:05:07 09:33:04\x00", "+08:00\x00", "2024-05-07T09:33:04+08:00"),
+        ("2024:05:07 09:33:04\x00junk", "+08:00\x00junk", "2024-05-07T09:33:04+08:00"),
+        ("\x002024:05:07 09:33:04", None, None),
         (" 2024:05:07 09:33:04 ", None, "2024-05-07T09:33:04"),
         ("2024:05:07 09:33:04", "+0800", "2024-05-07T09:33:04"),  # malformed offset dropped
         ("2024:05:07 09:33:04", "   ", "2024-05-07T09:33:04"),
@@ -1075,3 +1168,119 @@ def test_decoders_keep_the_memory_a_photo_frees_for_the_next(
     assert default_faults > 2000, default_faults
     assert kept_faults < default_faults / 5, (kept_faults, default_faults)
     assert kept_peak < default_peak + 16 * MB, (kept_peak, default_peak)
+
+
+# --- 10: derivatives are sRGB -------------------------------------------------------------------
+
+P3_SAMPLE = "heic__apple_iphone8_gps.heic"
+
+
+@pytest.fixture(scope="module")
+def display_p3() -> bytes:
+    """The Display P3 profile an iPhone embeds in its photos."""
+    with Image.open(SAMPLES / P3_SAMPLE) as img:
+        icc = img.info["icc_profile"]
+    assert isinstance(icc, bytes)
+    profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+    assert ImageCms.getProfileDescription(profile).strip() == "Display P3"
+    return icc
+
+
+def _srgb_from_p3(colour: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Display P3 → sRGB by the book, not by lcms: both use the sRGB curve and D65; the matrix
+    is the P3 primaries' in sRGB's linear light; what lies outside sRGB is clipped."""
+
+    def linear(v: float) -> float:
+        return v / 12.92 if v <= 0.04045 else ((v + 0.055) / 1.055) ** 2.4
+
+    def encoded(v: float) -> int:
+        v = min(max(v, 0.0), 1.0)
+        return round(255 * (12.92 * v if v <= 0.0031308 else 1.055 * v ** (1 / 2.4) - 0.055))
+
+    matrix = ((1.2249, -0.2247, 0.0), (-0.0420, 1.0419, 0.0), (-0.0197, -0.0786, 1.0979))
+    rgb = [linear(c / 255) for c in colour]
+    r, g, b = (encoded(sum(m * c for m, c in zip(row, rgb, strict=True))) for row in matrix)
+    return r, g, b
+
+
+# Saturated P3 red (outside sRGB), muted colours (inside it), a grey.
+P3_PATCHES = [(255, 0, 0), (200, 60, 60), (60, 160, 60), (80, 80, 200), (128, 128, 128)]
+
+
+def patches(colours: list[tuple[int, int, int]]) -> Image.Image:
+    image = Image.new("RGB", (100 * len(colours), 100))
+    for i, colour in enumerate(colours):
+        image.paste(colour, (100 * i, 0, 100 * i + 100, 100))
+    return image
+
+
+def test_display_p3_jpeg_derivatives_are_converted_to_srgb(
+    display_p3: bytes, tmp_path: Path
+) -> None:
+    data = encode(patches(P3_PATCHES), "JPEG", quality=95, icc_profile=display_p3)
+    photo = ingest(data, tmp_path)
+    large, thumb = assert_derivatives(tmp_path, photo)
+    assert_stored(tmp_path, photo, data)  # the original keeps its profile, byte for byte
+    for image in (large, thumb):
+        assert "icc_profile" not in image.info  # sRGB: what a viewer assumes without one
+    for i, p3 in enumerate(P3_PATCHES):
+        got = large.getpixel((100 * i + 50, 50))
+        assert isinstance(got, tuple)
+        want = _srgb_from_p3(p3)
+        assert all(abs(g - w) <= 4 for g, w in zip(got, want, strict=True)), (p3, got, want)
+    # In sRGB numbers P3 colours are more saturated: red up, green and blue down; grey stays.
+    red = large.getpixel((50, 50))
+    muted = large.getpixel((150, 50))
+    assert isinstance(red, tuple) and isinstance(muted, tuple)
+    assert red[0] >= 250 and red[1] <= 6 and red[2] <= 6, red
+    assert muted[0] > 200 + 10 and muted[1] < 60 - 10 and muted[2] < 60 - 5, muted
+    assert large.getpixel((450, 50)) == pytest.approx((128, 128, 128), abs=2)
+
+
+def _saturation(image: Image.Image) -> float:
+    return float(ImageStat.Stat(image.convert("HSV")).mean[1])
+
+
+@pytest.mark.parametrize("processes", [0, 1], ids=["in-thread", "in-pool"])
+def test_display_p3_heic_derivatives_are_converted_to_srgb(
+    processes: int, display_p3: bytes, tmp_path: Path
+) -> None:
+    data = sample_bytes(P3_SAMPLE)
+    photo = ingest(data, tmp_path, image_processes=processes)
+    large, _thumb = assert_derivatives(tmp_path, photo)
+    assert "icc_profile" not in large.info
+    with Image.open(io.BytesIO(data)) as decoded:
+        naive = decoded.convert("RGB").resize(large.size, Image.Resampling.LANCZOS)
+    converted = ImageCms.profileToProfile(
+        naive,
+        ImageCms.ImageCmsProfile(io.BytesIO(display_p3)),
+        ImageCms.createProfile("sRGB"),
+        renderingIntent=ImageCms.Intent.PERCEPTUAL,
+    )
+    assert isinstance(converted, Image.Image)
+    assert _saturation(large) == pytest.approx(_saturation(converted), abs=1.5)
+    assert _saturation(large) > _saturation(naive) + 4
+
+
+@pytest.mark.parametrize("profile", ["sRGB", "unreadable", "none"])
+def test_srgb_or_unreadable_profiles_leave_the_pixels_as_they_are(
+    profile: str, tmp_path: Path
+) -> None:
+    """No conversion where there is nothing to convert: the derivative is the one of the same
+    pixels without a profile, byte for byte (and a broken profile refuses no photo)."""
+    icc = {
+        "sRGB": ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes(),
+        "unreadable": b"not an ICC profile " * 40,
+        "none": b"",
+    }[profile]
+    pixels = patches(P3_PATCHES)
+    with_profile = encode(pixels, "JPEG", quality=95, icc_profile=icc)
+    without = encode(pixels, "JPEG", quality=95)
+    photo = ingest(with_profile, tmp_path / "with")
+    plain = ingest(without, tmp_path / "without")
+    storage_with, storage_without = Storage(tmp_path / "with"), Storage(tmp_path / "without")
+    for name in ("large", "thumb"):
+        assert (
+            storage_with.derivative_path(photo.sha256, name).read_bytes()
+            == storage_without.derivative_path(plain.sha256, name).read_bytes()
+        )
