@@ -114,7 +114,7 @@ def test_the_pipeline_starts_from_the_streamed_file(
     def no_second_copy(*_args: Any) -> None:
         raise AssertionError("the upload was copied again")
 
-    monkeypatch.setattr(photos, "spool_file", no_second_copy)
+    monkeypatch.setattr(photos, "spooled_copy", no_second_copy)
     data = sample(PHONE_PHOTO)
     response = report(client, zone, photos=[data], lat="34.75", lon="113.78")
     assert response.status_code == 201, response.text
