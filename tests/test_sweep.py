@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,7 @@ from app import cli
 from app.config import MB, Settings, get_settings
 from app.db import get_engine
 from app.main import create_app
+from app.services.photos import ingest_photo
 from app.services.sample_photos import make_jpeg
 from app.services.storage import STALE_TEMP_S, Claim, Storage
 from tests.factories import LAT, LON, Zone, jpeg, make_zone, report
@@ -347,12 +349,16 @@ def test_a_server_killed_mid_upload_leaves_nothing_after_its_restart(
     assert files_under(server.uploads) == before
 
 
-@pytest.mark.parametrize("server_setup", [{"GRIDPROOF_SWEEP_INTERVAL_S": "0.2"}], indirect=True)
+LIVE_SERVER = {"GRIDPROOF_SWEEP_INTERVAL_S": "0.2", "GRIDPROOF_IMAGE_PROCESSES": "1"}
+
+
+@pytest.mark.parametrize("server_setup", [LIVE_SERVER], indirect=True)
 def test_a_sweep_leaves_a_live_upload_alone(
     server_setup: tuple[Server, str], jpeg_12mb: bytes
 ) -> None:
     """Sweeps run meanwhile, in both workers every 0.2 s and by `gridproof sweep`: the upload
-    held open in the middle of its body keeps its temp file and then succeeds."""
+    held open in the middle of its body keeps its temp file and then succeeds (its derivatives
+    written as temp files by a decoding process, moved into place while the sweeps go on)."""
     server, token = server_setup
     server.start()
     upload = SlowUpload(server.port, token, jpeg_12mb)
@@ -372,3 +378,33 @@ def test_a_sweep_leaves_a_live_upload_alone(
     assert sorted(files_under(server.uploads)) == sorted(
         str(path.relative_to(server.uploads)) for path in Storage(server.uploads).files(sha)
     )
+
+
+def test_sweeps_running_all_along_take_nothing_from_photos_being_ingested(
+    tmp_path: Path,
+) -> None:
+    """A sweep of the temp files over and over while photos are ingested with a decoding
+    process: the uploads' temp files are locked, their derivatives' (written and closed by the
+    decoder) are live by their upload's name until the request moves them into place."""
+    settings = Settings(upload_dir=tmp_path, image_processes=1)
+    storage = Storage(tmp_path)
+    stop = threading.Event()
+    removed: list[Path] = []
+
+    def sweep_all_along() -> None:
+        while not stop.is_set():
+            removed.extend(storage.dead_temps(remove=True))
+            time.sleep(0.001)
+
+    sweeper = threading.Thread(target=sweep_all_along)
+    sweeper.start()
+    try:
+        ingested = [
+            ingest_photo(io.BytesIO(make_jpeg(1600, 1200, seed=seed)), settings, storage)
+            for seed in range(6)
+        ]
+    finally:
+        stop.set()
+        sweeper.join()
+    assert removed == []
+    assert len(files_under(tmp_path)) == 3 * len(ingested)
