@@ -99,10 +99,10 @@ class Storage:
             return []
         with _locked(self.tmp_dir, fcntl.LOCK_EX):
             paths = sorted(path for path in self.tmp_dir.iterdir() if not path.is_dir())
-            live: dict[str, bool] = {}
+            live: dict[str, bool | None] = {}
             for path in paths:  # uploads before their derivatives: the names sort so
                 live[path.name] = _temp_live(path, live)
-            dead = [path for path in paths if not live[path.name]]
+            dead = [path for path in paths if live[path.name] is False]
             if remove:
                 remove_quietly(dead)
         return dead
@@ -308,18 +308,19 @@ def held_by_another(path: Path) -> bool | None:
     return False
 
 
-def _temp_live(path: Path, live: dict[str, bool]) -> bool:
-    """Whether a temp file belongs to a live request (see `Storage.dead_temps`); `live` has
-    the answers for the names that sort before it."""
+def _temp_live(path: Path, live: dict[str, bool | None]) -> bool | None:
+    """Whether a temp file belongs to a live request (see `Storage.dead_temps`): None when it
+    is gone meanwhile (moved into place or removed by its request); `live` has the answers
+    for the names that sort before it."""
     if not path.name.startswith(TEMP_PREFIX):
         try:
             return path.stat().st_mtime > time.time() - STALE_TEMP_S
         except FileNotFoundError:
-            return False
+            return None
     upload = path.name.rsplit("-", 1)[0]
-    if upload != TEMP_PREFIX[:-1] and live.get(upload):
+    if upload in live and live[upload] is not False:  # its upload's: live, or moved meanwhile
         return True
-    return bool(held_by_another(path))
+    return held_by_another(path)
 
 
 @contextmanager
