@@ -95,6 +95,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from app.services import sweep
+
+    report = sweep.sweep(get_settings(), dry_run=args.dry_run)
+    for path in report.paths:
+        print(f"{'would remove' if args.dry_run else 'removed'} {path}")
+    print(report.summary())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gridproof", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -159,6 +169,14 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--issue", type=int)
     verify.set_defaults(func=cmd_verify)
     add_webhook_commands(commands)
+
+    sweep = commands.add_parser(
+        "sweep",
+        help="remove temp files and claims of dead requests, and originals and derivatives "
+        "that no committed photo uses; prints what it removed",
+    )
+    sweep.add_argument("--dry-run", action="store_true", help="only print what would go")
+    sweep.set_defaults(func=cmd_sweep)
     return parser
 
 

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     # ETags of the API also change every this many seconds, because some answers depend on the
     # clock and not only on writes (`overdue`, "due within 24 hours"); 0: only on writes.
     etag_clock_seconds: int = Field(default=60, ge=0)
+    # The server sweeps the uploads folder (what dead requests left, files no photo uses: see
+    # app/services/sweep.py) at startup and then every this many seconds; 0: only at startup.
+    sweep_interval_s: float = Field(default=300, ge=0)
 
     # Dashboards: the weights of the composite score (relative; see the README, "Dashboards").
     score_weight_closure: float = Field(default=30, ge=0)

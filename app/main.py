@@ -9,7 +9,7 @@ from starlette.types import ASGIApp
 from starlette_compress import CompressMiddleware, add_compress_type
 
 from app.config import MB, Settings, get_settings
-from app.errors import BodyLimitAsProblem, install_error_handlers, logger
+from app.errors import BodyLimitAsProblem, install_error_handlers
 from app.etags import ConditionalGetMiddleware
 from app.routers import (
     account,
@@ -25,6 +25,7 @@ from app.routers import (
     public,
     webhooks,
 )
+from app.services import sweep
 from app.services.decoders import start_decoders, stop_decoders
 from app.services.storage import Storage
 from app.services.webhook_worker import DeliveryWorker
@@ -45,15 +46,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        storage = Storage(settings.upload_dir)
-        storage.ensure_dirs()
-        stale = await run_in_threadpool(storage.remove_stale_temps)
-        if stale:
-            logger.warning(
-                "removed %d temp files and claims left by an earlier server in %s",
-                stale,
-                storage.root,
-            )
+        Storage(settings.upload_dir).ensure_dirs()
+        stop_sweeping = await run_in_threadpool(sweep.start, settings)
         await run_in_threadpool(start_decoders, settings)
         worker = DeliveryWorker(settings) if settings.webhook_worker else None
         if worker:
@@ -63,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if worker:
                 await run_in_threadpool(worker.stop)
+            await run_in_threadpool(stop_sweeping)
             await run_in_threadpool(stop_decoders)
 
     app = GridproofAPI(

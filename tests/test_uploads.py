@@ -7,8 +7,6 @@ whatever happens to the request) and the form limits, which this parser applies 
 
 import hashlib
 import json
-import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +18,6 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 from app.config import MB, Settings
-from app.main import create_app
 from app.models import Issue, IssueEvent, Photo
 from app.services import photos
 from tests.factories import Zone, assert_problem, jpeg, report, sample
@@ -114,7 +111,7 @@ def test_the_pipeline_starts_from_the_streamed_file(
     def no_second_copy(*_args: Any) -> None:
         raise AssertionError("the upload was copied again")
 
-    monkeypatch.setattr(photos, "spool_file", no_second_copy)
+    monkeypatch.setattr(photos, "spooled_copy", no_second_copy)
     data = sample(PHONE_PHOTO)
     response = report(client, zone, photos=[data], lat="34.75", lon="113.78")
     assert response.status_code == 201, response.text
@@ -233,32 +230,3 @@ def test_the_openapi_description_of_the_upload_forms(client: TestClient) -> None
             assert name in form["required"]
     after = schema["components"]["schemas"]["Body_report_issue_api_v1_issues_post"]
     assert after["properties"]["after_photos"]["description"] == "0–10 after-photos"
-
-
-def test_temp_files_left_by_a_stopped_server_are_removed_at_startup(settings: Settings) -> None:
-    """A server killed mid-upload leaves its spool behind; the next start removes what is old
-    enough to belong to no upload in progress, and nothing else."""
-    tmp = settings.upload_dir / "tmp"
-    tmp.mkdir(parents=True)
-    stale, fresh = tmp / "up-stale000", tmp / "up-fresh000"
-    stale.write_bytes(b"\xff\xd8 the first megabyte of a photo")
-    fresh.write_bytes(b"\xff\xd8 an upload streaming in right now")
-    two_hours_ago = time.time() - 2 * 3600
-    os.utime(stale, (two_hours_ago, two_hours_ago))
-    original = settings.upload_dir / "originals" / "ab" / ("ab" + "0" * 62)
-    original.parent.mkdir(parents=True)
-    original.write_bytes(b"stored photo")
-    os.utime(original, (two_hours_ago, two_hours_ago))
-    claims = settings.upload_dir / "claims"  # see storage.Claim
-    claims.mkdir()
-    stale_claim, fresh_claim = claims / f"{original.name}.0000", claims / f"{original.name}.1111"
-    stale_claim.touch()
-    fresh_claim.touch()
-    os.utime(stale_claim, (two_hours_ago, two_hours_ago))
-
-    with TestClient(create_app(settings)):
-        assert not stale.exists()
-        assert fresh.exists()
-        assert not stale_claim.exists()
-        assert fresh_claim.exists()
-        assert original.exists()  # only the temp and claims folders are swept

@@ -57,9 +57,10 @@ def comparison_jpeg(
         return path
     image = _render(storage, settings, issue, chosen.before, chosen.after)
     temp, out = storage.open_temp()
-    with out:
+    with out:  # open (so locked against the sweep) until it is in place
         image.save(out, "JPEG", quality=85)
-    storage.commit(temp, path)
+        out.flush()
+        storage.commit(temp, path)
     return path
 
 

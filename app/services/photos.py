@@ -31,7 +31,7 @@ from app.services.storage import (
     Upload,
     remove_quietly,
     sha256_of_path,
-    spool_file,
+    spooled_copy,
 )
 
 pillow_heif.register_heif_opener(thumbnails=False)
@@ -120,7 +120,15 @@ def ingest_photo(
     request that goes on to write rows, the claim stays with the request, which removes the
     files should it fail later (`Claim.release_and_remove`). Without one (tools, tests), this
     call claims on its own, and on a failure removes what it moved into place itself."""
-    spooled = upload if isinstance(upload, SpooledPhoto) else spool_file(upload, settings, storage)
+    if isinstance(upload, SpooledPhoto):
+        return _ingest_spooled(upload, settings, storage, claim)
+    with spooled_copy(upload, settings, storage) as spooled:  # held open (locked) till done
+        return _ingest_spooled(spooled, settings, storage, claim)
+
+
+def _ingest_spooled(
+    spooled: SpooledPhoto, settings: Settings, storage: Storage, claim: Claim | None
+) -> IngestedPhoto:
     own = claim is None
     claim = Claim(storage) if claim is None else claim
     created: list[Path] = []

@@ -1,5 +1,12 @@
 """Content-addressed photo storage on the local disk: originals and derivatives by SHA-256,
-and the spool that an upload is copied into as it arrives (where the photo pipeline starts)."""
+and the spool that an upload is copied into as it arrives (where the photo pipeline starts).
+
+Whatever a request has in progress is held under an exclusive `flock` for as long as it is
+live: each temp file it writes (`Storage.open_temp`) and each claim marker (`Claim`). The kernel
+drops the locks of a process that dies, however it dies (`kill -9`, the OOM killer), so a sweep
+(`app/services/sweep.py`) tells what a dead request left from what a live one uses by taking
+each file's lock without waiting, across the server's processes (`--workers`), at once.
+"""
 
 import fcntl
 import hashlib
@@ -18,7 +25,11 @@ from app.errors import PhotoTooLarge
 
 DERIVATIVES = ("thumb", "large")
 CHUNK = 1024 * 1024
-# A temp file this old belongs to no upload in progress (a 10 MB photo at 20 kB/s takes 9 min).
+# The temp files `Storage.open_temp` makes, each under its owner's lock; a derivative's is named
+# after its upload's (`<upload's name>-…`) and lives as long as that one does.
+TEMP_PREFIX = "up-"
+# Temp files of other names (the ledger exports', written and read by path by code that holds
+# no lock on them) belong to no request when this old.
 STALE_TEMP_S = 3600
 
 
@@ -44,26 +55,73 @@ class Storage:
         return [self.original_path(sha256), *(self.derivative_path(sha256, d) for d in DERIVATIVES)]
 
     def claimed(self, sha256: str) -> bool:
-        """Whether a request in progress claims these bytes (call under `claims_locked`)."""
-        return any(self.claims_dir.glob(f"{sha256}.*"))
+        """Whether a live request claims these bytes (call under `claims_locked`)."""
+        return any(held_by_another(marker) for marker in self.claims_dir.glob(f"{sha256}.*"))
+
+    def live_claims(self) -> set[str]:
+        """The SHA-256s that live requests claim (call under `claims_locked`)."""
+        markers = self.claims_dir.glob("*") if self.claims_dir.is_dir() else []
+        return {m.name.split(".", 1)[0] for m in markers if held_by_another(m)}
+
+    def dead_claims(self) -> list[Path]:
+        """Claim markers whose request is gone (call under `claims_locked`)."""
+        markers = sorted(self.claims_dir.glob("*")) if self.claims_dir.is_dir() else []
+        return [m for m in markers if held_by_another(m) is False]
 
     @contextmanager
     def claims_locked(self) -> Iterator[None]:
         """An exclusive lock on the claims folder (flock), across threads (each call opens the
         folder anew) and processes."""
         self.claims_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.claims_dir, os.O_RDONLY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with _locked(self.claims_dir, fcntl.LOCK_EX):
             yield
+
+    def open_temp(self, prefix: str = TEMP_PREFIX) -> tuple[Path, BinaryIO]:
+        """A new file in the storage's own tmp folder (same file system, so rename is atomic),
+        under an exclusive flock for as long as the file object is open: keep it open until
+        the file is moved into place or removed. It is made under a shared lock of the folder
+        (the sweep takes it exclusively), so no sweep sees it before it is locked."""
+        assert prefix.startswith(TEMP_PREFIX)
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        with _locked(self.tmp_dir, fcntl.LOCK_SH):
+            fd, name = tempfile.mkstemp(dir=self.tmp_dir, prefix=prefix)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        return Path(name), os.fdopen(fd, "w+b")
+
+    def dead_temps(self, remove: bool) -> list[Path]:
+        """The temp files of requests that are gone, removed unless `remove` is False.
+
+        A file of `open_temp` is live while its lock is held, or, for a derivative's, while its
+        upload's file is live (a decoding process writes it and returns; the request moves it
+        into place before its upload's, and removes it before giving the upload up). Other
+        names: by age (`STALE_TEMP_S`)."""
+        if not self.tmp_dir.is_dir():
+            return []
+        with _locked(self.tmp_dir, fcntl.LOCK_EX):
+            paths = sorted(path for path in self.tmp_dir.iterdir() if not path.is_dir())
+            live: dict[str, bool | None] = {}
+            for path in paths:  # uploads before their derivatives: the names sort so
+                live[path.name] = _temp_live(path, live)
+            dead = [path for path in paths if live[path.name] is False]
+            if remove:
+                remove_quietly(dead)
+        return dead
+
+    @contextmanager
+    def sweeping(self, wait: bool = True) -> Iterator[bool]:
+        """One sweep of this folder at a time, across processes: yields False (without waiting)
+        when `wait` is False and another sweep is under way."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root, os.O_RDONLY)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            yield True
         finally:
             os.close(fd)
-
-    def open_temp(self, prefix: str = "up-") -> tuple[Path, BinaryIO]:
-        """A new file in the storage's own tmp folder (same file system, so rename is atomic)."""
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=self.tmp_dir, prefix=prefix)
-        return Path(name), os.fdopen(fd, "w+b")
 
     def commit(self, temp: Path, final: Path) -> bool:
         """Move a finished temp file into place; False when identical bytes were already there."""
@@ -89,21 +147,6 @@ class Storage:
             moved.append(final)
         for folder in dict.fromkeys(path.parent for path in moved):
             _fsync_dir(folder)
-
-    def remove_stale_temps(self, older_than_s: float = STALE_TEMP_S) -> int:
-        """Remove temp files and claims left by a server that stopped mid-upload (killed, out
-        of memory); a request removes its own on any failure it lives through. Returns how
-        many."""
-        cutoff = time.time() - older_than_s
-        removed = 0
-        for path in [*self.tmp_dir.glob("*"), *self.claims_dir.glob("*")]:
-            try:
-                if path.is_file() and path.stat().st_mtime < cutoff:
-                    path.unlink()
-                    removed += 1
-            except FileNotFoundError:
-                pass  # removed meanwhile by the request that owns it
-        return removed
 
     def writable(self) -> bool:
         try:
@@ -174,14 +217,23 @@ def sha256_of(upload: Upload) -> str:
 
 
 def spool_file(upload: BinaryIO, settings: Settings, storage: Storage) -> SpooledPhoto:
-    """Copy a file object into storage's tmp folder in chunks (within the size cap)."""
+    """Copy a file object into storage's tmp folder in chunks (within the size cap). The temp
+    file is closed, so no lock holds it: a request's use `spooled_copy`."""
+    with spooled_copy(upload, settings, storage) as spooled:
+        return spooled
+
+
+@contextmanager
+def spooled_copy(upload: BinaryIO, settings: Settings, storage: Storage) -> Iterator[SpooledPhoto]:
+    """Copy a file object into storage's tmp folder, and keep that temp file open (so locked,
+    see `Storage.open_temp`) until the block ends; it is removed when the block fails."""
     upload.seek(0)
     spool = PhotoSpool(settings, storage)
     try:
         with spool.file:
             while chunk := upload.read(CHUNK):
                 spool.write(chunk)
-            return spool.finish()
+            yield spool.finish()
     except BaseException:
         spool.discard()
         raise
@@ -198,25 +250,32 @@ class Claim:
     committed photo uses it. A claim is a marker file in `claims/`, taken, checked and removed
     under a lock on the claims folder, which holds across threads and across server processes
     on one machine (`--workers`): a claim taken after a removal finds the files gone and stores
-    them again."""
+    them again. Each marker is held under an exclusive flock by the request until it releases
+    it, so that a claim whose process died counts for nothing (and is swept)."""
 
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
         self.token = secrets.token_hex(8)
-        self.shas: set[str] = set()
+        self._held: dict[str, int] = {}  # SHA-256 → the locked marker's file descriptor
+
+    @property
+    def shas(self) -> set[str]:
+        return set(self._held)
 
     def add(self, sha256: str) -> None:
-        if sha256 in self.shas:  # the same bytes twice in one request: claimed once
+        if sha256 in self._held:  # the same bytes twice in one request: claimed once
             return
         with self.storage.claims_locked():
-            self._marker(sha256).touch()
-        self.shas.add(sha256)
+            fd = os.open(self._marker(sha256), os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        self._held[sha256] = fd
 
     def release(self) -> None:
         """The request has committed (or stored nothing): its rows reference what it stored."""
-        for sha in self.shas:
+        for sha, fd in self._held.items():
             self._marker(sha).unlink(missing_ok=True)
-        self.shas = set()
+            os.close(fd)
+        self._held = {}
 
     def release_and_remove(self, used: Callable[[set[str]], set[str]]) -> None:
         """The request gives up: remove the files of its SHA-256s that nobody else needs.
@@ -231,6 +290,48 @@ class Claim:
 
     def _marker(self, sha256: str) -> Path:
         return self.storage.claims_dir / f"{sha256}.{self.token}"
+
+
+def held_by_another(path: Path) -> bool | None:
+    """Whether some open file holds `path` under flock: True, False, or None when it is gone.
+    (Any other open file, this process's too: flock belongs to the open file description.)"""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def _temp_live(path: Path, live: dict[str, bool | None]) -> bool | None:
+    """Whether a temp file belongs to a live request (see `Storage.dead_temps`): None when it
+    is gone meanwhile (moved into place or removed by its request); `live` has the answers
+    for the names that sort before it."""
+    if not path.name.startswith(TEMP_PREFIX):
+        try:
+            return path.stat().st_mtime > time.time() - STALE_TEMP_S
+        except FileNotFoundError:
+            return None
+    upload = path.name.rsplit("-", 1)[0]
+    if upload in live and live[upload] is not False:  # its upload's: live, or moved meanwhile
+        return True
+    return held_by_another(path)
+
+
+@contextmanager
+def _locked(folder: Path, operation: int) -> Iterator[None]:
+    """A flock on a folder, held for the block (each call opens it anew: a lock of its own)."""
+    fd = os.open(folder, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, operation)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(path: Path) -> None:

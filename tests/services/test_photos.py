@@ -549,20 +549,37 @@ def test_a_failing_request_keeps_the_files_committed_rows_use(tmp_path: Path) ->
 
 
 def test_a_claim_holds_across_processes(tmp_path: Path) -> None:
-    """A claim taken by another server process (`--workers`) keeps the files too."""
+    """A claim taken by another server process (`--workers`) keeps the files too, for as long
+    as that process lives: the claim of a process that died counts for nothing."""
     data, claim, photo = claimed_photo(tmp_path, seed=15)
     script = (
         "import sys; from pathlib import Path; from app.services.storage import Claim, Storage; "
-        "Claim(Storage(Path(sys.argv[1]))).add(sys.argv[2])"  # and exits still claiming
+        "Claim(Storage(Path(sys.argv[1]))).add(sys.argv[2]); print('claimed', flush=True); "
+        "sys.stdin.read()"  # and exits still claiming, when its stdin closes
     )
-    subprocess.run([sys.executable, "-c", script, str(tmp_path), photo.sha256], check=True)
+    other_process = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path), photo.sha256],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert other_process.stdout is not None and other_process.stdin is not None
+    assert other_process.stdout.readline() == "claimed\n"
 
     claim.release_and_remove(lambda _shas: set())
 
     (other,) = claims_left(tmp_path)
     assert other.name.startswith(photo.sha256)
-    other.unlink()  # as the other process does when its request ends
-    assert_stored(tmp_path, photo, data)
+    assert [path for path in stored_files(tmp_path) if path != other] == sorted(
+        Storage(tmp_path).files(photo.sha256)
+    )
+    assert Storage(tmp_path).original_path(photo.sha256).read_bytes() == data
+    other_process.stdin.close()
+    assert other_process.wait(timeout=30) == 0
+    again = Claim(Storage(tmp_path))
+    again.add(photo.sha256)
+    again.release_and_remove(lambda _shas: set())  # the dead process's claim keeps nothing
+    assert not any(path.exists() for path in Storage(tmp_path).files(photo.sha256))
 
 
 def test_different_bytes_are_stored_apart(tmp_path: Path) -> None:
