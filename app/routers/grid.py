@@ -10,11 +10,11 @@ from fastapi.responses import JSONResponse
 
 from app.deps import CurrentUser, SessionDep
 from app.models.base import utcnow
+from app.models.geo import Crs
 from app.models.grid import GridCellPublic
 from app.models.nearby import NearbyIssues
 from app.responses import model_json
 from app.services import grid, nearby
-from app.services.geo import Crs
 
 router = APIRouter(prefix="/api/v1", tags=["grid"])
 

@@ -16,8 +16,10 @@ from sqlalchemy import select as select_columns
 from sqlmodel import Session, col, select
 
 from app.models import GridCell, GridImport, Issue, OrgUnit, User
+from app.models.geo import Crs
 from app.models.grid import LEVEL_RANK, GridCellPublic, GridLevel
-from app.services.geo import Crs, from_wgs84
+from app.services.geo import from_wgs84
+from app.services.issues import OPEN_STATUSES
 from app.services.permissions import user_org, visible_issues
 
 
@@ -175,11 +177,10 @@ def list_cells(session: Session, user: User) -> list[GridCellPublic]:
 
 def open_issues_by_cell(session: Session, user: User) -> dict[str, int]:
     """Open issues the caller may see, counted by the cell they were routed to."""
-    from app.services.stats import OPEN  # here: stats imports issues, which imports this module
 
     query = (
         select(Issue.grid_cell_code, func.count())
-        .where(col(Issue.grid_cell_code).is_not(None), col(Issue.status).in_(OPEN))
+        .where(col(Issue.grid_cell_code).is_not(None), col(Issue.status).in_(OPEN_STATUSES))
         .where(visible_issues(session, user))
         .group_by(col(Issue.grid_cell_code))
     )

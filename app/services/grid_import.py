@@ -18,9 +18,10 @@ from sqlmodel import Session, col, select
 from app.errors import GridImportRefused
 from app.models import GridCell, GridImport, OrgUnit, User
 from app.models.base import utcnow
+from app.models.geo import Crs
 from app.models.grid import LEVEL_NAMES, LEVEL_RANK, GridImportResult, GridLevel
 from app.services import changes, grid
-from app.services.geo import Crs, to_wgs84
+from app.services.geo import to_wgs84
 
 # Two cells of one level may share edges and overlap by slivers of digitising: refused when
 # the overlap is more than this fraction of the smaller cell's area.

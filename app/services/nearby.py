@@ -7,11 +7,12 @@ from datetime import datetime
 from sqlmodel import Session, col, select
 
 from app.models import Issue, User
+from app.models.geo import Crs
 from app.models.nearby import NearbyIssue, NearbyIssues
-from app.services.geo import EARTH_RADIUS_M, Crs, distance_m, to_wgs84
+from app.services.geo import EARTH_RADIUS_M, distance_m, to_wgs84
+from app.services.issues import OPEN_STATUSES
 from app.services.permissions import visible_issues
 from app.services.present import issues_public
-from app.services.stats import OPEN
 
 DEFAULT_RADIUS_M = 100.0
 MAX_RADIUS_M = 5000.0
@@ -37,7 +38,7 @@ def nearby_issues(
     d_lon = d_lat / max(math.cos(math.radians(lat)), 1e-6)
     query = select(Issue).where(
         visible_issues(session, user),
-        col(Issue.status).in_(OPEN),
+        col(Issue.status).in_(OPEN_STATUSES),
         col(Issue.lat).between(lat - d_lat, lat + d_lat),
         col(Issue.lon).between(lon - d_lon, lon + d_lon),
     )

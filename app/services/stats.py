@@ -29,49 +29,25 @@ from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
-from functools import lru_cache
-from typing import Any, Literal
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field
-from sqlalchemy import (
-    ARRAY,
-    ColumnElement,
-    Executable,
-    Integer,
-    and_,
-    any_,
-    bindparam,
-    case,
-    cast,
-    func,
-    or_,
-    union,
-)
 from sqlalchemy import select as select_columns
-from sqlalchemy.sql.util import ClauseAdapter
 from sqlmodel import Session, col
 
 from app.config import Settings
-from app.db import PLAN_EACH_TIME
 from app.errors import Forbidden, ValidationFailed
-from app.models import Category, Issue, IssueEvent, OrgUnit, User
-from app.models.base import UTCDateTime
+from app.models import OrgUnit, User
 from app.models.issue import IssueStatus
-from app.services import orgs
-from app.services.issues import Action
-from app.services.permissions import VISIBLE_TO_CALLER, caller_params, user_org
+from app.services import orgs, stats_query
+from app.services.permissions import user_org
+from app.services.stats_query import Columns
 
 S = IssueStatus
-OPEN = (S.REPORTED, S.ACCEPTED, S.DISPATCHED, S.RECTIFIED)
-ENDED_WITHOUT_FIX = (S.REJECTED, S.DUPLICATE)
-REPORT_ACTION = "report"
-DUE_SOON = timedelta(hours=24)
 # Grades by score: the first threshold reached.
 GRADES = (("A", 90.0), ("B", 75.0), ("C", 60.0), ("D", 40.0))
 MIN_YEAR, MAX_YEAR = 1970, 2999
-# An aggregate query's result by column name: a few hundred rows, summed without a Python loop.
-Columns = dict[str, tuple[Any, ...]]
 
 
 class PeriodKind(StrEnum):
@@ -261,183 +237,6 @@ def grade(value: float | None) -> str | None:
     return next((letter for letter, floor in GRADES if value >= floor), "E")
 
 
-# --- The aggregate query --------------------------------------------------------------------
-
-# The query's parameters; the statement is built once per shape and reused (see _period_query).
-START, END, NOW, CUT, SOON = (
-    bindparam(name, type_=UTCDateTime()) for name in ("start", "end", "now", "cut", "soon")
-)
-
-
-def _count_if(condition: ColumnElement[bool]) -> Any:
-    return func.count().filter(condition)
-
-
-def _within(column: Any) -> ColumnElement[bool]:
-    return and_(column >= START, column < END)
-
-
-def _period_columns(
-    session: Session,
-    user: User,
-    org: OrgUnit | None,
-    period: Period,
-    now: datetime,
-    *,
-    by_category_and_status: bool,
-) -> Columns:
-    """Per responsible unit (and category and status): the period's counts and the live ones,
-    of the issues the user may see (within `org` when given)."""
-    cut = min(period.end, now)
-    dialect = session.get_bind().dialect.name
-    query = _period_query(dialect, by_category_and_status, past=cut < now, within_org=bool(org))
-    values = {"start": period.start, "end": period.end, "now": now, "cut": cut}
-    values |= caller_params(session, user) | {"org_path": org.path if org else None}
-    return _columns(session, query, values | {"soon": now + DUE_SOON})
-
-
-@lru_cache(maxsize=16)
-def _period_query(dialect: str, by_category_and_status: bool, past: bool, within_org: bool) -> Any:
-    """The statement, built once per shape: the caller's scope and the rest are parameters."""
-    action = col(IssueEvent.action)
-    fixed_on_the_spot = and_(action == REPORT_ACTION, col(IssueEvent.to_status) == S.RECTIFIED)
-    submitted = or_(action == Action.SUBMIT_RECTIFICATION, fixed_on_the_spot)
-    events = (
-        select_columns(
-            col(IssueEvent.issue_id).label("issue_id"),
-            _count_if(action == Action.DISPATCH).label("dispatches"),
-            _count_if(submitted).label("submitted"),
-            _count_if(action == Action.VERIFY_FAIL).label("failed"),
-        )
-        .where(
-            or_(action.in_([Action.DISPATCH, Action.VERIFY_FAIL]), submitted),
-            _within(col(IssueEvent.at)),
-        )
-        .group_by(col(IssueEvent.issue_id))
-        .cte("ev")
-    )
-
-    def pick(*conditions: ColumnElement[bool]) -> Any:
-        return select_columns(*(col(column) for column in PERIOD_ISSUE_COLUMNS)).where(*conditions)
-
-    # Every issue any count below can be true for; each condition has its index.
-    relevant = [
-        _within(col(Issue.reported_at)),
-        _within(col(Issue.closed_at)),
-        _within(col(Issue.deadline_at)),
-        col(Issue.status).in_(OPEN),
-    ]
-    if past:
-        # The issues with an event in the period, by id; and those overdue at its end but
-        # closed since.
-        relevant.append(_id_among(dialect, events.c.issue_id))
-        relevant.append(and_(col(Issue.closed_at) >= CUT, col(Issue.deadline_at) < CUT))
-    else:
-        # An event moves its issue's updated_at to the event's time or later (issues._touch),
-        # so "changed since the start" holds every issue with an event in the period, and it is
-        # one range of an index instead of a lookup per id. (For a past period it would be
-        # nearly every issue changed since, and the ids are cheaper.)
-        relevant.append(col(Issue.updated_at) >= START)
-    if dialect == "postgresql":
-        # One pass over the heap for the union of the indexes (a BitmapOr).
-        issue = pick(or_(*relevant)).subquery("p")
-    else:
-        # SQLite scans the whole table for such an OR; a UNION keeps each part on its index.
-        issue = union(*(pick(condition) for condition in relevant)).subquery("p")
-
-    status, deadline = issue.c.status, issue.c.deadline_at
-    closed_at, rectified_at = issue.c.closed_at, issue.c.rectified_at
-    counted = status.not_in(ENDED_WITHOUT_FIX)
-    due = and_(_within(deadline), counted, or_(deadline <= NOW, closed_at.is_not(None)))
-    dispatched = and_(
-        events.c.dispatches > 0, counted, or_(rectified_at.is_not(None), deadline <= NOW)
-    )
-    closed_in_period = _within(closed_at)
-    dispatched_now = status == S.DISPATCHED
-    keys: list[Any] = [issue.c.org_unit_id]
-    if by_category_and_status:
-        # With the names the answer shows, so that no other query is needed for them.
-        keys += [
-            col(OrgUnit.code).label("org_unit"),
-            issue.c.category_code.label("category"),
-            col(Category.name).label("category_name"),
-            col(Category.unit).label("category_unit"),
-            status,
-        ]
-    query = (
-        select_columns(
-            *keys,
-            _count_if(_within(issue.c.reported_at)).label("reported"),
-            _count_if(closed_in_period).label("closed_in_period"),
-            func.sum(case((closed_in_period, issue.c.quantity))).label("quantity"),
-            _count_if(due).label("due"),
-            _count_if(and_(due, closed_at < END)).label("closed"),
-            _count_if(and_(due, closed_at <= deadline)).label("closed_on_time"),
-            _count_if(dispatched).label("dispatched"),
-            _count_if(and_(dispatched, rectified_at <= deadline)).label("rectified_on_time"),
-            _count_if(or_(due, dispatched)).label("volume"),
-            _count_if(
-                and_(deadline < CUT, counted, or_(closed_at.is_(None), closed_at >= CUT))
-            ).label("overdue_open"),
-            _count_if(status.in_(OPEN)).label("open"),
-            _count_if(and_(dispatched_now, deadline < NOW)).label("overdue"),
-            _count_if(and_(dispatched_now, deadline >= NOW, deadline < SOON)).label(
-                "due_within_24h"
-            ),
-            func.coalesce(func.sum(events.c.submitted), 0).label("rectifications_submitted"),
-            func.coalesce(func.sum(events.c.failed), 0).label("verify_fail"),
-        )
-        .select_from(issue)
-        .outerjoin(events, events.c.issue_id == issue.c.id)
-        .group_by(*keys)
-    )
-    if by_category_and_status:
-        query = query.join(OrgUnit, col(OrgUnit.id) == issue.c.org_unit_id).join(
-            Category, col(Category.code) == issue.c.category_code
-        )
-    # The caller's scope (and the asked unit), moved from the issues table onto the period's.
-    onto_period = ClauseAdapter(issue)
-    query = query.where(onto_period.traverse(VISIBLE_TO_CALLER))
-    if within_org:
-        in_org = orgs.in_subtree_of(Issue.org_unit_id, bindparam("org_path"))
-        query = query.where(onto_period.traverse(in_org))
-    # Its best plan depends on the period and the table's size (see app/db.py).
-    return query.execution_options(**{PLAN_EACH_TIME: True})
-
-
-PERIOD_ISSUE_COLUMNS = (
-    Issue.id,
-    Issue.org_unit_id,
-    Issue.reported_by_id,
-    Issue.category_code,
-    Issue.status,
-    Issue.reported_at,
-    Issue.closed_at,
-    Issue.deadline_at,
-    Issue.rectified_at,
-    Issue.quantity,
-)
-
-
-def _id_among(dialect: str, issue_ids: Any) -> ColumnElement[bool]:
-    """Issue.id in a small set of ids, looked up by primary key on every engine."""
-    if dialect == "postgresql":
-        # `= ANY(array)` makes PostgreSQL probe the primary key once per id (a bitmap index
-        # scan beside the others); with `IN (subquery)` it may prefer to read the whole table.
-        ids = select_columns(func.array_agg(issue_ids)).scalar_subquery()
-        return col(Issue.id) == any_(cast(ids, ARRAY(Integer)))
-    return col(Issue.id).in_(select_columns(issue_ids))
-
-
-def _columns(session: Session, query: Executable, params: dict[str, Any] | None = None) -> Columns:
-    """The result of a Core query (in the session's transaction), column by column."""
-    result = session.connection().execute(query, params)
-    keys = list(result.keys())
-    rows = result.all()
-    columns = zip(*rows, strict=True) if rows else [() for _ in keys]
-    return dict(zip(keys, columns, strict=True))
-
-
 @dataclass(frozen=True)
 class Unit:
     id: int
@@ -453,7 +252,7 @@ class Unit:
 
 def _units(session: Session) -> dict[int, Unit]:
     wanted = (OrgUnit.id, OrgUnit.code, OrgUnit.name, OrgUnit.kind, OrgUnit.path)
-    columns = _columns(session, select_columns(*(col(c) for c in wanted)))
+    columns = stats_query.columns(session, select_columns(*(col(c) for c in wanted)))
     return {row[0]: Unit(*row) for row in zip(*columns.values(), strict=True)}
 
 
@@ -510,7 +309,9 @@ def period_stats(
 ) -> Stats:
     """Counts, live counts, quantities, indicators and the score of what the caller may see."""
     org = _scope_org(session, user, org_code)
-    columns = _period_columns(session, user, org, period, now, by_category_and_status=True)
+    columns = stats_query.period_columns(
+        session, user, org, (period.start, period.end), now, by_category_and_status=True
+    )
     tally = Tally.of(columns)
     by_status = dict.fromkeys(S, 0)
     by_category: dict[str, int] = defaultdict(int)
@@ -625,7 +426,9 @@ def rankings(
     owner = {
         u.id: next((i for i in reversed(u.lineage()) if i in ranked), None) for u in units.values()
     }
-    columns = _period_columns(session, user, None, period, now, by_category_and_status=False)
+    columns = stats_query.period_columns(
+        session, user, None, (period.start, period.end), now, by_category_and_status=False
+    )
     rows_of: dict[int, list[int]] = {unit_id: [] for unit_id in ranked}
     for row, org_unit_id in enumerate(columns["org_unit_id"]):
         unit_id = owner.get(org_unit_id)

@@ -6,8 +6,9 @@ from sqlmodel import Session, col, select
 
 from app.errors import GridImportRefused
 from app.models import GridCell, GridImport
+from app.models.geo import Crs
 from app.services import grid, grid_import
-from app.services.geo import Crs, wgs84_to_gcj02
+from app.services.geo import wgs84_to_gcj02
 from tests import grid_samples as samples
 
 

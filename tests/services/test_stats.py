@@ -15,7 +15,7 @@ from sqlmodel import Session, select
 
 from app.config import Settings
 from app.db import get_read_engine
-from app.errors import Forbidden, NotFound, ValidationFailed
+from app.errors import Forbidden, ValidationFailed
 from app.models import Issue, User
 from app.models.issue import IssueReport, PhotoForm, TransitionRequest
 from app.models.photo import PhotoKind
@@ -439,7 +439,7 @@ def test_scope_of_a_b_office_supervisor(session, settings, zone):
     assert got.quantities[0].issues == 1
     with pytest.raises(Forbidden):
         district_stats(session, settings, zone, username="b_super", org_unit="A")
-    with pytest.raises(NotFound):
+    with pytest.raises(ValidationFailed):  # an unknown code is the request's error
         district_stats(session, settings, zone, username="b_super", org_unit="NOPE")
     grid = district_stats(session, settings, zone, username="a_super", org_unit="A1G")
     assert grid.org_unit == "A1G"
