@@ -2,6 +2,7 @@
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
@@ -12,6 +13,7 @@ from starlette_compress import CompressMiddleware, add_compress_type
 from app.config import MB, Settings, get_settings
 from app.errors import BodyLimitAsProblem, install_error_handlers, logger
 from app.etags import ConditionalGetMiddleware
+from app.openapi import finish_schema, install_docs
 from app.routers import (
     account,
     dashboard,
@@ -34,6 +36,11 @@ add_compress_type("text/csv")
 class GridproofAPI(FastAPI):
     def build_middleware_stack(self) -> ASGIApp:
         return BodyLimitAsProblem(super().build_middleware_stack())
+
+    def openapi(self) -> dict[str, Any]:
+        if not self.openapi_schema:
+            self.openapi_schema = finish_schema(super().openapi())
+        return self.openapi_schema
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -62,6 +69,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1.0.0",
         lifespan=lifespan,
         max_body_size=MB,
+        docs_url=None,  # /docs and /redoc are served with local assets: install_docs
+        redoc_url=None,
         # Generous enough for before- and after-photos; each count is checked with a clear error.
         form_limits={"max_files": 4 * settings.max_photos_per_request, "max_fields": 100},
     )
@@ -87,6 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         StaticFiles(directory=dashboard_page.DASHBOARD_DIR),
         name="dashboard-assets",
     )
+    install_docs(app)
     app.include_router(pages.router)  # / → /m/, and the phone app
 
     return app
