@@ -18,6 +18,7 @@ from app.deps import (
 )
 from app.errors import (
     AfterPhotoRequired,
+    BadRequest,
     Forbidden,
     InvalidTransition,
     LocationRequired,
@@ -211,6 +212,7 @@ def add_photos(
     "/{issue_id}/transitions",
     response_model=IssuePublic,
     responses=problem_responses(
+        BadRequest,
         Forbidden,
         NotFound,
         InvalidTransition,

@@ -7,7 +7,13 @@ from pydantic import BaseModel
 
 from app.db import ping
 from app.deps import SessionDep, SettingsDep, StorageDep
-from app.errors import DatabaseUnavailable, PhotoTooLarge, Unauthenticated, ValidationFailed
+from app.errors import (
+    BadRequest,
+    DatabaseUnavailable,
+    PhotoTooLarge,
+    Unauthenticated,
+    ValidationFailed,
+)
 from app.models.user import LoginRequest, LoginResponse
 from app.openapi import Responses, problem_responses
 from app.services import auth
@@ -52,7 +58,7 @@ def readyz(settings: SettingsDep, storage: StorageDep) -> JSONResponse:
     "/api/v1/auth/login",
     tags=["auth"],
     responses=problem_responses(
-        Unauthenticated, PhotoTooLarge, ValidationFailed, DatabaseUnavailable
+        BadRequest, Unauthenticated, PhotoTooLarge, ValidationFailed, DatabaseUnavailable
     ),
 )
 def login(body: LoginRequest, session: SessionDep) -> LoginResponse:
