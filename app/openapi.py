@@ -127,10 +127,23 @@ def finish_schema(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 ASSETS_URL = "/docs/assets"
+# The pages may load nothing from another host: ReDoc would fetch its footer logo from
+# cdn.redoc.ly (the browser now refuses it and ReDoc hides the image). The inline parts are
+# the pages' own start-up script and ReDoc's styles; ReDoc's search runs in a blob: worker.
+DOCS_CSP = (
+    "default-src 'self'; img-src 'self' data:; script-src 'self' 'unsafe-inline'; "
+    "style-src 'self' 'unsafe-inline'; worker-src 'self' blob:; connect-src 'self'; "
+    "font-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
 
 
 def _assets_dir() -> Path:
     return Path(str(files("fastapi_offline") / "static"))
+
+
+def _same_origin_only(page: HTMLResponse) -> HTMLResponse:
+    page.headers["Content-Security-Policy"] = DOCS_CSP
+    return page
 
 
 def install_docs(app: FastAPI) -> None:
@@ -141,15 +154,17 @@ def install_docs(app: FastAPI) -> None:
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")
-        return get_swagger_ui_html(
-            openapi_url=f"{root}{app.openapi_url}",
-            title=f"{app.title} – API",
-            oauth2_redirect_url=f"{root}{oauth2_redirect}",
-            swagger_js_url=f"{root}{ASSETS_URL}/swagger-ui-bundle.js",
-            swagger_css_url=f"{root}{ASSETS_URL}/swagger-ui.css",
-            swagger_favicon_url=f"{root}{ASSETS_URL}/favicon.png",
-            # No "valid" badge: Swagger UI would fetch it from validator.swagger.io.
-            swagger_ui_parameters={**(app.swagger_ui_parameters or {}), "validatorUrl": None},
+        return _same_origin_only(
+            get_swagger_ui_html(
+                openapi_url=f"{root}{app.openapi_url}",
+                title=f"{app.title} – API",
+                oauth2_redirect_url=f"{root}{oauth2_redirect}",
+                swagger_js_url=f"{root}{ASSETS_URL}/swagger-ui-bundle.js",
+                swagger_css_url=f"{root}{ASSETS_URL}/swagger-ui.css",
+                swagger_favicon_url=f"{root}{ASSETS_URL}/favicon.png",
+                # No "valid" badge: Swagger UI would fetch it from validator.swagger.io.
+                swagger_ui_parameters={**(app.swagger_ui_parameters or {}), "validatorUrl": None},
+            )
         )
 
     @app.get(oauth2_redirect, include_in_schema=False)
@@ -159,10 +174,12 @@ def install_docs(app: FastAPI) -> None:
     @app.get("/redoc", include_in_schema=False)
     async def redoc(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")
-        return get_redoc_html(
-            openapi_url=f"{root}{app.openapi_url}",
-            title=f"{app.title} – API",
-            redoc_js_url=f"{root}{ASSETS_URL}/redoc.standalone.js",
-            redoc_favicon_url=f"{root}{ASSETS_URL}/favicon.png",
-            with_google_fonts=False,
+        return _same_origin_only(
+            get_redoc_html(
+                openapi_url=f"{root}{app.openapi_url}",
+                title=f"{app.title} – API",
+                redoc_js_url=f"{root}{ASSETS_URL}/redoc.standalone.js",
+                redoc_favicon_url=f"{root}{ASSETS_URL}/favicon.png",
+                with_google_fonts=False,
+            )
         )

@@ -250,6 +250,8 @@ def test_the_docs_pages_load_everything_from_this_server(app, page):
         response = client.get(page)
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/html")
+        # Whatever a bundle would fetch by itself, the browser refuses from another host.
+        assert "default-src 'self'" in response.headers["content-security-policy"]
         links = _Links()
         links.feed(response.text)
         assert links.urls, response.text
