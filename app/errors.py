@@ -2,7 +2,7 @@
 
 import json
 import logging
-from typing import Any
+from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -20,11 +20,17 @@ class AppError(Exception):
     status = 400
     code = "bad_request"
     title = "Bad request"
+    # Sent with every answer of this error (and documented in the OpenAPI document).
+    headers: ClassVar[dict[str, str]] = {}
 
     def __init__(self, detail: str | None = None, **extra: Any) -> None:
         super().__init__(detail or self.title)
         self.detail = detail or self.title
         self.extra = extra
+
+
+class BadRequest(AppError):
+    """A body that cannot be parsed at all (malformed multipart): Starlette's own 400."""
 
 
 class ValidationFailed(AppError):
@@ -37,6 +43,7 @@ class Unauthenticated(AppError):
     status = 401
     code = "unauthenticated"
     title = "A valid bearer token is required"
+    headers: ClassVar[dict[str, str]] = {"WWW-Authenticate": "Bearer"}  # RFC 9110, 11.6.1
 
 
 class Forbidden(AppError):
@@ -135,9 +142,18 @@ class GridImportRefused(AppError):
     title = "网格文件被拒绝，未写入任何数据"
 
 
+class DatabaseUnavailable(AppError):
+    """Not raised by services: the handler of a lost database connection answers with it."""
+
+    status = 503
+    code = "database_unavailable"
+    title = "The database connection was lost"
+    headers: ClassVar[dict[str, str]] = {"Retry-After": "1"}
+
+
 # Starlette's own HTTP errors (unknown route, wrong method, body over the limit …).
 _HTTP_CODES = {
-    400: ("bad_request", "Bad request"),
+    400: (BadRequest.code, BadRequest.title),
     404: ("not_found", "Not found"),
     405: ("method_not_allowed", "Method not allowed"),
     413: (PhotoTooLarge.code, "Request body too large"),
@@ -153,7 +169,9 @@ def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> JS
 
 async def _app_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
-    return problem(exc.status, exc.code, exc.title, exc.detail, **exc.extra)
+    response = problem(exc.status, exc.code, exc.title, exc.detail, **exc.extra)
+    response.headers.update(exc.headers)
+    return response
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -191,14 +209,10 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     # A pooled connection had died (the database restarted): the pool has been emptied and the
     # next request connects afresh, so this one may simply be retried.
     logger.warning("database connection lost: %s", exc.orig)
-    response = problem(
-        503,
-        "database_unavailable",
-        "The database connection was lost",
-        "The database restarted or dropped the connection; retry the request.",
+    lost = DatabaseUnavailable(
+        "The database restarted or dropped the connection; retry the request."
     )
-    response.headers["Retry-After"] = "1"
-    return response
+    return await _app_error(request, lost)
 
 
 async def _internal_error(_request: Request, exc: Exception) -> JSONResponse:

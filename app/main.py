@@ -2,6 +2,7 @@
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
@@ -11,6 +12,7 @@ from starlette_compress import CompressMiddleware, add_compress_type
 from app.config import MB, Settings, get_settings
 from app.errors import BodyLimitAsProblem, install_error_handlers
 from app.etags import ConditionalGetMiddleware
+from app.openapi import finish_schema, install_docs
 from app.routers import (
     account,
     dashboard,
@@ -40,6 +42,11 @@ class GridproofAPI(FastAPI):
     def build_middleware_stack(self) -> ASGIApp:
         return BodyLimitAsProblem(super().build_middleware_stack())
 
+    def openapi(self) -> dict[str, Any]:
+        if not self.openapi_schema:
+            self.openapi_schema = finish_schema(super().openapi())
+        return self.openapi_schema
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
@@ -66,6 +73,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1.0.0",
         lifespan=lifespan,
         max_body_size=MB,
+        docs_url=None,  # /docs and /redoc are served with local assets: install_docs
+        redoc_url=None,
         # Generous enough for before- and after-photos; each count is checked with a clear error.
         form_limits={"max_files": 4 * settings.max_photos_per_request, "max_fields": 100},
     )
@@ -94,6 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         pages.PageFiles(directory=dashboard_page.DASHBOARD_DIR),
         name="dashboard-assets",
     )
+    install_docs(app)
     app.include_router(pages.router)  # / → /m/, and the service worker
     app.mount("/m", pages.phone_app, name="phone-app")
 

@@ -1,16 +1,17 @@
 """The signed-in user, sign-out, and the vocabularies every client needs."""
 
-from fastapi import APIRouter, Response
+from fastapi import Response
 from sqlmodel import col, select
 
 from app.deps import CurrentUser, SessionDep, TokenDep
 from app.models.category import Category, CategoryPublic
 from app.models.org import OrgUnitPublic
 from app.models.user import UserPublic
+from app.routers.api import authenticated_router
 from app.services import auth, orgs
 from app.services.present import user_public
 
-router = APIRouter(prefix="/api/v1")
+router = authenticated_router(prefix="/api/v1")
 
 
 @router.get("/auth/me", tags=["auth"])

@@ -3,20 +3,28 @@
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import Query, Response
 
 from app.deps import CurrentUser, SessionDep, SettingsDep
+from app.errors import Forbidden, NotFound, ValidationFailed
 from app.models.base import utcnow
+from app.openapi import problem_responses
 from app.responses import model_json
+from app.routers.api import authenticated_router
 from app.services import stats as service
 from app.services.stats import PeriodKind, RankedKind, Rankings, Stats
 
-router = APIRouter(prefix="/api/v1", tags=["dashboards"])
+router = authenticated_router(prefix="/api/v1", tags=["dashboards"])
 
 MOMENT = "a date (YYYY-MM-DD, the zone's local day) or an ISO 8601 datetime"
 
 
-@router.get("/stats", response_model=Stats)
+@router.get(
+    "/stats",
+    response_model=Stats,
+    # org_unit: unknown (404) or outside the caller's unit (403).
+    responses=problem_responses(Forbidden, NotFound, ValidationFailed),
+)
 def get_stats(
     session: SessionDep,
     settings: SettingsDep,
@@ -31,7 +39,7 @@ def get_stats(
     return model_json(service.period_stats(session, settings, user, period, org_unit, now))
 
 
-@router.get("/rankings", response_model=Rankings)
+@router.get("/rankings", response_model=Rankings, responses=problem_responses(ValidationFailed))
 def get_rankings(
     session: SessionDep,
     settings: SettingsDep,

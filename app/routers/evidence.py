@@ -1,20 +1,25 @@
 """Evidence for auditors: the JSON, the streamed ZIP bundle and the before/after comparison."""
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from app import etags
 from app.deps import CurrentUser, EvidenceIssue, SessionDep, SettingsDep
+from app.errors import Forbidden
 from app.models.base import utcnow
+from app.openapi import file_response, merge, problem_responses
+from app.routers.api import ONE_ITEM_ERRORS, authenticated_router
 from app.services import evidence as service
 from app.services.comparison import comparison_jpeg, comparison_of
 
-router = APIRouter(prefix="/api/v1/issues/{issue_id}", tags=["evidence"])
+router = authenticated_router(prefix="/api/v1/issues/{issue_id}", tags=["evidence"])
+# Evidence is for supervisors, auditors, admins and the reporter: others get 403.
+ERRORS = problem_responses(Forbidden, *ONE_ITEM_ERRORS)
 
 REVALIDATE = {"Cache-Control": "no-cache", "Vary": "Authorization"}
 
 
-@router.get("/evidence", response_model=dict[str, object])
+@router.get("/evidence", response_model=dict[str, object], responses=ERRORS)
 def evidence(
     issue: EvidenceIssue, request: Request, session: SessionDep, user: CurrentUser
 ) -> Response:
@@ -29,7 +34,11 @@ def evidence(
     return etags.not_modified(request, etag, REVALIDATE) or answer
 
 
-@router.get("/evidence.zip")
+@router.get(
+    "/evidence.zip",
+    response_class=Response,
+    responses=merge(file_response("The evidence bundle, streamed", "application/zip"), ERRORS),
+)
 def evidence_zip(
     issue: EvidenceIssue, session: SessionDep, settings: SettingsDep, user: CurrentUser
 ) -> StreamingResponse:
@@ -43,7 +52,11 @@ def evidence_zip(
     )
 
 
-@router.get("/comparison.jpg")
+@router.get(
+    "/comparison.jpg",
+    response_class=Response,
+    responses=merge(file_response("Before and after side by side", "image/jpeg"), ERRORS),
+)
 def comparison(
     issue: EvidenceIssue, request: Request, session: SessionDep, settings: SettingsDep
 ) -> Response:

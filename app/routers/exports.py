@@ -3,17 +3,21 @@
 from datetime import datetime
 from urllib.parse import quote
 
-from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
 from app.config import Settings
 from app.deps import CurrentUser, IssueFiltersDep, SessionDep, SettingsDep, StorageDep
+from app.errors import ValidationFailed
 from app.models.base import utcnow
+from app.openapi import file_response, merge, problem_responses
+from app.routers.api import authenticated_router
 from app.services import exports
 
-router = APIRouter(prefix="/api/v1/exports", tags=["exports"])
+router = authenticated_router(prefix="/api/v1/exports", tags=["exports"])
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+# The filters of the issue list: a bbox, an org unit or a date that cannot be used is 422.
+ERRORS = problem_responses(ValidationFailed)
 
 
 def _attachment(suffix: str, settings: Settings, now: datetime) -> str:
@@ -21,7 +25,11 @@ def _attachment(suffix: str, settings: Settings, now: datetime) -> str:
     return f"attachment; filename=\"ledger.{suffix}\"; filename*=UTF-8''{quote(name)}"
 
 
-@router.get("/ledger.xlsx", response_class=StreamingResponse)
+@router.get(
+    "/ledger.xlsx",
+    response_class=StreamingResponse,
+    responses=merge(file_response("The ledger as an XLSX workbook", XLSX), ERRORS),
+)
 def ledger_xlsx(
     filters: IssueFiltersDep,
     session: SessionDep,
@@ -39,7 +47,11 @@ def ledger_xlsx(
     return StreamingResponse(exports.sent_once(ledger.path), media_type=XLSX, headers=headers)
 
 
-@router.get("/ledger.csv", response_class=StreamingResponse)
+@router.get(
+    "/ledger.csv",
+    response_class=StreamingResponse,
+    responses=merge(file_response("The ledger as CSV, UTF-8 with BOM", "text/csv"), ERRORS),
+)
 def ledger_csv(
     filters: IssueFiltersDep, session: SessionDep, settings: SettingsDep, user: CurrentUser
 ) -> StreamingResponse:

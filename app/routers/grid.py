@@ -5,36 +5,44 @@ Included before the issues router: /api/v1/issues/nearby must not be read as an 
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import Query, Response
 from fastapi.responses import JSONResponse
 
 from app.deps import CurrentUser, SessionDep
+from app.errors import ValidationFailed
 from app.models.base import utcnow
 from app.models.geo import Crs
 from app.models.grid import GridCellPublic
 from app.models.nearby import NearbyIssues
+from app.openapi import problem_responses
 from app.responses import model_json
+from app.routers.api import authenticated_router
 from app.services import grid, nearby
 
-router = APIRouter(prefix="/api/v1", tags=["grid"])
+router = authenticated_router(prefix="/api/v1", tags=["grid"])
+ERRORS = problem_responses(ValidationFailed)
 
 CrsParam = Annotated[Crs, Query(description="coordinate system: wgs84, gcj02, bd09")]
 
 
-@router.get("/grid", response_model=list[GridCellPublic])
+@router.get("/grid", response_model=list[GridCellPublic], responses=ERRORS)
 def list_grid(session: SessionDep, user: CurrentUser) -> list[GridCellPublic]:
     """The current grid cells whose responsible unit is yours or below it."""
     return grid.list_cells(session, user)
 
 
-@router.get("/grid.geojson")
+@router.get(
+    "/grid.geojson",
+    response_class=Response,
+    responses={200: {"content": {"application/geo+json": {}}}, **ERRORS},
+)
 def grid_geojson(session: SessionDep, user: CurrentUser, crs: CrsParam = Crs.WGS84) -> Response:
     """The same cells as a GeoJSON FeatureCollection, with their open issues."""
     body = grid.feature_collection(session, user, crs)
     return JSONResponse(body, media_type="application/geo+json")
 
 
-@router.get("/issues/nearby", response_model=NearbyIssues)
+@router.get("/issues/nearby", response_model=NearbyIssues, responses=ERRORS)
 def issues_nearby(
     session: SessionDep,
     user: CurrentUser,

@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
+from fastapi import File, Form, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
 
 from app import etags
@@ -18,6 +18,20 @@ from app.deps import (
     SettingsDep,
     StorageDep,
 )
+from app.errors import (
+    AfterPhotoRequired,
+    BadRequest,
+    Forbidden,
+    InvalidTransition,
+    LocationRequired,
+    NotFound,
+    OverrideNoteRequired,
+    PhotoNotAllowed,
+    PhotoTooLarge,
+    PreconditionRequired,
+    ValidationFailed,
+    VersionConflict,
+)
 from app.models.base import utcnow
 from app.models.event import IssueEventPublic
 from app.models.geo import Crs
@@ -29,7 +43,9 @@ from app.models.issue import (
     TransitionRequest,
 )
 from app.models.photo import PhotoPublic
+from app.openapi import problem_responses
 from app.responses import model_json
+from app.routers.api import ONE_ITEM_ERRORS, UPLOAD_ERRORS, authenticated_router
 from app.services import audit, reporting
 from app.services import issues as service
 from app.services.issue_list import MAX_GEOJSON_LIMIT, MAX_LIMIT, list_issues
@@ -43,9 +59,21 @@ from app.services.present import (
 from app.uploads import PhotoUploadRoute, spooled
 
 # The photo routes' file parts stream into storage (app/uploads.py); the others read no form.
-router = APIRouter(prefix="/api/v1/issues", tags=["issues"], route_class=PhotoUploadRoute)
+router = authenticated_router(
+    prefix="/api/v1/issues", tags=["issues"], route_class=PhotoUploadRoute
+)
 
 CrsParam = Annotated[Crs, Query(description="coordinate system of the answer: wgs84, gcj02, bd09")]
+GEOJSON = {
+    "type": "object",
+    "required": ["type", "features"],
+    "properties": {
+        "type": {"const": "FeatureCollection"},
+        "features": {"type": "array", "items": {"type": "object"}},
+        "next_cursor": {"type": ["string", "null"]},
+        "has_more": {"type": "boolean"},
+    },
+}
 
 
 def _created(body: object, replayed: bool, location: str | None = None) -> JSONResponse:
@@ -57,7 +85,12 @@ def _created(body: object, replayed: bool, location: str | None = None) -> JSONR
     return response
 
 
-@router.post("", status_code=201, response_model=IssuePublic)
+@router.post(
+    "",
+    status_code=201,
+    response_model=IssuePublic,
+    responses=problem_responses(Forbidden, LocationRequired, *UPLOAD_ERRORS),
+)
 def report_issue(
     form: Annotated[IssueReport, Form()],
     photos: Annotated[list[UploadFile], File(description="1–10 before-photos")],
@@ -78,7 +111,7 @@ def report_issue(
     return _created(body.model_dump(mode="json"), replayed, f"/api/v1/issues/{issue.id}")
 
 
-@router.get("", response_model=IssuePage)
+@router.get("", response_model=IssuePage, responses=problem_responses(ValidationFailed))
 def list_issues_route(
     session: SessionDep,
     user: CurrentUser,
@@ -94,7 +127,17 @@ def list_issues_route(
     return model_json(IssuePage(items=items, next_cursor=next_cursor, has_more=has_more))
 
 
-@router.get(".geojson")
+@router.get(
+    ".geojson",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "An RFC 7946 FeatureCollection, with next_cursor and has_more",
+            "content": {"application/geo+json": {"schema": GEOJSON}},
+        },
+        **problem_responses(ValidationFailed),
+    },
+)
 def issues_geojson(
     session: SessionDep,
     user: CurrentUser,
@@ -111,7 +154,9 @@ def issues_geojson(
     return JSONResponse(body, media_type="application/geo+json")
 
 
-@router.get("/{issue_id}", response_model=IssuePublic)
+@router.get(
+    "/{issue_id}", response_model=IssuePublic, responses=problem_responses(*ONE_ITEM_ERRORS)
+)
 def get_issue(
     issue: CurrentIssue,
     session: SessionDep,
@@ -126,7 +171,12 @@ def get_issue(
     return cached or model_json(issue_public(session, issue, user, utcnow(), crs), headers=headers)
 
 
-@router.post("/{issue_id}/photos", status_code=201, response_model=list[PhotoPublic])
+@router.post(
+    "/{issue_id}/photos",
+    status_code=201,
+    response_model=list[PhotoPublic],
+    responses=problem_responses(Forbidden, NotFound, PhotoNotAllowed, *UPLOAD_ERRORS),
+)
 def add_photos(
     issue_id: IssueId,
     form: Annotated[PhotoForm, Form()],
@@ -150,7 +200,22 @@ def add_photos(
     return _created(body, replayed)
 
 
-@router.post("/{issue_id}/transitions", response_model=IssuePublic)
+@router.post(
+    "/{issue_id}/transitions",
+    response_model=IssuePublic,
+    responses=problem_responses(
+        BadRequest,
+        Forbidden,
+        NotFound,
+        InvalidTransition,
+        AfterPhotoRequired,
+        VersionConflict,
+        PhotoTooLarge,
+        ValidationFailed,
+        OverrideNoteRequired,
+        PreconditionRequired,
+    ),
+)
 def transition(
     issue_id: IssueId,
     body: TransitionRequest,
@@ -168,7 +233,7 @@ def transition(
     return model_json(public, headers={"ETag": etags.issue_etag(issue.version)})
 
 
-@router.get("/{issue_id}/events")
+@router.get("/{issue_id}/events", responses=problem_responses(Forbidden, *ONE_ITEM_ERRORS))
 def events(issue: EvidenceIssue, session: SessionDep) -> list[IssueEventPublic]:
     """The issue's audit trail, a SHA-256 hash chain (see the README for the canonical form)."""
     assert issue.id is not None

@@ -60,7 +60,22 @@ def error_response(exc: Exception, fmt_text: str | None) -> Response:
 # The spec names 400, 403 and 404; a missing or wrong api_key is 403.
 _STATUS = {401: 403, 403: 403, 404: 404}
 
-router = APIRouter(prefix="/open311/v2", tags=["open311"], route_class=Open311Route)
+# Every answer, errors included, is XML or JSON as the path's extension says.
+_BOTH: dict[str, Any] = {"content": {"text/xml": {}, "application/json": {}}}
+ANSWERS: dict[int | str, Any] = {
+    200: {"description": "OK", **_BOTH},
+    201: {"description": "Created", **_BOTH},
+    400: {"description": "The spec's error list: bad input", **_BOTH},
+    403: {"description": "The spec's error list: a missing or wrong api_key", **_BOTH},
+    404: {"description": "The spec's error list: no such service or request", **_BOTH},
+}
+router = APIRouter(
+    prefix="/open311/v2",
+    tags=["open311"],
+    route_class=Open311Route,
+    default_response_class=Response,
+    responses=ANSWERS,
+)
 
 ApiKey = Annotated[str | None, Query(description="an external system's api_key")]
 Authorization = Annotated[str | None, Header(include_in_schema=False)]
@@ -192,7 +207,11 @@ def token(
     return _answer(fmt, open311.token_answer(issue), "service_requests", "request")
 
 
-@router.get("/media/{photo_id}/{size}.jpg", response_class=FileResponse)
+@router.get(
+    "/media/{photo_id}/{size}.jpg",
+    response_class=FileResponse,
+    responses={200: {"description": "The photo", "content": {"image/jpeg": {}}}},
+)
 def media(
     photo_id: PhotoId,
     size: str,

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from sqlmodel import Session
 
 from app import etags
@@ -10,11 +10,18 @@ from app.deps import CurrentUser, PhotoId, SessionDep, StorageDep
 from app.errors import Forbidden, NotFound
 from app.models import Issue, Photo, User
 from app.models.photo import PhotoPublic
+from app.openapi import file_response, merge, problem_responses
+from app.routers.api import ONE_ITEM_ERRORS, authenticated_router
 from app.services.permissions import get_visible, may_read_evidence
-from app.services.photos import EXTENSIONS, format_of_content_type
+from app.services.photos import CONTENT_TYPES, EXTENSIONS, format_of_content_type
 from app.services.present import photos_public
 
-router = APIRouter(prefix="/api/v1/photos", tags=["photos"])
+router = authenticated_router(prefix="/api/v1/photos", tags=["photos"])
+DERIVATIVE = merge(file_response("JPEG", "image/jpeg"), problem_responses(*ONE_ITEM_ERRORS))
+ORIGINAL = merge(
+    file_response("The uploaded bytes, with their own type", *CONTENT_TYPES.values()),
+    problem_responses(Forbidden, *ONE_ITEM_ERRORS),
+)
 
 IMMUTABLE = "private, max-age=31536000, immutable"
 
@@ -40,14 +47,14 @@ def _file(request: Request, path: Path, etag: str, media_type: str, **headers: s
     return etags.send_file(path, etag, media_type, common | headers)
 
 
-@router.get("/{photo_id}")
+@router.get("/{photo_id}", responses=problem_responses(*ONE_ITEM_ERRORS))
 def photo(photo_id: PhotoId, session: SessionDep, user: CurrentUser) -> PhotoPublic:
     """A photo's metadata: hash, EXIF, location, flags and URLs."""
     row, _issue = _visible_photo(session, photo_id, user)
     return photos_public(session, [row])[0]
 
 
-@router.get("/{photo_id}/thumb")
+@router.get("/{photo_id}/thumb", response_class=Response, responses=DERIVATIVE)
 def thumb(
     photo_id: PhotoId, request: Request, session: SessionDep, storage: StorageDep, user: CurrentUser
 ) -> Response:
@@ -57,7 +64,7 @@ def thumb(
     return _file(request, path, etags.photo_etag(row.sha256, "thumb"), "image/jpeg")
 
 
-@router.get("/{photo_id}/large")
+@router.get("/{photo_id}/large", response_class=Response, responses=DERIVATIVE)
 def large(
     photo_id: PhotoId, request: Request, session: SessionDep, storage: StorageDep, user: CurrentUser
 ) -> Response:
@@ -67,7 +74,7 @@ def large(
     return _file(request, path, etags.photo_etag(row.sha256, "large"), "image/jpeg")
 
 
-@router.get("/{photo_id}/original")
+@router.get("/{photo_id}/original", response_class=Response, responses=ORIGINAL)
 def original(
     photo_id: PhotoId, request: Request, session: SessionDep, storage: StorageDep, user: CurrentUser
 ) -> Response:

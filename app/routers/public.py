@@ -1,15 +1,39 @@
-"""Routes that need no token: health checks and sign-in."""
+"""Routes that need no token: health checks and sign-in (every other router is authenticated:
+app/routers/api.py)."""
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from app.db import ping
 from app.deps import SessionDep, SettingsDep, StorageDep
+from app.errors import (
+    BadRequest,
+    DatabaseUnavailable,
+    PhotoTooLarge,
+    Unauthenticated,
+    ValidationFailed,
+)
 from app.models.user import LoginRequest, LoginResponse
+from app.openapi import Responses, problem_responses
 from app.services import auth
 from app.services.present import user_public
 
 router = APIRouter()
+
+
+class Readiness(BaseModel):
+    ready: bool
+    database: bool
+    storage: bool
+
+
+NOT_READY: Responses = {
+    503: {
+        "model": Readiness,
+        "description": "Not ready: the database or the storage is unreachable",
+    }
+}
 
 
 @router.get("/healthz", tags=["health"])
@@ -18,7 +42,7 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", tags=["health"])
+@router.get("/readyz", tags=["health"], response_model=Readiness, responses=NOT_READY)
 def readyz(settings: SettingsDep, storage: StorageDep) -> JSONResponse:
     """The database and the photo storage are reachable."""
     checks = {"database": True, "storage": storage.writable()}
@@ -30,7 +54,13 @@ def readyz(settings: SettingsDep, storage: StorageDep) -> JSONResponse:
     return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
 
 
-@router.post("/api/v1/auth/login", tags=["auth"])
+@router.post(
+    "/api/v1/auth/login",
+    tags=["auth"],
+    responses=problem_responses(
+        BadRequest, Unauthenticated, PhotoTooLarge, ValidationFailed, DatabaseUnavailable
+    ),
+)
 def login(body: LoginRequest, session: SessionDep) -> LoginResponse:
     """Exchange a username and password for a bearer token."""
     token, user = auth.login(session, body.username, body.password)

@@ -2,9 +2,10 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import Path, Query, Response
 
 from app.deps import AdminUser, SessionDep, SettingsDep
+from app.errors import Forbidden, NotFound, ValidationFailed
 from app.models.base import MAX_ID
 from app.models.webhook import (
     DeliveryPublic,
@@ -12,9 +13,15 @@ from app.models.webhook import (
     SubscriptionCreate,
     SubscriptionPublic,
 )
+from app.openapi import problem_responses
+from app.routers.api import authenticated_router
 from app.services import webhooks
 
-router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
+router = authenticated_router(
+    prefix="/api/v1/webhooks",
+    tags=["webhooks"],
+    responses=problem_responses(Forbidden, NotFound, ValidationFailed),
+)
 
 SubscriptionId = Annotated[int, Path(ge=1, le=MAX_ID)]
 

@@ -128,8 +128,23 @@ def ledger_batches(
     now: datetime,
     batch_size: int | None = None,
 ) -> Iterator[list[LedgerRow]]:
-    """The rows of the ledger the user may see, in issue order, one batch at a time."""
-    batch_size = batch_size or BATCH
+    """The rows of the ledger the user may see, in issue order, one batch at a time. Filters
+    that cannot be used are refused here, before a byte of the answer is sent."""
+    filtered(session, user, filters, now)
+    return _batches(
+        session, settings=settings, user=user, filters=filters, now=now, size=batch_size or BATCH
+    )
+
+
+def _batches(
+    session: Session,
+    *,
+    settings: Settings,
+    user: User,
+    filters: IssueFilters,
+    now: datetime,
+    size: int,
+) -> Iterator[list[LedgerRow]]:
     storage = Storage(settings.upload_dir)
     categories = {c.code: (c.name, c.unit) for c in session.exec(select(Category))}
     units = dict(session.exec(select(OrgUnit.id, OrgUnit.name)).all())
@@ -137,7 +152,7 @@ def ledger_batches(
     last_id = 0
     while True:
         query = filtered(session, user, filters, now).where(col(Issue.id) > last_id)
-        issues = list(session.exec(query.order_by(col(Issue.id)).limit(batch_size)))
+        issues = list(session.exec(query.order_by(col(Issue.id)).limit(size)))
         if not issues:
             return
         last_id = issues[-1].id or 0

@@ -1,0 +1,53 @@
+"""The two kinds of /api/v1 router: authenticated (the default) and public.
+
+Every API router is made by `authenticated_router`, which puts the token check on the router
+itself: a route added to it needs a valid bearer token whether or not it asks for the user, and
+documents 401. Only `public.router` (sign-in and health checks) is made without it.
+"""
+
+from typing import Any
+
+from fastapi import APIRouter, Depends
+
+from app.deps import get_current_user
+from app.errors import (
+    AppError,
+    BadRequest,
+    DatabaseUnavailable,
+    IdempotencyConflict,
+    ImageTooManyPixels,
+    ImageUnreadable,
+    NotFound,
+    PhotoTooLarge,
+    TooManyFiles,
+    Unauthenticated,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+from app.openapi import problem_responses
+
+# Every authenticated route reads the token's user, so every one may also lose the database.
+AUTHENTICATED = problem_responses(Unauthenticated, DatabaseUnavailable)
+
+
+def authenticated_router(responses: dict[int | str, Any] | None = None, **kwargs: Any) -> APIRouter:
+    """An APIRouter whose every route needs `Authorization: Bearer <token>` (401 without);
+    `responses` adds what every route of the router may answer besides."""
+    every = {**AUTHENTICATED, **(responses or {})}
+    return APIRouter(dependencies=[Depends(get_current_user)], responses=every, **kwargs)
+
+
+# What a route that takes photos can answer besides its own rules: the multipart body, each
+# photo on its way through the pipeline (app/services/photos.py), the Idempotency-Key.
+UPLOAD_ERRORS: tuple[type[AppError], ...] = (
+    BadRequest,
+    IdempotencyConflict,
+    PhotoTooLarge,
+    UnsupportedMediaType,
+    ValidationFailed,
+    ImageUnreadable,
+    ImageTooManyPixels,
+    TooManyFiles,
+)
+# A route on /issues/{issue_id} or /photos/{photo_id}: an id out of range, or none you may see.
+ONE_ITEM_ERRORS: tuple[type[AppError], ...] = (NotFound, ValidationFailed)
