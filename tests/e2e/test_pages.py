@@ -82,3 +82,18 @@ def test_service_worker_caches_every_file_of_the_app() -> None:
 def test_javascript_and_css_stay_within_budget() -> None:
     total = sum(p.stat().st_size for p in phone_files() if p.suffix in (".js", ".css"))
     assert total < BUDGET_BYTES, f"{total} bytes of JS+CSS; the budget is {BUDGET_BYTES}"
+
+
+def test_the_dashboard_is_told_which_statuses_are_open(client: TestClient) -> None:
+    """The page reads the open statuses from the server (its state table), not from a copy."""
+    first = client.get("/dashboard")
+    assert first.status_code == 200 and first.headers["content-type"].startswith("text/html")
+    marker = re.search(r'<meta name="gridproof-open-statuses" content="([a-z,]*)">', first.text)
+    assert marker and marker.group(1).split(",") == [
+        "reported",
+        "accepted",
+        "dispatched",
+        "rectified",
+    ]
+    again = client.get("/dashboard", headers={"If-None-Match": first.headers["etag"]})
+    assert again.status_code == 304

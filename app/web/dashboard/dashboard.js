@@ -9,7 +9,8 @@ const EVERY_MS = Math.max(2, Number(params.get("every")) || 5) * 1000;
 const MAP_MODE = params.get("map") || "auto";
 const TOKEN_KEY = "gridproof.dashboard.token";
 const ZONE = "Asia/Shanghai";
-const OPEN = ["reported", "accepted", "dispatched", "rectified"];
+// Which statuses count as open: the server writes them in (read off its state table).
+const OPEN = document.querySelector('meta[name="gridproof-open-statuses"]').content.split(",");
 const STATUS = {
   reported: ["已上报", "#5b8ff9"],
   accepted: ["已受理", "#36cfc9"],

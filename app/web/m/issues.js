@@ -66,12 +66,9 @@ function refreshCountdowns(root) {
 const statusChip = (issue) => h("span", { class: `chip status-${issue.status}`, text: t("status_" + issue.status) });
 const photosOf = (issue, kind) => issue.photos.filter((p) => p.kind === kind);
 
-/** After-photos of the current round: uploaded since the issue last entered `dispatched`. */
+/** After-photos of the current round, as the server counts them (`dispatch_round`). */
 function currentAfter(issue) {
-  const after = photosOf(issue, "after");
-  if (!issue.dispatched_at) return after;
-  const since = new Date(issue.dispatched_at).getTime();
-  return after.filter((p) => new Date(p.uploaded_at).getTime() >= since);
+  return photosOf(issue, "after").filter((p) => p.dispatch_round === issue.dispatch_round);
 }
 
 function thumb(photo, alt) {
