@@ -4,6 +4,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from sqlmodel import Session
 
@@ -59,7 +60,7 @@ def cmd_user_add(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(_args: argparse.Namespace) -> int:
-    from app.services import demo
+    from app.demo import zone as demo
 
     settings = get_settings()
     migrate(settings.database_url)
@@ -108,7 +109,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gridproof", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    _add_serving(commands)
+    _add_people(commands)
+    _add_data(commands)
+    add_webhook_commands(commands)
+    return parser
 
+
+Commands = Any  # argparse's _SubParsersAction, which it does not export
+
+
+def _add_serving(commands: Commands) -> None:
     serve = commands.add_parser("serve", help="apply migrations, then serve the API")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
@@ -129,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("migrate", help="apply pending migrations").set_defaults(func=cmd_migrate)
 
+
+def _add_people(commands: Commands) -> None:
     org = commands.add_parser("org", help="org units").add_subparsers(
         dest="org_command", required=True
     )
@@ -155,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     user_add.add_argument("--password")
     user_add.set_defaults(func=cmd_user_add)
 
+
+def _add_data(commands: Commands) -> None:
     commands.add_parser("demo", help="load the demo zone (idempotent)").set_defaults(func=cmd_demo)
 
     grid = commands.add_parser("grid", help="grid cells").add_subparsers(
@@ -168,8 +183,6 @@ def build_parser() -> argparse.ArgumentParser:
     verify = commands.add_parser("verify", help="re-hash originals and re-check audit chains")
     verify.add_argument("--issue", type=int)
     verify.set_defaults(func=cmd_verify)
-    add_webhook_commands(commands)
-
     sweep = commands.add_parser(
         "sweep",
         help="remove temp files and claims of dead requests, and originals and derivatives "
@@ -177,7 +190,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sweep.add_argument("--dry-run", action="store_true", help="only print what would go")
     sweep.set_defaults(func=cmd_sweep)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

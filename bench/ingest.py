@@ -8,7 +8,7 @@ What it does, all in one run on this machine:
 1. generates, once, into a temp folder a 12 MP phone-like JPEG (4000×3000, about 4 MB, textured,
    quality 90) and a 4000×3000 JPEG of about 24 MB (quality 100, strong noise); every upload gets
    its own EXIF block (GPS near 34.75 N 113.78 E, Orientation 6, DateTimeOriginal a second later
-   each time, written by `app.services.sample_photos.exif_bytes`), so every upload has its own
+   each time, written by `app.demo.photos.exif_bytes`), so every upload has its own
    SHA-256 and is really stored;
 2. measures the floor in-process: bare Pillow doing the same work as the pipeline (twice: before
    and between the server runs, as this machine drifts), `app.services.photos.ingest_photo`
@@ -70,7 +70,7 @@ import imagehash  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from app.services.sample_photos import exif_bytes, street_scene  # noqa: E402
+from app.demo.photos import exif_bytes, street_scene  # noqa: E402
 
 WIDTH, HEIGHT = 4000, 3000
 LAT, LON = 34.7466, 113.7812  # Zhengzhou, around 34.75 N 113.78 E

@@ -27,8 +27,8 @@ if str(ROOT) not in sys.path:
 from PIL import Image  # noqa: E402
 
 from app.config import Settings  # noqa: E402
+from app.demo.photos import exif_bytes, street_scene  # noqa: E402
 from app.services import photos  # noqa: E402
-from app.services.sample_photos import exif_bytes, street_scene  # noqa: E402
 from app.services.storage import Storage  # noqa: E402
 
 HEIC = ROOT / "tests" / "samples" / "heic__apple_iphone8_gps.heic"

@@ -10,9 +10,9 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
+from app.demo.photos import make_jpeg
 from app.models import User
 from app.services import auth, orgs
-from app.services.sample_photos import make_jpeg
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
 CHINA = timezone(timedelta(hours=8))

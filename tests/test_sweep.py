@@ -24,9 +24,9 @@ from sqlmodel import Session
 from app import cli
 from app.config import MB, Settings, get_settings
 from app.db import get_engine
+from app.demo.photos import make_jpeg
 from app.main import create_app
 from app.services.photos import ingest_photo
-from app.services.sample_photos import make_jpeg
 from app.services.storage import STALE_TEMP_S, Claim, Storage
 from tests.factories import LAT, LON, Zone, jpeg, make_zone, report
 

@@ -22,6 +22,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from app.config import Settings
+from app.demo.photos import exif_bytes, make_jpeg, street_scene
 from app.models import Issue, IssueEvent, Photo
 from app.models.base import utcnow
 from app.models.geo import Crs
@@ -30,7 +31,6 @@ from app.services.audit import event_hash
 from app.services.checks import BAND_BITS, NEEDS_OVERRIDE_NOTE, Flag, hamming, phash_bands
 from app.services.exif import read_exif
 from app.services.geo import EARTH_RADIUS_M, distance_m, from_wgs84
-from app.services.sample_photos import exif_bytes, make_jpeg, street_scene
 from tests.factories import (
     CHINA,
     LAT,

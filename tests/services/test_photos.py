@@ -25,11 +25,11 @@ from PIL import Image, ImageChops, ImageCms, ImageDraw, ImageStat
 from pillow_heif.as_plugin import HeifImageFile
 
 from app.config import Settings
+from app.demo.photos import exif_bytes, make_jpeg, street_scene
 from app.errors import ImageTooManyPixels, ImageUnreadable, PhotoTooLarge, UnsupportedMediaType
 from app.services import decoders, photos
 from app.services.exif import parse_exif_time, usable_coordinates
 from app.services.photos import IngestedPhoto, ingest_photo, sniff_format
-from app.services.sample_photos import exif_bytes, make_jpeg, street_scene
 from app.services.storage import Claim, Storage, spool_file
 from tests.factories import CHINA, SAMPLES
 

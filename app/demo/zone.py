@@ -2,18 +2,20 @@
 
 import io
 import random
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, col, select
 
 from app.config import Settings
+from app.demo import grid as demo_grid
+from app.demo.photos import make_jpeg
 from app.models import Category, Issue, User
 from app.models.base import utcnow
 from app.models.issue import IssueReport, PhotoForm, TransitionRequest
 from app.models.photo import PhotoKind
-from app.services import auth, demo_grid, issues, orgs, reporting
-from app.services.sample_photos import make_jpeg
+from app.services import auth, issues, orgs, reporting
 from app.services.storage import Storage, Upload
 
 CENTRE = (34.75, 113.78)
@@ -138,22 +140,9 @@ def _load_issues(session: Session, settings: Settings, users: dict[str, User]) -
         at = start + timedelta(hours=7 * n + rng.randint(0, 5))
         lat = CENTRE[0] + rng.uniform(-0.02, 0.02)
         lon = CENTRE[1] + rng.uniform(-0.025, 0.025)
-        _demo_issue(
-            session,
-            settings,
-            storage,
-            users,
-            category,
-            plan,
-            at,
-            lat,
-            lon,
-            n,
-            reporter,
-            office,
-            supervisor,
-            rectifier,
-        )
+        people = (reporter, office, supervisor, rectifier)
+        story = _Story(session, settings, storage, users, people, lat, lon, n, at)
+        story.play(category, plan)
     print("Loaded 40 demo issues.")
 
 
@@ -172,90 +161,95 @@ def _photo(lat: float, lon: float, at: datetime, seed: int, fixed: bool) -> io.B
     return io.BytesIO(jpeg)
 
 
-def _demo_issue(
-    session: Session,
-    settings: Settings,
-    storage: Storage,
-    users: dict[str, User],
-    category: Category,
-    plan: str,
-    at: datetime,
-    lat: float,
-    lon: float,
-    n: int,
-    reporter: str,
-    office: str,
-    supervisor: str,
-    rectifier: str,
-) -> None:
-    fields: dict[str, list[Upload]] = {"photos": [_photo(lat, lon, at, n, False)]}
-    if plan == "on_the_spot":
-        fields["after_photos"] = [_photo(lat, lon, at + timedelta(minutes=20), n, True)]
-    form = IssueReport(
-        category=category.code,
-        description=DESCRIPTIONS[category.code],
-        quantity=float(1 + n % 5),
-        address=f"经开区第{n % 9 + 1}大街",
-    )
-    caller = reporting.Caller(session, settings, storage, users[reporter])
-    issue, _ = reporting.report_issue(caller, form, reporting.Uploads(fields), now=at)
-    assert issue.id is not None
-    issue_id = issue.id
-    clock = [at]
+@dataclass
+class _Story:
+    """One demo issue played through the services, a few hours between steps."""
 
-    def act(action: str, who: str, **kwargs: object) -> None:
-        clock[0] += timedelta(hours=3)
+    session: Session
+    settings: Settings
+    storage: Storage
+    users: dict[str, User]
+    people: tuple[str, str, str, str]  # reporter, office, supervisor, rectifier
+    lat: float
+    lon: float
+    n: int
+    clock: datetime
+    issue_id: int = 0
+
+    def report(self, category: Category, on_the_spot: bool) -> None:
+        at = self.clock
+        fields: dict[str, list[Upload]] = {
+            "photos": [_photo(self.lat, self.lon, at, self.n, False)]
+        }
+        if on_the_spot:
+            later = at + timedelta(minutes=20)
+            fields["after_photos"] = [_photo(self.lat, self.lon, later, self.n, True)]
+        form = IssueReport(
+            category=category.code,
+            description=DESCRIPTIONS[category.code],
+            quantity=float(1 + self.n % 5),
+            address=f"经开区第{self.n % 9 + 1}大街",
+        )
+        caller = reporting.Caller(
+            self.session, self.settings, self.storage, self.users[self.people[0]]
+        )
+        issue, _ = reporting.report_issue(caller, form, reporting.Uploads(fields), now=at)
+        assert issue.id is not None
+        self.issue_id = issue.id
+
+    def act(self, action: str, who: str, **kwargs: object) -> None:
+        self.clock += timedelta(hours=3)
+        issue = self.session.get(Issue, self.issue_id)
+        assert issue is not None
         request = TransitionRequest.model_validate({"action": action, **kwargs})
         issues.apply_transition(
-            session,
-            settings,
-            users[who],
-            issue_id,
+            self.session,
+            self.settings,
+            self.users[who],
+            self.issue_id,
             request,
             version=issue.version,
-            now=clock[0],
+            now=self.clock,
         )
 
-    def after_photo() -> None:
-        clock[0] += timedelta(hours=2)
-        upload = reporting.Uploads({"files": [_photo(lat, lon, clock[0], n, True)]})
+    def after_photo(self) -> None:
+        self.clock += timedelta(hours=2)
+        photo = _photo(self.lat, self.lon, self.clock, self.n, True)
+        rectifier = self.users[self.people[3]]
         reporting.add_photos(
-            reporting.Caller(session, settings, storage, users[rectifier]),
-            issue_id,
+            reporting.Caller(self.session, self.settings, self.storage, rectifier),
+            self.issue_id,
             PhotoForm(kind=PhotoKind.AFTER),
-            upload,
-            now=clock[0],
+            reporting.Uploads({"files": [photo]}),
+            now=self.clock,
         )
 
-    deadline_hours = category.deadline_hours
-    if plan in ("reported", "on_the_spot"):
-        return
-    if plan == "rejected":
-        act("reject", supervisor, note="不属于整治范围")
-        return
-    if plan == "duplicate":
-        act("mark_duplicate", supervisor, duplicate_of=issue.id - REPORTER_CYCLE)
-        return
-    act("accept", supervisor)
-    if plan == "accepted":
-        return
-    # Overdue issues get a deadline that has passed by now; the others one still ahead.
-    ahead = timedelta(hours=1) if plan == "overdue" else timedelta(days=30)
-    act(
-        "dispatch",
-        supervisor,
-        org_unit=office,
-        deadline=clock[0]
-        + max(ahead, timedelta(hours=min(deadline_hours, 1)))
-        + timedelta(hours=3),
-    )
-    if plan in ("dispatched", "overdue"):
-        return
-    after_photo()
-    act("submit_rectification", rectifier)
-    if plan == "closed_rework":
-        act("verify_fail", "zhihui", note="整改不彻底，仍有残留")
-        after_photo()
-        act("submit_rectification", rectifier)
-    if plan in ("closed", "closed_rework"):
-        act("verify_pass", "zhihui")
+    def play(self, category: Category, plan: str) -> None:
+        """Report, then take the issue as far as its plan says."""
+        _reporter, office, supervisor, rectifier = self.people
+        self.report(category, on_the_spot=plan == "on_the_spot")
+        if plan in ("reported", "on_the_spot"):
+            return
+        if plan in ("rejected", "duplicate"):
+            if plan == "rejected":
+                self.act("reject", supervisor, note="不属于整治范围")
+            else:
+                self.act("mark_duplicate", supervisor, duplicate_of=self.issue_id - REPORTER_CYCLE)
+            return
+        self.act("accept", supervisor)
+        if plan == "accepted":
+            return
+        # Overdue issues get a deadline that has passed by now; the others one still ahead.
+        ahead = timedelta(hours=1) if plan == "overdue" else timedelta(days=30)
+        lead = max(ahead, timedelta(hours=min(category.deadline_hours, 1))) + timedelta(hours=3)
+        self.act("dispatch", supervisor, org_unit=office, deadline=self.clock + lead)
+        if plan in ("dispatched", "overdue"):
+            return
+        self.after_photo()
+        self.act("submit_rectification", rectifier)
+        if plan == "closed_rework":
+            self.act("verify_fail", "zhihui", note="整改不彻底，仍有残留")
+            self.after_photo()
+            self.act("submit_rectification", rectifier)
+        if plan in ("closed", "closed_rework"):
+            self.act("verify_pass", "zhihui")
