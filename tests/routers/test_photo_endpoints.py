@@ -190,6 +190,8 @@ REFUSED = {
     "hostile__heic_200MP_bomb.heic": (422, "image_too_many_pixels"),
     "gps__google_pixel6_ultrahdr_truncated.jpg": (422, "image_unreadable"),
     "hostile__truncated_jpeg.jpg": (422, "image_unreadable"),
+    "hostile__heic_truncated.heic": (422, "image_unreadable"),
+    "hostile__heic_corrupted.heic": (422, "image_unreadable"),
     "hostile__empty_file.jpg": (415, "unsupported_media_type"),
 }
 
