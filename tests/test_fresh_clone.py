@@ -36,7 +36,7 @@ def test_a_fresh_clone_has_every_sample_its_manifest_names(clone: Path) -> None:
     names = {line.split("\t", 1)[0] for line in manifest[1:] if line}
     assert len(names) >= 50
     assert names == {p.name for p in samples.iterdir()} - {"MANIFEST.tsv", "README.md"}
-    assert not (clone.parent / "shared").exists()
+    assert [p.name for p in clone.parent.iterdir()] == ["gridproof"]  # nothing beside it
 
 
 def test_the_sample_tests_pass_in_a_fresh_clone(clone: Path) -> None:
