@@ -7,9 +7,6 @@ a documented status and a documented media type. The run is bounded by the examp
 operation (and a fixed seed): 27 s for the whole file on an idle core (48 tests).
 """
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +14,6 @@ from pathlib import Path
 import httpx
 import pytest
 import schemathesis
-import uvicorn
 from argon2 import PasswordHasher
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, status_code_conformance
@@ -28,6 +24,7 @@ from app.db import get_engine, migrate
 from app.main import create_app
 from app.services import auth
 from tests import factories
+from tests.servers import serve_in_thread
 
 ROLES = ["d_super", "viewer"]
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance]
@@ -39,13 +36,6 @@ DOCUMENT = create_app(Settings(database_url="sqlite://", upload_dir=Path("unused
 class Served:
     url: str
     zone: factories.Zone
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _seed_issues(url: str, zone: factories.Zone) -> None:
@@ -92,18 +82,7 @@ def _serve(root: Path) -> Iterator[Served]:
     migrate(settings.database_url)
     with Session(get_engine(settings.database_url), expire_on_commit=False) as session:
         zone = factories.make_zone(session)
-    port = _free_port()
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.05)
+    server, thread, port = serve_in_thread(settings)
     url = f"http://127.0.0.1:{port}"
     assert httpx.get(f"{url}/openapi.json").json() == DOCUMENT
     _seed_issues(url, zone)

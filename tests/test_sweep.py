@@ -29,6 +29,7 @@ from app.main import create_app
 from app.services.photos import ingest_photo
 from app.services.storage import STALE_TEMP_S, Claim, Storage
 from tests.factories import LAT, LON, Zone, jpeg, make_zone, report
+from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 BOUNDARY = "sweep-test-boundary"
@@ -188,12 +189,6 @@ def jpeg_12mb(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     data = make_jpeg(image=noise, quality=94, lat=LAT, lon=LON)
     assert len(data) >= 12 * MB
     return data
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Server:

@@ -9,23 +9,19 @@ be found the browser tests are skipped with the reason; GRIDPROOF_REQUIRE_BROWSE
 .ci/run) turns that skip into a failure.
 """
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from sqlmodel import Session
 
 from app.config import Settings
 from app.db import get_engine, migrate
-from app.main import create_app
 from tests import factories
 from tests.e2e.browser import find_chromium, no_browser
+from tests.servers import serve_in_thread
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -68,13 +64,6 @@ def browser() -> Iterator[Any]:
         browser.close()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @dataclass
 class LiveServer:
     url: str
@@ -114,18 +103,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     migrate(settings.database_url)
     with Session(get_engine(settings.database_url), expire_on_commit=False) as session:
         zone = factories.make_zone(session)
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.05)
+    server, thread, port = serve_in_thread(settings)
     yield LiveServer(f"http://127.0.0.1:{port}", settings, zone)
     server.should_exit = True
     thread.join(timeout=10)

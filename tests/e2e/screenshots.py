@@ -16,8 +16,9 @@ import httpx
 from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
 
 from tests.e2e.browser import find_chromium
-from tests.e2e.conftest import CHROMIUM_ARGS, PHONE, free_port
+from tests.e2e.conftest import CHROMIUM_ARGS, PHONE
 from tests.e2e.helpers import real_photo
+from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "docs" / "screenshots"

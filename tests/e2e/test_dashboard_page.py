@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.browser import require_playwright
-from tests.e2e.conftest import free_port
+from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 VIEWER = ("dapingmu", "gridproof")  # the demo's wall-screen account (viewer, whole district)

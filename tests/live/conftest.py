@@ -13,15 +13,13 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from sqlmodel import Session
 
 from app.config import Settings
 from app.db import get_engine
-from app.main import create_app
 from app.services import auth
 from tests import factories
-from tests.e2e.conftest import free_port
+from tests.servers import serve_in_thread
 
 SIGNING_SECRET = "test-signing-secret"
 
@@ -53,29 +51,13 @@ class Live:
         return Session(get_engine(self.settings.database_url), expire_on_commit=False)
 
 
-def serve(settings: Settings) -> tuple[uvicorn.Server, threading.Thread, int]:
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.05)
-    return server, thread, port
-
-
 @pytest.fixture
 def live(database_url: str, tmp_path: Path) -> Iterator[Live]:
     settings = live_settings(database_url, tmp_path)
     with Session(get_engine(database_url), expire_on_commit=False) as session:
         zone = factories.make_zone(session)
         _user, key = auth.create_user(session, "12345", "external", "D")
-    server, thread, port = serve(settings)
+    server, thread, port = serve_in_thread(settings)
     yield Live(f"http://127.0.0.1:{port}", settings, zone, key)
     server.should_exit = True
     thread.join(timeout=10)

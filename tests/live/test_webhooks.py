@@ -17,8 +17,8 @@ from app.models import Issue, WebhookDelivery
 from app.models.base import utcnow
 from app.services import audit
 from tests import factories
-from tests.e2e.conftest import free_port
 from tests.live.conftest import Live, Receiver, live_settings, verify_signature, wait_for
+from tests.servers import free_port
 
 EVENTS = ["issue.created", "issue.status_changed", "issue.overdue", "issue.flags_raised"]
 
