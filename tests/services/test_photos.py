@@ -236,6 +236,10 @@ def test_a_decoder_that_dies_costs_no_photo(tmp_path: Path) -> None:
     thread.join(timeout=60)
     assert len(done) == 1 and (done[0].width, done[0].height) == (6000, 4000)
     assert list((tmp_path / "c" / "tmp").iterdir()) == []
+    if decoders._pools.get(1) is worker:
+        # On a loaded machine the kill can land just after the photo was done: the next photo
+        # then meets the broken pool, which is replaced for it.
+        assert ingest(small, tmp_path / "d", image_processes=1).width == 1800
     assert decoders._pools[1] is not worker  # the broken pool was replaced
     # What is stored is exactly what the request lists as its own (to remove should it fail).
     assert_stored(tmp_path / "c", done[0], big)
