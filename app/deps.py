@@ -21,7 +21,7 @@ from app.errors import Forbidden, PreconditionRequired, Unauthenticated, Version
 from app.models import Issue, Role, User
 from app.models.base import MAX_ID, as_aware
 from app.models.issue import IssueStatus
-from app.services import auth, changes, idempotency
+from app.services import auth, changes, idempotency, moments
 from app.services.issue_list import IssueFilters
 from app.services.permissions import get_visible, may_read_evidence
 from app.services.storage import Storage
@@ -150,7 +150,8 @@ async def get_issue_filters(
     q: Annotated[str | None, Query(max_length=100)] = None,
 ) -> IssueFilters:
     """The filters of GET /api/v1/issues, shared by the map and the ledger exports."""
-    since = as_aware(updated_since, settings.zone) if updated_since else None
+    aware = as_aware(updated_since, settings.zone) if updated_since else None
+    since = moments.check_moment(aware, "updated_since") if aware else None
     return IssueFilters(status or [], category, org_unit, overdue, bbox, since, q)
 
 

@@ -60,6 +60,7 @@ from app.models.base import UTCDateTime
 from app.models.issue import IssueStatus
 from app.services import orgs
 from app.services.issues import Action
+from app.services.moments import MAX_YEAR, MIN_YEAR, check_day
 from app.services.permissions import VISIBLE_TO_CALLER, caller_params, user_org
 
 S = IssueStatus
@@ -69,7 +70,6 @@ REPORT_ACTION = "report"
 DUE_SOON = timedelta(hours=24)
 # Grades by score: the first threshold reached.
 GRADES = (("A", 90.0), ("B", 75.0), ("C", 60.0), ("D", 40.0))
-MIN_YEAR, MAX_YEAR = 1970, 2999
 # An aggregate query's result by column name: a few hundred rows, summed without a Python loop.
 Columns = dict[str, tuple[Any, ...]]
 
@@ -617,7 +617,7 @@ def rankings(
     now: datetime,
 ) -> Rankings:
     """The units of `kind` within the caller's unit, ranked by score, with red and black flags."""
-    period = calendar_period(period_kind, day, settings.zone)
+    period = calendar_period(period_kind, check_day(day, "date"), settings.zone)
     mine = user_org(session, user)
     units = _units(session)
     ranked = {u.id: u for u in units.values() if u.kind == kind and u.path.startswith(mine.path)}
