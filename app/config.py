@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     # app/services/sweep.py) at startup and then every this many seconds; 0: only at startup.
     sweep_interval_s: float = Field(default=300, ge=0)
 
+    # Ledger exports running at once in this server process, per user and in all (429 beyond).
+    exports_per_user: int = Field(default=2, ge=1)
+    exports_total: int = Field(default=4, ge=1)
+
     # Dashboards: the weights of the composite score (relative; see the README, "Dashboards").
     score_weight_closure: float = Field(default=30, ge=0)
     score_weight_on_time_rectification: float = Field(default=30, ge=0)

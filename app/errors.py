@@ -25,6 +25,7 @@ class AppError(Exception):
         super().__init__(detail or self.title)
         self.detail = detail or self.title
         self.extra = extra
+        self.headers: dict[str, str] = {}
 
 
 class ValidationFailed(AppError):
@@ -135,6 +136,16 @@ class GridImportRefused(AppError):
     title = "网格文件被拒绝，未写入任何数据"
 
 
+class TooManyRequests(AppError):
+    status = 429
+    code = "too_many_requests"
+    title = "请求过于频繁，请稍后再试"
+
+    def __init__(self, detail: str | None = None, *, retry_after_s: int, **extra: Any) -> None:
+        super().__init__(detail, retry_after_s=retry_after_s, **extra)
+        self.headers["Retry-After"] = str(retry_after_s)
+
+
 # Starlette's own HTTP errors (unknown route, wrong method, body over the limit …).
 _HTTP_CODES = {
     400: ("bad_request", "Bad request"),
@@ -153,7 +164,9 @@ def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> JS
 
 async def _app_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
-    return problem(exc.status, exc.code, exc.title, exc.detail, **exc.extra)
+    response = problem(exc.status, exc.code, exc.title, exc.detail, **exc.extra)
+    response.headers.update(exc.headers)
+    return response
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:

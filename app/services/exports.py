@@ -128,15 +128,24 @@ def ledger_batches(
     now: datetime,
     batch_size: int | None = None,
 ) -> Iterator[list[LedgerRow]]:
-    """The rows of the ledger the user may see, in issue order, one batch at a time."""
-    batch_size = batch_size or BATCH
+    """The rows of the ledger the user may see, in issue order, one batch at a time.
+
+    The filters are checked here, before the first row: a bad one is an error response, not a
+    ledger that ends after its header."""
+    visible = filtered(session, user, filters, now)
+    return _batches(session, settings, visible, now, batch_size or BATCH)
+
+
+def _batches(
+    session: Session, settings: Settings, visible: Any, now: datetime, batch_size: int
+) -> Iterator[list[LedgerRow]]:
     storage = Storage(settings.upload_dir)
     categories = {c.code: (c.name, c.unit) for c in session.exec(select(Category))}
     units = dict(session.exec(select(OrgUnit.id, OrgUnit.name)).all())
     zone = settings.zone
     last_id = 0
     while True:
-        query = filtered(session, user, filters, now).where(col(Issue.id) > last_id)
+        query = visible.where(col(Issue.id) > last_id)
         issues = list(session.exec(query.order_by(col(Issue.id)).limit(batch_size)))
         if not issues:
             return
