@@ -1,6 +1,6 @@
 """Routes that need no token: health checks and sign-in."""
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from app.db import ping
@@ -31,7 +31,10 @@ def readyz(settings: SettingsDep, storage: StorageDep) -> JSONResponse:
 
 
 @router.post("/api/v1/auth/login", tags=["auth"])
-def login(body: LoginRequest, session: SessionDep) -> LoginResponse:
-    """Exchange a username and password for a bearer token."""
-    token, user = auth.login(session, body.username, body.password)
+def login(
+    body: LoginRequest, session: SessionDep, settings: SettingsDep, request: Request
+) -> LoginResponse:
+    """Exchange a username and password for a bearer token (throttled: 429 with Retry-After)."""
+    client = request.client.host if request.client else ""
+    token, user = auth.login(session, settings, body.username, body.password, client=client)
     return LoginResponse(token=token, user=user_public(session, user))

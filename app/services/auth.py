@@ -7,12 +7,13 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import bindparam
 from sqlmodel import Session, col, select
 
+from app.config import Settings
 from app.errors import Unauthenticated, ValidationFailed
 from app.models import ApiToken, OrgUnit, Role, User
 from app.models.base import utcnow
 from app.models.change import COUNTER_ID, ChangeCounter
 from app.models.user import token_digest
-from app.services import orgs
+from app.services import login_throttle, orgs
 
 _hasher = PasswordHasher()
 # Verified against when the username is unknown, so that both cases take the same time.
@@ -50,18 +51,32 @@ def user_for_token(session: Session, token: str) -> tuple[User, int]:
     return user, change
 
 
-def login(session: Session, username: str, password: str) -> tuple[str, User]:
+def login(
+    session: Session, settings: Settings, username: str, password: str, *, client: str
+) -> tuple[str, User]:
+    """A new token for the right password; throttled per username and per client address."""
+    now = utcnow()
+    throttle_keys = login_throttle.keys(username, client)
+    login_throttle.check(session, throttle_keys, now)
     user = session.exec(select(User).where(User.username == username)).first()
     stored = user.password_hash if user and user.password_hash else _DUMMY_HASH
-    try:
-        _hasher.verify(stored, password)
-    except (VerificationError, InvalidHashError):
-        raise Unauthenticated("Wrong username or password") from None
-    if user is None or user.password_hash is None:
+    with login_throttle.hashing_slot(settings):
+        verified = _verifies(stored, password)
+    if not verified or user is None or user.password_hash is None:
+        login_throttle.record_failure(session, settings, throttle_keys, now)
+        session.commit()
         raise Unauthenticated("Wrong username or password")
+    login_throttle.record_success(session, throttle_keys)
     token = issue_token(session, user)
     session.commit()
     return token, user
+
+
+def _verifies(stored: str, password: str) -> bool:
+    try:
+        return _hasher.verify(stored, password)
+    except (VerificationError, InvalidHashError):
+        return False
 
 
 def revoke_token(session: Session, token: str) -> None:
