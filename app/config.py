@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     # app/services/sweep.py) at startup and then every this many seconds; 0: only at startup.
     sweep_interval_s: float = Field(default=300, ge=0)
 
+    # A token stops working this many days after it was last used, and this many days after it
+    # was issued whatever its use (401; sign in again).
+    token_idle_days: float = Field(default=30, gt=0)
+    token_max_days: float = Field(default=180, gt=0)
+
     # Sign-in throttling (state in the database, so every replica sees it): after this many
     # failures within login_window_s a username (or a client address) waits
     # login_backoff_base_s, doubled with each further failure, at most login_backoff_max_s.

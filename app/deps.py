@@ -75,8 +75,12 @@ async def get_token(
 TokenDep = Annotated[str, Depends(get_token)]
 
 
-def get_current_user(request: Request, session: SessionDep, token: TokenDep) -> User:
-    user, change = auth.user_for_token(session, token)
+def get_current_user(
+    request: Request, session: SessionDep, settings: SettingsDep, token: TokenDep
+) -> User:
+    reads = request.method in ("GET", "HEAD")  # such a session may not write (get_session)
+    writer = get_engine(settings.database_url) if reads else None
+    user, change = auth.user_for_token(session, token, settings, writer=writer)
     assert user.id is not None
     etags.remember(request, changes.Revalidation(user.id, user.role, user.org_unit_id, change))
     return user

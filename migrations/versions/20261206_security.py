@@ -1,4 +1,4 @@
-"""security: login throttling shared by every replica
+"""security: login throttling shared by every replica, token expiry, disabled users
 
 Revision ID: 0008
 Revises: 0007
@@ -6,6 +6,8 @@ Create Date: 2026-12-06
 
 login_throttles counts failed sign-ins per username ("user:NAME") and per client address
 ("ip:ADDR") within a window, and holds the time until which that key must wait.
+api_tokens.last_used_at (to the hour) drives idle expiry; users.disabled_at marks a user who
+may no longer sign in (their tokens are revoked when they are disabled).
 """
 from collections.abc import Sequence
 
@@ -28,8 +30,14 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("key"),
     )
     op.create_index("ix_login_throttles_last_failure_at", "login_throttles", ["last_failure_at"])
+    op.add_column("api_tokens", sa.Column("last_used_at", sa.DateTime(timezone=True)))
+    op.add_column("users", sa.Column("disabled_at", sa.DateTime(timezone=True)))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("users") as batch:
+        batch.drop_column("disabled_at")
+    with op.batch_alter_table("api_tokens") as batch:
+        batch.drop_column("last_used_at")
     op.drop_index("ix_login_throttles_last_failure_at", table_name="login_throttles")
     op.drop_table("login_throttles")
