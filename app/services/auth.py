@@ -3,22 +3,22 @@
 import logging
 import secrets
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import ColumnElement, Engine, bindparam, func, update
+from sqlalchemy import Engine, update
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, col, select
 
 from app.config import Settings
 from app.errors import Unauthenticated, ValidationFailed
 from app.models import ApiToken, OrgUnit, Role, User
-from app.models.base import UTCDateTime, utcnow
+from app.models.base import utcnow
 from app.models.change import COUNTER_ID, ChangeCounter
 from app.models.user import token_digest
-from app.services import login_throttle, orgs
+from app.services import login_throttle, orgs, tokens
 
 _hasher = PasswordHasher()
 # Verified against when the username is unknown, so that both cases take the same time.
@@ -41,25 +41,16 @@ def issue_token(session: Session, user: User) -> str:
 # One query per authenticated request: the user, their org unit (for the scope checks, which
 # then find it in the session) and the last change number (for the answer's ETag); a token
 # revoked, idle too long, too old, or of a disabled user finds nothing.
-LIVE_TOKEN: tuple[ColumnElement[bool], ...] = (
-    col(ApiToken.token_sha256) == bindparam("digest"),
-    col(ApiToken.revoked_at).is_(None),
-    col(ApiToken.created_at) > bindparam("issued_after", type_=UTCDateTime()),
-    func.coalesce(col(ApiToken.last_used_at), col(ApiToken.created_at))
-    > bindparam("used_after", type_=UTCDateTime()),
-    col(User.disabled_at).is_(None),
-)
 _CALLER = (
     select(User, OrgUnit, col(ChangeCounter.value), ApiToken)
     .join(ApiToken, col(ApiToken.user_id) == col(User.id))
     .join(OrgUnit, col(OrgUnit.id) == col(User.org_unit_id))
     .join(ChangeCounter, col(ChangeCounter.id) == COUNTER_ID)
-    .where(*LIVE_TOKEN)
+    .where(*tokens.LIVE_TOKEN)
 )
 # last_used_at is written at most this often per token (a write per request would serialise
 # SQLite and cost PostgreSQL a WAL record per GET).
 TOUCH_EVERY = timedelta(hours=1)
-_EVER = datetime(1970, 1, 1, tzinfo=UTC)
 # Writes the notes of GETs, one at a time, off the request.
 _toucher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="token-touch")
 logger = logging.getLogger("gridproof")
@@ -78,7 +69,7 @@ def user_for_token(
     with `writer` when `session` may not write (GET); without, it never expires (Open311 api
     keys, revoked only by hand or by disabling their user)."""
     now = utcnow()
-    row = session.exec(_CALLER, params=live_token_params(token, settings, now)).first()
+    row = session.exec(_CALLER, params=tokens.live_token_params(token, settings, now)).first()
     if row is None:
         raise Unauthenticated("The token is unknown, expired or revoked; sign in again")
     user, org, change, api_token = row
@@ -90,15 +81,6 @@ def user_for_token(
     # checks (permissions.user_org) then find it without a query.
     session.info["caller_org_unit"] = org
     return user, change
-
-
-def live_token_params(token: str, settings: Settings | None, now: datetime) -> dict[str, Any]:
-    """The parameters of LIVE_TOKEN: this token, not expired (never, without settings)."""
-    return {
-        "digest": token_digest(token),
-        "issued_after": now - timedelta(days=settings.token_max_days) if settings else _EVER,
-        "used_after": now - timedelta(days=settings.token_idle_days) if settings else _EVER,
-    }
 
 
 def _touch(session: Session, writer: Engine | None, token_id: int, now: datetime) -> None:

@@ -29,7 +29,7 @@ from app.config import Settings
 from app.models import ApiToken, Issue, User
 from app.models.base import UTCDateTime, utcnow
 from app.models.change import COUNTER_ID, ChangeCounter
-from app.services import auth
+from app.services import tokens
 
 _CHANGED_AT = col(ChangeCounter.changed_at)
 _STAMP = bindparam("stamp", type_=UTCDateTime())
@@ -86,14 +86,14 @@ _REVALIDATION = (
     .select_from(ApiToken)
     .join(User, col(User.id) == col(ApiToken.user_id))
     .join(ChangeCounter, col(ChangeCounter.id) == COUNTER_ID)
-    .where(*auth.LIVE_TOKEN)
+    .where(*tokens.LIVE_TOKEN)
 )
 
 
 def revalidation(connection: Connection, token: str, settings: Settings) -> Revalidation | None:
     """The token's user and the last change number, in one query; None for a bad, expired or
     revoked token."""
-    params = auth.live_token_params(token, settings, utcnow())
+    params = tokens.live_token_params(token, settings, utcnow())
     row = connection.execute(_REVALIDATION, params).first()
     if row is None:
         return None

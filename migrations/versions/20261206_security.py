@@ -35,9 +35,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("users") as batch:
-        batch.drop_column("disabled_at")
-    with op.batch_alter_table("api_tokens") as batch:
-        batch.drop_column("last_used_at")
+    # Plain ALTER TABLE … DROP COLUMN (SQLite 3.35+): a batch copy of users would break the
+    # foreign keys that point at it.
+    op.drop_column("users", "disabled_at")
+    op.drop_column("api_tokens", "last_used_at")
     op.drop_index("ix_login_throttles_last_failure_at", table_name="login_throttles")
     op.drop_table("login_throttles")
