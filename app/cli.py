@@ -59,6 +59,15 @@ def cmd_user_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_user_disable(args: argparse.Namespace) -> int:
+    from app.services import auth
+
+    with _session() as session:
+        revoked = auth.disable_user(session, args.username)
+    print(f"user {args.username} disabled; {revoked} token(s) revoked")
+    return 0
+
+
 def cmd_demo(_args: argparse.Namespace) -> int:
     from app.demo import zone as demo
 
@@ -167,6 +176,9 @@ def _add_people(commands: Commands) -> None:
     user_add.add_argument("--org", required=True, help="org unit code")
     user_add.add_argument("--password")
     user_add.set_defaults(func=cmd_user_add)
+    user_disable = user.add_parser("disable", help="stop a user signing in; revoke all tokens")
+    user_disable.add_argument("username")
+    user_disable.set_defaults(func=cmd_user_disable)
 
 
 def _add_data(commands: Commands) -> None:

@@ -48,6 +48,26 @@ class Settings(BaseSettings):
     # app/services/sweep.py) at startup and then every this many seconds; 0: only at startup.
     sweep_interval_s: float = Field(default=300, ge=0)
 
+    # A token stops working this many days after it was last used, and this many days after it
+    # was issued whatever its use (401; sign in again).
+    token_idle_days: float = Field(default=30, gt=0)
+    token_max_days: float = Field(default=180, gt=0)
+
+    # Sign-in throttling (state in the database, so every replica sees it): after this many
+    # failures within login_window_s a username (or a client address) waits
+    # login_backoff_base_s, doubled with each further failure, at most login_backoff_max_s.
+    login_user_failures: int = Field(default=5, ge=1)
+    login_ip_failures: int = Field(default=50, ge=1)
+    login_window_s: float = Field(default=900, gt=0)
+    login_backoff_base_s: float = Field(default=1, gt=0)
+    login_backoff_max_s: float = Field(default=900, gt=0)
+    # Password hashes (64 MiB of argon2id each) computed at once in a server process.
+    login_max_concurrent_hashes: int = Field(default=2, ge=1)
+
+    # Ledger exports running at once in this server process, per user and in all (429 beyond).
+    exports_per_user: int = Field(default=2, ge=1)
+    exports_total: int = Field(default=4, ge=1)
+
     # Dashboards: the weights of the composite score (relative; see the README, "Dashboards").
     score_weight_closure: float = Field(default=30, ge=0)
     score_weight_on_time_rectification: float = Field(default=30, ge=0)

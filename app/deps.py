@@ -21,7 +21,7 @@ from app.errors import Forbidden, PreconditionRequired, Unauthenticated, Version
 from app.models import Issue, Role, User
 from app.models.base import MAX_ID, as_aware
 from app.models.issue import IssueStatus
-from app.services import auth, changes, idempotency
+from app.services import auth, changes, idempotency, moments
 from app.services.issue_list import IssueFilters
 from app.services.permissions import get_visible, may_read_evidence
 from app.services.storage import Storage
@@ -75,8 +75,12 @@ async def get_token(
 TokenDep = Annotated[str, Depends(get_token)]
 
 
-def get_current_user(request: Request, session: SessionDep, token: TokenDep) -> User:
-    user, change = auth.user_for_token(session, token)
+def get_current_user(
+    request: Request, session: SessionDep, settings: SettingsDep, token: TokenDep
+) -> User:
+    reads = request.method in ("GET", "HEAD")  # such a session may not write (get_session)
+    writer = get_engine(settings.database_url) if reads else None
+    user, change = auth.user_for_token(session, token, settings, writer=writer)
     assert user.id is not None
     etags.remember(request, changes.Revalidation(user.id, user.role, user.org_unit_id, change))
     return user
@@ -150,7 +154,8 @@ async def get_issue_filters(
     q: Annotated[str | None, Query(max_length=100)] = None,
 ) -> IssueFilters:
     """The filters of GET /api/v1/issues, shared by the map and the ledger exports."""
-    since = as_aware(updated_since, settings.zone) if updated_since else None
+    aware = as_aware(updated_since, settings.zone) if updated_since else None
+    since = moments.check_moment(aware, "updated_since") if aware else None
     return IssueFilters(status or [], category, org_unit, overdue, bbox, since, q)
 
 

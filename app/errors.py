@@ -151,6 +151,17 @@ class DatabaseUnavailable(AppError):
     headers: ClassVar[dict[str, str]] = {"Retry-After": "1"}
 
 
+class TooManyRequests(AppError):
+    status = 429
+    code = "too_many_requests"
+    title = "请求过于频繁，请稍后再试"
+    # Documented here; each answer says its own wait (retry_after_s).
+    headers: ClassVar[dict[str, str]] = {"Retry-After": "1"}
+
+    def __init__(self, detail: str | None = None, *, retry_after_s: int, **extra: Any) -> None:
+        super().__init__(detail, retry_after_s=retry_after_s, **extra)
+
+
 # Starlette's own HTTP errors (unknown route, wrong method, body over the limit …).
 _HTTP_CODES = {
     400: (BadRequest.code, BadRequest.title),
@@ -171,6 +182,8 @@ async def _app_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
     response = problem(exc.status, exc.code, exc.title, exc.detail, **exc.extra)
     response.headers.update(exc.headers)
+    if "retry_after_s" in exc.extra:  # when to try again, as the body says it too
+        response.headers["Retry-After"] = str(exc.extra["retry_after_s"])
     return response
 
 

@@ -190,7 +190,7 @@ class ConditionalGetMiddleware:
     def _revalidation(self, token: str) -> changes.Revalidation | None:
         try:
             with get_read_engine(self.settings.database_url).connect() as connection:
-                return changes.revalidation(connection, token)
+                return changes.revalidation(connection, token, self.settings)
         except DBAPIError:
             # The database is unreachable: let the route answer (with its own error).
             return None

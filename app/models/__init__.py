@@ -9,6 +9,7 @@ from app.models.issue import Issue, IssueCodeCounter, IssueStatus
 from app.models.open311 import IssueContact
 from app.models.org import OrgUnit
 from app.models.photo import Photo, PhotoKind
+from app.models.throttle import LoginThrottle
 from app.models.user import ApiToken, Role, User
 from app.models.webhook import WebhookDelivery, WebhookSubscription
 
@@ -24,6 +25,7 @@ __all__ = [
     "IssueContact",
     "IssueEvent",
     "IssueStatus",
+    "LoginThrottle",
     "OrgUnit",
     "Photo",
     "PhotoKind",

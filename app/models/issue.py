@@ -159,7 +159,7 @@ class LocationForm(BaseModel):
     lon: float | None = PydanticField(default=None, ge=-180, le=180, allow_inf_nan=False)
     accuracy_m: float | None = PydanticField(default=None, ge=0, le=100_000, allow_inf_nan=False)
     crs: Crs = Crs.WGS84
-    # Extension: `device` (the phone's GPS, the default when accuracy_m is sent) or `manual`.
+    # Accepted and ignored: the server decides (EXIF it read; device with accuracy_m; manual).
     location_source: LocationSource | None = None
 
 

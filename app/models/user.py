@@ -30,6 +30,8 @@ class User(SQLModel, table=True):
     org_unit_id: int = Field(foreign_key="org_units.id", index=True)
     password_hash: str | None = Field(default=None, max_length=200)
     created_at: datetime = time_field(nullable=False, default_factory=utcnow)
+    # A disabled user cannot sign in, and their tokens were revoked when they were disabled.
+    disabled_at: datetime | None = time_field()
 
 
 def token_digest(token: str) -> str:
@@ -45,6 +47,8 @@ class ApiToken(SQLModel, table=True):
     token_sha256: str = Field(unique=True, max_length=64)
     created_at: datetime = time_field(nullable=False, default_factory=utcnow)
     revoked_at: datetime | None = time_field()
+    # Last seen in a request, to the hour (None: not since it was issued); for idle expiry.
+    last_used_at: datetime | None = time_field()
 
 
 class UserPublic(BaseModel):

@@ -7,17 +7,17 @@ from fastapi.responses import StreamingResponse
 
 from app.config import Settings
 from app.deps import CurrentUser, IssueFiltersDep, SessionDep, SettingsDep, StorageDep
-from app.errors import ValidationFailed
+from app.errors import TooManyRequests, ValidationFailed
 from app.models.base import utcnow
 from app.openapi import file_response, merge, problem_responses
 from app.routers.api import authenticated_router
-from app.services import exports
+from app.services import export_slots, exports
 
 router = authenticated_router(prefix="/api/v1/exports", tags=["exports"])
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 # The filters of the issue list: a bbox, an org unit or a date that cannot be used is 422.
-ERRORS = problem_responses(ValidationFailed)
+ERRORS = problem_responses(ValidationFailed, TooManyRequests)
 
 
 def _attachment(suffix: str, settings: Settings, now: datetime) -> str:
@@ -40,11 +40,13 @@ def ledger_xlsx(
 ) -> StreamingResponse:
     """One row per issue, Chinese headers, before/after thumbnails (none with images=false)."""
     now = utcnow()
-    batches = exports.ledger_batches(session, settings, user, filters, now)
-    ledger = exports.write_xlsx(batches, storage, images=images)
+    with export_slots.released_on_error(export_slots.acquire(settings, user)) as slot:
+        batches = exports.ledger_batches(session, settings, user, filters, now)
+        ledger = exports.write_xlsx(batches, storage, images=images)
     disposition = _attachment("xlsx", settings, now)
     headers = {"Content-Disposition": disposition, "Content-Length": str(ledger.size)}
-    return StreamingResponse(exports.sent_once(ledger.path), media_type=XLSX, headers=headers)
+    chunks = export_slots.Held(slot, exports.sent_once(ledger.path))
+    return StreamingResponse(chunks, media_type=XLSX, headers=headers)
 
 
 @router.get(
@@ -57,9 +59,10 @@ def ledger_csv(
 ) -> StreamingResponse:
     """The same columns as CSV (no pictures), UTF-8 with BOM, streamed."""
     now = utcnow()
+    slot = export_slots.acquire(settings, user)
     batches = exports.ledger_batches(session, settings, user, filters, now)
     return StreamingResponse(
-        exports.csv_chunks(batches),
+        export_slots.Held(slot, exports.csv_chunks(batches)),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": _attachment("csv", settings, now)},
     )

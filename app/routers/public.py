@@ -1,7 +1,7 @@
 """Routes that need no token: health checks and sign-in (every other router is authenticated:
 app/routers/api.py)."""
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
@@ -11,6 +11,7 @@ from app.errors import (
     BadRequest,
     DatabaseUnavailable,
     PhotoTooLarge,
+    TooManyRequests,
     Unauthenticated,
     ValidationFailed,
 )
@@ -58,10 +59,18 @@ def readyz(settings: SettingsDep, storage: StorageDep) -> JSONResponse:
     "/api/v1/auth/login",
     tags=["auth"],
     responses=problem_responses(
-        BadRequest, Unauthenticated, PhotoTooLarge, ValidationFailed, DatabaseUnavailable
+        BadRequest,
+        Unauthenticated,
+        PhotoTooLarge,
+        ValidationFailed,
+        TooManyRequests,
+        DatabaseUnavailable,
     ),
 )
-def login(body: LoginRequest, session: SessionDep) -> LoginResponse:
-    """Exchange a username and password for a bearer token."""
-    token, user = auth.login(session, body.username, body.password)
+def login(
+    body: LoginRequest, session: SessionDep, settings: SettingsDep, request: Request
+) -> LoginResponse:
+    """Exchange a username and password for a bearer token (throttled: 429 with Retry-After)."""
+    client = request.client.host if request.client else ""
+    token, user = auth.login(session, settings, body.username, body.password, client=client)
     return LoginResponse(token=token, user=user_public(session, user))

@@ -25,10 +25,11 @@ from datetime import datetime
 from sqlalchemy import Connection, bindparam, case, or_, update
 from sqlmodel import Session, col, select
 
+from app.config import Settings
 from app.models import ApiToken, Issue, User
 from app.models.base import UTCDateTime, utcnow
 from app.models.change import COUNTER_ID, ChangeCounter
-from app.models.user import token_digest
+from app.services import tokens
 
 _CHANGED_AT = col(ChangeCounter.changed_at)
 _STAMP = bindparam("stamp", type_=UTCDateTime())
@@ -85,13 +86,15 @@ _REVALIDATION = (
     .select_from(ApiToken)
     .join(User, col(User.id) == col(ApiToken.user_id))
     .join(ChangeCounter, col(ChangeCounter.id) == COUNTER_ID)
-    .where(ApiToken.token_sha256 == bindparam("digest"), col(ApiToken.revoked_at).is_(None))
+    .where(*tokens.LIVE_TOKEN)
 )
 
 
-def revalidation(connection: Connection, token: str) -> Revalidation | None:
-    """The token's user and the last change number, in one query; None for a bad token."""
-    row = connection.execute(_REVALIDATION, {"digest": token_digest(token)}).first()
+def revalidation(connection: Connection, token: str, settings: Settings) -> Revalidation | None:
+    """The token's user and the last change number, in one query; None for a bad, expired or
+    revoked token."""
+    params = tokens.live_token_params(token, settings, utcnow())
+    row = connection.execute(_REVALIDATION, params).first()
     if row is None:
         return None
     user_id, role, org_unit_id, change = row

@@ -5,7 +5,7 @@ check, `allowed_actions`, the statuses that count as open and the pages all read
 intake is in services/reporting.py.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -59,7 +59,7 @@ class Rule:
     target: IssueStatus
     roles: frozenset[Role]
     needs: tuple[str, ...] = ()
-    # Four eyes: the user who submitted the rectification may not check it.
+    # Four eyes: who submitted the rectification or took this round's after-photos may not check it.
     not_by_rectifier: bool = False
 
 
@@ -99,10 +99,13 @@ def is_overdue(issue: Issue | Row[Any], now: datetime) -> bool:
     )
 
 
-def allowed_actions(issue: Issue | Row[Any], user: User, in_scope: bool) -> list[str]:
+def allowed_actions(
+    issue: Issue | Row[Any], user: User, in_scope: bool, after_by: Collection[int]
+) -> list[str]:
     """The actions this user may take on this issue now, read off TRANSITIONS.
 
-    `in_scope`: the issue's responsible unit is the user's unit or below (permissions.acts_on).
+    `in_scope`: the issue's responsible unit is the user's unit or below (permissions.acts_on);
+    `after_by`: who uploaded the after-photos of the issue's current dispatch round.
     """
     return [
         action.value
@@ -110,8 +113,12 @@ def allowed_actions(issue: Issue | Row[Any], user: User, in_scope: bool) -> list
         if issue.status in rule.sources
         and user.role in rule.roles
         and in_scope
-        and not (rule.not_by_rectifier and issue.rectified_by_id == user.id)
+        and not (rule.not_by_rectifier and _rectified_by(issue, user, after_by))
     ]
+
+
+def _rectified_by(issue: Issue | Row[Any], user: User, after_by: Collection[int]) -> bool:
+    return issue.rectified_by_id == user.id or user.id in after_by
 
 
 # --- The state machine -----------------------------------------------------------------------
@@ -197,8 +204,8 @@ def _check(
         raise Forbidden(f"a {user.role} may not {action}")
     if not acts_on(session, user, issue):
         raise Forbidden(f"only the responsible unit or above may {action} this issue")
-    if rule.not_by_rectifier and issue.rectified_by_id == user.id:
-        raise Forbidden("the rectification must be checked by someone other than who submitted it")
+    if rule.not_by_rectifier and _rectified_by(issue, user, after_uploaders(session, issue)):
+        raise Forbidden("the rectification must be checked by someone other than who made it")
     missing = [name for name in rule.needs if getattr(request, name) in (None, "")]
     if missing:
         raise ValidationFailed(f"{action} needs {', '.join(missing)}", missing=missing)
@@ -280,6 +287,15 @@ def _extend_deadline(step: Step) -> dict[str, Any]:
         "deadline": audit.canonical_at(deadline),
         "previous_deadline": audit.canonical_at(previous) if previous else None,
     }
+
+
+def after_uploaders(session: Session, issue: Issue) -> set[int]:
+    query = select(Photo.uploaded_by_id).where(
+        Photo.issue_id == issue.id,
+        Photo.kind == PhotoKind.AFTER,
+        Photo.dispatch_round == issue.dispatch_round,
+    )
+    return set(session.exec(query).all())
 
 
 def _this_rounds_after_photos(step: Step, column: Any) -> list[Any]:

@@ -17,7 +17,7 @@ from app.models import Category, Issue, IssueEvent, OrgUnit, Photo, User
 from app.models.event import IssueEventPublic
 from app.models.geo import Crs
 from app.models.issue import IssuePublic
-from app.models.photo import PhotoPublic
+from app.models.photo import PhotoKind, PhotoPublic
 from app.models.user import Role, UserPublic
 from app.services import orgs
 from app.services.audit import canonical_at
@@ -150,7 +150,12 @@ def issues_public(
         context = contexts[issue.id]
         within = orgs.path_within(context.org_path, viewer_path)
         photos = photos_by_issue[issue.id or 0]
-        actions = allowed_actions(issue, viewer, within)
+        after_by = {
+            p.uploaded_by_id
+            for p in photos
+            if p.kind == PhotoKind.AFTER and p.dispatch_round == issue.dispatch_round
+        }
+        actions = allowed_actions(issue, viewer, within, after_by)
         answers.append(_issue(issue, photos, context, now, crs, actions))
     return _ISSUES_PUBLIC.validate_python(answers)
 

@@ -352,8 +352,9 @@ def _resolve_location(
 
 
 def _form_source(form: LocationForm) -> LocationSource:
-    if form.location_source is not None:
-        return form.location_source
+    """Where a position the client sent came from, as far as the server can tell: a device fix
+    when it came with an accuracy, else typed. The client's `location_source` is never trusted
+    (`exif` is only what the server itself read from a photo)."""
     return LocationSource.DEVICE if form.accuracy_m is not None else LocationSource.MANUAL
 
 

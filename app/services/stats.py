@@ -41,13 +41,13 @@ from app.errors import Forbidden, ValidationFailed
 from app.models import OrgUnit, User
 from app.models.issue import IssueStatus
 from app.services import orgs, stats_query
+from app.services.moments import MAX_YEAR, MIN_YEAR, check_day
 from app.services.permissions import user_org
 from app.services.stats_query import Columns
 
 S = IssueStatus
 # Grades by score: the first threshold reached.
 GRADES = (("A", 90.0), ("B", 75.0), ("C", 60.0), ("D", 40.0))
-MIN_YEAR, MAX_YEAR = 1970, 2999
 
 
 class PeriodKind(StrEnum):
@@ -418,7 +418,7 @@ def rankings(
     now: datetime,
 ) -> Rankings:
     """The units of `kind` within the caller's unit, ranked by score, with red and black flags."""
-    period = calendar_period(period_kind, day, settings.zone)
+    period = calendar_period(period_kind, check_day(day, "date"), settings.zone)
     mine = user_org(session, user)
     units = _units(session)
     ranked = {u.id: u for u in units.values() if u.kind == kind and u.path.startswith(mine.path)}
