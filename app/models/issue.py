@@ -2,10 +2,11 @@
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from pydantic import AwareDatetime, BaseModel
 from pydantic import Field as PydanticField
-from sqlalchemy import BigInteger, false
+from sqlalchemy import BigInteger, Row, false
 from sqlmodel import Field, Index, SQLModel, UniqueConstraint
 
 from app.models.base import MAX_ID, Text, time_field, utcnow
@@ -79,6 +80,15 @@ class Issue(SQLModel, table=True):
     grid_cell_code: str | None = Field(default=None, max_length=40, index=True)
     grid_cell_name: str | None = Field(default=None, max_length=100)
     outside_grid: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+
+
+def is_overdue(issue: "Issue | Row[Any]", now: datetime) -> bool:
+    """Dispatched and past its deadline (derived, never stored: it changes with the clock)."""
+    return (
+        issue.status == IssueStatus.DISPATCHED
+        and issue.deadline_at is not None
+        and now > issue.deadline_at
+    )
 
 
 class IssueCodeCounter(SQLModel, table=True):

@@ -35,11 +35,10 @@ from sqlmodel import Session, col, select
 from app.config import Settings
 from app.models import Category, Issue, OrgUnit, Photo, User
 from app.models.base import utcnow
-from app.models.issue import IssueStatus
+from app.models.issue import IssueStatus, is_overdue
 from app.models.photo import PhotoKind
 from app.services.cells import csv_text, xlsx_text
 from app.services.issue_list import IssueFilters, filtered
-from app.services.issues import is_overdue
 from app.services.storage import Storage
 
 BATCH = 500

@@ -93,12 +93,6 @@ OPEN_STATUSES = frozenset(S) - TERMINAL
 MAX_DEADLINE_AHEAD = timedelta(days=366)
 
 
-def is_overdue(issue: Issue | Row[Any], now: datetime) -> bool:
-    return (
-        issue.status == S.DISPATCHED and issue.deadline_at is not None and now > issue.deadline_at
-    )
-
-
 def allowed_actions(
     issue: Issue | Row[Any], user: User, in_scope: bool, after_by: Collection[int]
 ) -> list[str]:
@@ -204,7 +198,9 @@ def _check(
         raise Forbidden(f"a {user.role} may not {action}")
     if not acts_on(session, user, issue):
         raise Forbidden(f"only the responsible unit or above may {action} this issue")
-    if rule.not_by_rectifier and _rectified_by(issue, user, after_uploaders(session, issue)):
+    if rule.not_by_rectifier and _rectified_by(
+        issue, user, _this_rounds_after_photos(session, issue, Photo.uploaded_by_id)
+    ):
         raise Forbidden("the rectification must be checked by someone other than who made it")
     missing = [name for name in rule.needs if getattr(request, name) in (None, "")]
     if missing:
@@ -289,26 +285,18 @@ def _extend_deadline(step: Step) -> dict[str, Any]:
     }
 
 
-def after_uploaders(session: Session, issue: Issue) -> set[int]:
-    query = select(Photo.uploaded_by_id).where(
+def _this_rounds_after_photos(session: Session, issue: Issue, column: Any) -> list[Any]:
+    """One column of the after-photos of the issue's current dispatch round."""
+    query = select(column).where(
         Photo.issue_id == issue.id,
         Photo.kind == PhotoKind.AFTER,
         Photo.dispatch_round == issue.dispatch_round,
     )
-    return set(session.exec(query).all())
-
-
-def _this_rounds_after_photos(step: Step, column: Any) -> list[Any]:
-    query = select(column).where(
-        Photo.issue_id == step.issue.id,
-        Photo.kind == PhotoKind.AFTER,
-        Photo.dispatch_round == step.issue.dispatch_round,
-    )
-    return list(step.session.exec(query).all())
+    return list(session.exec(query).all())
 
 
 def _submit_rectification(step: Step) -> dict[str, Any]:
-    after = _this_rounds_after_photos(step, Photo.id)
+    after = _this_rounds_after_photos(step.session, step.issue, Photo.id)
     if not after:
         raise AfterPhotoRequired()
     step.issue.rectified_at = step.now
@@ -317,7 +305,7 @@ def _submit_rectification(step: Step) -> dict[str, Any]:
 
 
 def _verify_pass(step: Step) -> dict[str, Any]:
-    flagged = _this_rounds_after_photos(step, Photo.flags)
+    flagged = _this_rounds_after_photos(step.session, step.issue, Photo.flags)
     serious = sorted({flag for flags in flagged for flag in flags} & checks.NEEDS_OVERRIDE_NOTE)
     if serious and not step.request.note:
         raise OverrideNoteRequired(

@@ -16,13 +16,13 @@ from sqlmodel import Session, col, select
 from app.models import Category, Issue, IssueEvent, OrgUnit, Photo, User
 from app.models.event import IssueEventPublic
 from app.models.geo import Crs
-from app.models.issue import IssuePublic
+from app.models.issue import IssuePublic, is_overdue
 from app.models.photo import PhotoKind, PhotoPublic
 from app.models.user import Role, UserPublic
 from app.services import orgs
 from app.services.audit import canonical_at
 from app.services.geo import from_wgs84
-from app.services.issues import allowed_actions, is_overdue
+from app.services.issues import allowed_actions
 from app.services.permissions import user_org
 
 
