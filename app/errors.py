@@ -17,16 +17,30 @@ logger = logging.getLogger("gridproof")
 
 
 class AppError(Exception):
+    """An error a person reads: `title` in Chinese (the default), `title_en` on request
+    (Accept-Language: en); `code` is the stable part that clients act on."""
+
     status = 400
     code = "bad_request"
-    title = "Bad request"
+    title = "请求无法解析"
+    title_en = "Bad request"
     # Sent with every answer of this error (and documented in the OpenAPI document).
     headers: ClassVar[dict[str, str]] = {}
 
     def __init__(self, detail: str | None = None, **extra: Any) -> None:
-        super().__init__(detail or self.title)
-        self.detail = detail or self.title
+        super().__init__(detail or self.title_en)
+        self.detail = detail or self.title  # what the service said, else the title
+        self._given = detail is not None
         self.extra = extra
+
+    @classmethod
+    def title_in(cls, english: bool) -> str:
+        return cls.title_en if english else cls.title
+
+    def texts(self, english: bool) -> tuple[str, str]:
+        """(title, detail) in the reader's language; without a detail the title says it."""
+        title = self.title_in(english)
+        return title, self.detail if self._given else title
 
 
 class BadRequest(AppError):
@@ -36,110 +50,128 @@ class BadRequest(AppError):
 class ValidationFailed(AppError):
     status = 422
     code = "validation_error"
-    title = "The request is not valid"
+    title = "请求内容不符合要求"
+    title_en = "The request is not valid"
 
 
 class Unauthenticated(AppError):
     status = 401
     code = "unauthenticated"
-    title = "A valid bearer token is required"
+    title = "需要有效的登录令牌，请重新登录"
+    title_en = "A valid bearer token is required"
     headers: ClassVar[dict[str, str]] = {"WWW-Authenticate": "Bearer"}  # RFC 9110, 11.6.1
 
 
 class Forbidden(AppError):
     status = 403
     code = "forbidden"
-    title = "You may not do this"
+    title = "您无权执行此操作"
+    title_en = "You may not do this"
 
 
 class NotFound(AppError):
     status = 404
     code = "not_found"
-    title = "Not found"
+    title = "未找到"
+    title_en = "Not found"
 
 
 class InvalidTransition(AppError):
     status = 409
     code = "invalid_transition"
-    title = "This action is not allowed in the issue's current status"
+    title = "问题当前状态下不能执行此操作"
+    title_en = "This action is not allowed in the issue's current status"
 
 
 class PhotoNotAllowed(AppError):
     status = 409
     code = "photo_not_allowed"
-    title = "Photos of this kind cannot be added in the issue's current status"
+    title = "问题当前状态下不能添加此类照片"
+    title_en = "Photos of this kind cannot be added in the issue's current status"
 
 
 class AfterPhotoRequired(AppError):
     status = 409
     code = "after_photo_required"
-    title = "Upload at least one after-photo before submitting the rectification"
+    title = "提交整改前请至少上传一张整改后照片"
+    title_en = "Upload at least one after-photo before submitting the rectification"
 
 
 class OverrideNoteRequired(AppError):
     status = 422
     code = "override_note_required"
-    title = "The after-photos are flagged: passing the check needs a note"
+    title = "整改后照片有异常标记，验收通过需填写说明"
+    title_en = "The after-photos are flagged: passing the check needs a note"
 
 
 class IdempotencyConflict(AppError):
     status = 409
     code = "idempotency_conflict"
-    title = "This Idempotency-Key was already used for a different request"
+    title = "此幂等键已用于另一个请求"
+    title_en = "This Idempotency-Key was already used for a different request"
 
 
 class VersionConflict(AppError):
     status = 412
     code = "version_conflict"
-    title = "The issue has changed since you loaded it"
+    title = "问题已被他人更新，请刷新后重试"
+    title_en = "The issue has changed since you loaded it"
 
 
 class PreconditionRequired(AppError):
     status = 428
     code = "precondition_required"
-    title = "If-Match with the issue's version is required"
+    title = "请求需携带问题版本号（If-Match）"
+    title_en = "If-Match with the issue's version is required"
 
 
 class PhotoTooLarge(AppError):
     status = 413
     code = "photo_too_large"
-    title = "Photo too large"
+    title = "照片文件过大"
+    title_en = "Photo too large"
 
 
 class UnsupportedMediaType(AppError):
     status = 415
     code = "unsupported_media_type"
-    title = "Only JPEG, PNG, WebP, HEIC/HEIF and AVIF photos are accepted"
+    title = "仅支持 JPEG、PNG、WebP、HEIC/HEIF 和 AVIF 格式的照片"
+    title_en = "Only JPEG, PNG, WebP, HEIC/HEIF and AVIF photos are accepted"
 
 
 class ImageUnreadable(AppError):
     status = 422
     code = "image_unreadable"
-    title = "The photo is damaged or incomplete and cannot be read"
+    title = "照片已损坏或不完整，无法读取"
+    title_en = "The photo is damaged or incomplete and cannot be read"
 
 
 class ImageTooManyPixels(AppError):
     status = 422
     code = "image_too_many_pixels"
-    title = "The photo has more pixels than accepted"
+    title = "照片像素数超过上限"
+    title_en = "The photo has more pixels than accepted"
 
 
 class TooManyFiles(AppError):
     status = 422
     code = "too_many_files"
-    title = "Too many photos in one request"
+    title = "一次上传的照片过多"
+    title_en = "Too many photos in one request"
 
 
 class LocationRequired(AppError):
     status = 422
     code = "location_required"
-    title = "No location: send lat/lon or a photo with GPS in its EXIF"
+    title = "缺少位置：请开启定位，或上传带 GPS 信息的照片"
+    title_en = "No location: send lat/lon or a photo with GPS in its EXIF"
 
 
 class GridImportRefused(AppError):
     status = 422
     code = "grid_import_refused"
     title = "网格文件被拒绝，未写入任何数据"
+    title_en = "The grid file was refused; nothing was written"
 
 
 class DatabaseUnavailable(AppError):
@@ -147,7 +179,8 @@ class DatabaseUnavailable(AppError):
 
     status = 503
     code = "database_unavailable"
-    title = "The database connection was lost"
+    title = "数据库连接中断，请稍后重试"
+    title_en = "The database connection was lost"
     headers: ClassVar[dict[str, str]] = {"Retry-After": "1"}
 
 
@@ -155,6 +188,7 @@ class TooManyRequests(AppError):
     status = 429
     code = "too_many_requests"
     title = "请求过于频繁，请稍后再试"
+    title_en = "Too many requests: try again later"
     # Documented here; each answer says its own wait (retry_after_s).
     headers: ClassVar[dict[str, str]] = {"Retry-After": "1"}
 
@@ -164,12 +198,18 @@ class TooManyRequests(AppError):
 
 # Starlette's own HTTP errors (unknown route, wrong method, body over the limit …).
 _HTTP_CODES = {
-    400: (BadRequest.code, BadRequest.title),
-    404: ("not_found", "Not found"),
-    405: ("method_not_allowed", "Method not allowed"),
-    413: (PhotoTooLarge.code, "Request body too large"),
-    415: (UnsupportedMediaType.code, "Unsupported media type"),
+    400: (BadRequest.code, BadRequest.title, BadRequest.title_en),
+    404: ("not_found", "未找到", "Not found"),
+    405: ("method_not_allowed", "不支持此请求方法", "Method not allowed"),
+    413: (PhotoTooLarge.code, "请求内容过大", "Request body too large"),
+    415: (UnsupportedMediaType.code, "不支持的内容类型", "Unsupported media type"),
 }
+
+
+def english(request: Request) -> bool:
+    """The reader asked for English first (Accept-Language: en…); Chinese otherwise."""
+    first = request.headers.get("accept-language", "").split(",")[0]
+    return first.strip().lower().startswith("en")
 
 
 def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> JSONResponse:
@@ -178,16 +218,17 @@ def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> JS
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
 
 
-async def _app_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _app_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
-    response = problem(exc.status, exc.code, exc.title, exc.detail, **exc.extra)
+    title, detail = exc.texts(english(request))
+    response = problem(exc.status, exc.code, title, detail, **exc.extra)
     response.headers.update(exc.headers)
     if "retry_after_s" in exc.extra:  # when to try again, as the body says it too
         response.headers["Retry-After"] = str(exc.extra["retry_after_s"])
     return response
 
 
-async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = [
         {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
@@ -196,23 +237,24 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     detail = "; ".join(
         f"{'.'.join(map(str, e['loc'][1:] or e['loc']))}: {e['msg']}" for e in errors
     )
-    return problem(422, ValidationFailed.code, ValidationFailed.title, detail, errors=errors)
+    title = ValidationFailed.title_in(english(request))
+    return problem(422, ValidationFailed.code, title, detail, errors=errors)
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    code, title = _HTTP_CODES.get(exc.status_code, ("http_error", "HTTP error"))
-    response = problem(exc.status_code, code, title, str(exc.detail))
+    code, zh, en = _HTTP_CODES.get(exc.status_code, ("http_error", "HTTP 错误", "HTTP error"))
+    response = problem(exc.status_code, code, en if english(request) else zh, str(exc.detail))
     for name, value in (exc.headers or {}).items():
         response.headers[name] = value
     return response
 
 
-async def _data_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _data_error(request: Request, exc: Exception) -> JSONResponse:
     # The database refused a value of the request (a NUL in a text, a number out of range):
     # the request is at fault, and nothing was written (the transaction is rolled back).
     detail = "a value of the request cannot be stored (out of range or with a NUL character)"
-    return problem(422, ValidationFailed.code, ValidationFailed.title, detail)
+    return problem(422, ValidationFailed.code, ValidationFailed.title_in(english(request)), detail)
 
 
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
@@ -228,12 +270,12 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     return await _app_error(request, lost)
 
 
-async def _internal_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
     logger.error("unhandled error", exc_info=exc)
     return problem(
         500,
         "internal_error",
-        "Internal server error",
+        "Internal server error" if english(request) else "服务器内部错误",
         "Something went wrong on our side; the request may be retried. The error has been logged.",
     )
 
