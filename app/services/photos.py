@@ -220,7 +220,7 @@ def _open(path: Path, fmt: str) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooManyPixels(str(exc)) from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise ImageUnreadable(f"{ImageUnreadable.title}: {exc}") from exc
+        raise ImageUnreadable(f"{ImageUnreadable.title_en}: {exc}") from exc
 
 
 def _check_complete(path: Path, fmt: str) -> None:
@@ -231,7 +231,7 @@ def _check_complete(path: Path, fmt: str) -> None:
     try:
         check_complete(path)
     except IncompleteFile as exc:
-        raise ImageUnreadable(f"{ImageUnreadable.title}: {exc}") from exc
+        raise ImageUnreadable(f"{ImageUnreadable.title_en}: {exc}") from exc
 
 
 def _check_pixels(img: Image.Image, fmt: str, settings: Settings) -> None:
@@ -266,7 +266,7 @@ def _decode_reduced(img: Image.Image, fmt: str, longest: int) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooManyPixels(str(exc)) from exc
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise ImageUnreadable(f"{ImageUnreadable.title}: {exc}") from exc
+        raise ImageUnreadable(f"{ImageUnreadable.title_en}: {exc}") from exc
     return _to_srgb(rgb, img.info.get("icc_profile"))
 
 
