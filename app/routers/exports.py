@@ -59,8 +59,8 @@ def ledger_csv(
 ) -> StreamingResponse:
     """The same columns as CSV (no pictures), UTF-8 with BOM, streamed."""
     now = utcnow()
-    slot = export_slots.acquire(settings, user)
-    batches = exports.ledger_batches(session, settings, user, filters, now)
+    with export_slots.released_on_error(export_slots.acquire(settings, user)) as slot:
+        batches = exports.ledger_batches(session, settings, user, filters, now)
     return StreamingResponse(
         export_slots.Held(slot, exports.csv_chunks(batches)),
         media_type="text/csv; charset=utf-8",
