@@ -147,6 +147,46 @@ class IssuePublic(BaseModel):
     outside_grid: bool = False
 
 
+class IssueView(StrEnum):
+    """How much of each issue a list answers: all of it, or what a dashboard shows."""
+
+    FULL = "full"
+    COMPACT = "compact"
+
+
+class IssueCompact(BaseModel):
+    """An issue as a dashboard's list and map show it (`GET /issues?view=compact`): no photo
+    records, no people, no allowed actions; `GET /issues/{id}` has the rest."""
+
+    id: int
+    code: str
+    category: str
+    status: IssueStatus
+    lat: float
+    lon: float
+    org_unit: str
+    grid_cell: GridCellRef | None = None
+    outside_grid: bool = False
+    reported_at: datetime
+    deadline: datetime | None
+    overdue: bool
+    rework_count: int
+    source: str | None = None
+    version: int
+    updated_at: datetime
+    photo_count: int
+    # The first before-photo's thumbnail (as in the full answer's photos[].urls.thumb).
+    thumb: str | None
+    flags: list[str]
+    crs: Crs = Crs.WGS84
+
+
+class IssueCompactPage(BaseModel):
+    items: list[IssueCompact]
+    next_cursor: str | None
+    has_more: bool
+
+
 class IssuePage(BaseModel):
     items: list[IssuePublic]
     # The position after the last item (also on the last page): resume from it later.
