@@ -50,7 +50,7 @@ from app.responses import model_json
 from app.routers.api import ONE_ITEM_ERRORS, UPLOAD_ERRORS, authenticated_router
 from app.services import audit, reporting
 from app.services import issues as service
-from app.services.issue_compact import issues_compact
+from app.services.issue_compact import compact_page
 from app.services.issue_list import MAX_GEOJSON_LIMIT, MAX_LIMIT, list_issues
 from app.services.present import (
     events_public,
@@ -132,12 +132,9 @@ def list_issues_route(
 ) -> Response:
     """Issues you may see, oldest change first; follow `next_cursor` to continue."""
     now = utcnow()
-    page, next_cursor, has_more = list_issues(session, user, filters, now, limit, cursor)
     if view == IssueView.COMPACT:
-        compact = issues_compact(session, page, now, crs)
-        return model_json(
-            IssueCompactPage(items=compact, next_cursor=next_cursor, has_more=has_more)
-        )
+        return model_json(compact_page(session, user, filters, now, limit, cursor, crs))
+    page, next_cursor, has_more = list_issues(session, user, filters, now, limit, cursor)
     items = issues_public(session, page, user, now, crs)
     return model_json(IssuePage(items=items, next_cursor=next_cursor, has_more=has_more))
 

@@ -1,8 +1,9 @@
 """The compact list (`GET /api/v1/issues?view=compact`): what a dashboard's list and map show.
 
-Built from the list's own rows plus one narrow query for the photos' ids, kinds and flags and
-one for the units' codes: no photo records, no names, no allowed actions (which need the
-viewer's scope and the photos' uploaders), and a smaller model to validate and serialise.
+The list's own query also reads each issue's unit code (COMPACT_COLUMNS); one narrow query more
+reads the photos' ids, kinds and flags. No photo records, no names, no allowed actions (which
+need the viewer's scope and the photos' uploaders), and a smaller model to validate and
+serialise: two queries instead of three, and a seventh of the full answer's bytes.
 """
 
 from collections import defaultdict
@@ -15,10 +16,11 @@ from sqlalchemy import Row, bindparam
 from sqlalchemy import select as select_columns
 from sqlmodel import Session, col
 
-from app.models import OrgUnit, Photo
+from app.models import Issue, OrgUnit, Photo, User
 from app.models.geo import Crs
-from app.models.issue import IssueCompact, is_overdue
+from app.models.issue import IssueCompact, IssueCompactPage, is_overdue
 from app.models.photo import PhotoKind
+from app.services.issue_list import ISSUE_COLUMNS, IssueFilters, list_issues
 from app.services.present import _point  # the one rounding of a point in a CRS
 
 _PHOTO_FLAGS = (
@@ -26,28 +28,46 @@ _PHOTO_FLAGS = (
     .where(col(Photo.issue_id).in_(bindparam("ids", expanding=True)))
     .order_by(col(Photo.id))
 )
-_UNIT_CODES = select_columns(col(OrgUnit.id), col(OrgUnit.code)).where(
-    col(OrgUnit.id).in_(bindparam("ids", expanding=True))
+_UNIT_CODE = (
+    select_columns(col(OrgUnit.code))
+    .where(col(OrgUnit.id) == col(Issue.org_unit_id))
+    .scalar_subquery()
+    .label("org_unit_code")
 )
+# What issue_list.list_issues reads for a compact page: the issue and its unit's code.
+COMPACT_COLUMNS = [*ISSUE_COLUMNS, _UNIT_CODE]
 _COMPACT = TypeAdapter(list[IssueCompact])
+
+
+def compact_page(
+    session: Session,
+    user: User,
+    filters: IssueFilters,
+    now: datetime,
+    limit: int,
+    cursor: str | None,
+    crs: Crs = Crs.WGS84,
+) -> IssueCompactPage:
+    """One page of the list (issue_list.list_issues: same filters, order and cursor), compact."""
+    rows, next_cursor, has_more = list_issues(
+        session, user, filters, now, limit, cursor, COMPACT_COLUMNS
+    )
+    items = issues_compact(session, rows, now, crs)
+    return IssueCompactPage(items=items, next_cursor=next_cursor, has_more=has_more)
 
 
 def issues_compact(
     session: Session, rows: Sequence[Row[Any]], now: datetime, crs: Crs = Crs.WGS84
 ) -> list[IssueCompact]:
-    """The page's rows (from issue_list.list_issues) as compact answers, in their order."""
+    """The page's rows (list_issues with COMPACT_COLUMNS) as compact answers, in their order."""
     connection = session.connection()
     photos: dict[int, list[Any]] = defaultdict(list)
     for photo in connection.execute(_PHOTO_FLAGS, {"ids": [r.id for r in rows]}).all():
         photos[photo.issue_id].append(photo)
-    unit_ids = list({r.org_unit_id for r in rows})
-    units: dict[Any, str] = {r[0]: r[1] for r in connection.execute(_UNIT_CODES, {"ids": unit_ids})}
-    return _COMPACT.validate_python([_compact(r, photos[r.id], units, now, crs) for r in rows])
+    return _COMPACT.validate_python([_compact(r, photos[r.id], now, crs) for r in rows])
 
 
-def _compact(
-    row: Row[Any], photos: list[Any], units: dict[Any, str], now: datetime, crs: Crs
-) -> dict[str, Any]:
+def _compact(row: Row[Any], photos: list[Any], now: datetime, crs: Crs) -> dict[str, Any]:
     lat, lon = _point(row.lat, row.lon, crs)
     before = next((p for p in photos if p.kind == PhotoKind.BEFORE), None)
     return {
@@ -57,7 +77,7 @@ def _compact(
         "status": row.status,
         "lat": lat,
         "lon": lon,
-        "org_unit": units[row.org_unit_id],
+        "org_unit": row.org_unit_code,
         "grid_cell": (
             {"code": row.grid_cell_code, "name": row.grid_cell_name} if row.grid_cell_code else None
         ),
