@@ -38,6 +38,8 @@ class Issue(SQLModel, table=True):
     __table_args__ = (
         Index("ix_issues_updated_at_id", "updated_at", "id"),
         Index("ix_issues_change_seq_id", "change_seq", "id"),
+        # Open311 address_string placement (services/geocode.py) matches addresses exactly.
+        Index("ix_issues_address", "address"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
