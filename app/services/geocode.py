@@ -3,7 +3,7 @@
 Open311 lets a caller send `address_string` instead of `lat` + `long` (a hotline operator types
 what the citizen said). The zone's own data know two kinds of place names, tried in order:
 
-1. **An address issues were already reported at** (exact text, spaces ignored), among the
+1. **An address issues were already reported at** (the exact text, but for leading and trailing spaces), among the
    issues the caller may see: the median of the positions of the latest few with a real
    position. The most precise answer we have, and it says where the hotline's usual addresses
    ("经开区第五大街与航海路交叉口") are, which is what 12345 repeats.
