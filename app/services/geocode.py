@@ -3,10 +3,10 @@
 Open311 lets a caller send `address_string` instead of `lat` + `long` (a hotline operator types
 what the citizen said). The zone's own data know two kinds of place names, tried in order:
 
-1. **An address issues were already reported at** (the exact text, but for leading and trailing spaces), among the
-   issues the caller may see: the median of the positions of the latest few with a real
-   position. The most precise answer we have, and it says where the hotline's usual addresses
-   ("经开区第五大街与航海路交叉口") are, which is what 12345 repeats.
+1. **An address issues were already reported at** (the exact text, but for leading and
+   trailing spaces), among the issues the caller may see: the median of the positions of the
+   latest few with a real position. The most precise answer we have, and it says where the
+   hotline's usual addresses ("经开区第五大街与航海路交叉口") are, which is what 12345 repeats.
 2. **A 网格's name or code** (the finest level only: a 社区 or an office is an area, not a
    place to send a worker), exact first, else the longest cell name the address
    contains ("第五大街网格 东侧公交站" → 第五大街网格), refused if two cells tie. The point is
