@@ -53,6 +53,7 @@ from app.services import checks  # noqa: E402
 TARGET_GROWTH = 1.5  # list and /stats
 TARGET_LOOKUP_GROWTH = 3.0  # similar-photo lookup
 MAX_DISTANCE = 4
+PASSES = 2
 POLLED = {
     dashboard.STATS: "GET /api/v1/stats",
     dashboard.LIST: "GET /api/v1/issues?limit=50",
@@ -71,7 +72,8 @@ def near(phash: str, rng: random.Random) -> str:
 
 
 def lookups(url: str, count: int) -> tuple[list[float], int]:
-    """Milliseconds per similar-photo lookup, and how many found a stored photo."""
+    """Milliseconds per similar-photo lookup (each the best of PASSES, as bench/similar.py
+    takes them: the machine is shared), and how many found a stored photo."""
     rng = random.Random(7)
     engine = get_engine(url)
     with Session(engine) as session:
@@ -86,16 +88,16 @@ def lookups(url: str, count: int) -> tuple[list[float], int]:
             near(rng.choice(stored), rng) if i % 10 == 0 else f"{rng.getrandbits(64):016x}"
             for i in range(count + 20)
         ]
-        times, found = [], 0
-        for i, phash in enumerate(probes):
-            started = time.perf_counter()
-            similar = checks.similar_photos(session, phash, MAX_DISTANCE, issue_id=issue_id)
-            elapsed = (time.perf_counter() - started) * 1000
+        best = [float("inf")] * len(probes)
+        found = 0
+        for attempt in range(PASSES):
+            for i, phash in enumerate(probes):
+                started = time.perf_counter()
+                similar = checks.similar_photos(session, phash, MAX_DISTANCE, issue_id=issue_id)
+                best[i] = min(best[i], (time.perf_counter() - started) * 1000)
+                found += bool(similar) and attempt == 0 and i >= 20
             session.rollback()
-            if i >= 20:  # the first ones warm the caches
-                times.append(elapsed)
-                found += bool(similar)
-    return times, found
+    return best[20:], found  # the first ones warmed the caches
 
 
 def run_size(size: int, rounds: int, warmup: int, lookup_count: int) -> dict[str, float]:
@@ -138,7 +140,11 @@ def report(results: dict[int, dict[str, float]]) -> None:
         print(f"  {label:<44}{values}")
     if small == big:
         return
-    print(f"\nGrowth {small:,} → {big:,} (medians; target):")
+    print(
+        f"\nGrowth {small:,} → {big:,} (medians). The machine drifts between the two sizes (other"
+        f" work shares it), so the HTTP requests are also given in units of the floor measured"
+        f" in the same run; the verdict is on that:"
+    )
     targets = {
         dashboard.LIST: TARGET_GROWTH,
         dashboard.COMPACT: TARGET_GROWTH,
@@ -147,17 +153,20 @@ def report(results: dict[int, dict[str, float]]) -> None:
         dashboard.RANKINGS: None,
         "lookup": TARGET_LOOKUP_GROWTH,
     }
+    floor = results[big][dashboard.FLOOR] / results[small][dashboard.FLOOR]
+    print(f"  {'':<44} {'raw':>7} {'÷ floor':>8}")
     for name, target in targets.items():
         a, b = results[big].get(name), results[small].get(name)
         if a is None or b is None:
             continue
         growth = a / b
-        verdict = (
-            "" if target is None else f"(≤ {target:g}×): {'met' if growth <= target else 'MISSED'}"
-        )
-        print(f"  {labels[name]:<44} {growth:6.2f}× {verdict}")
-    floor = results[big][dashboard.FLOOR] / results[small][dashboard.FLOOR]
-    print(f"  {'(the floor itself, for the drift)':<44} {floor:6.2f}×")
+        # The lookup runs in this process, without the server: no floor to divide by.
+        judged = growth if name == "lookup" else growth / floor
+        relative = "" if name == "lookup" else f"{judged:.2f}×"
+        verdict = "" if target is None else f"(≤ {target:g}×): "
+        verdict += ("met" if judged <= target else "MISSED") if target else ""
+        print(f"  {labels[name]:<44} {growth:6.2f}× {relative:>8} {verdict}")
+    print(f"  {'(the floor itself: the drift)':<44} {floor:6.2f}×")
 
 
 def main() -> int:
