@@ -255,6 +255,22 @@ def test_an_unknown_address_gets_the_spec_error_and_writes_nothing(live: Live) -
     assert issue_count(live) == before
 
 
+def test_a_name_two_cells_share_is_refused_not_guessed(live: Live) -> None:
+    grid = grid_samples.zone_grid()
+    twin = next(f for f in grid["features"] if f["properties"]["code"] == "B1G")
+    twin["properties"]["name"] = "远大第一网格"  # the same name as A1G
+    with live.session() as session:
+        grid_import.import_grid(session, grid_samples.dumps(grid))
+    before = issue_count(live)
+    body = post_at(live, "远大第一网格 门口", "json").json()
+    assert body[0]["code"] == 400
+    assert body[0]["description"].startswith("unknown_address")
+    assert "A1G" in body[0]["description"] and "B1G" in body[0]["description"]
+    assert issue_count(live) == before
+    # Its code still places it.
+    assert post_at(live, "A1G").status_code == 201
+
+
 def test_status_mapping_and_filters(live: Live) -> None:
     open_code = post(live, "json").json()[0]["service_request_id"]
     closed_code = post(live, "json", service_code="garbage").json()[0]["service_request_id"]
