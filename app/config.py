@@ -85,6 +85,8 @@ class Settings(BaseSettings):
     webhook_worker: bool = True
     webhook_poll_seconds: float = Field(default=2, gt=0)
     webhook_timeout_seconds: float = Field(default=10, gt=0)
+    # The whole delivery (connect, send, the answer to its last byte), however it trickles.
+    webhook_deadline_seconds: float = Field(default=30, gt=0)
     webhook_retry_base_seconds: float = Field(default=30, gt=0)
     webhook_retry_max_seconds: float = Field(default=3600, gt=0)
     webhook_retry_hours: float = Field(default=24, gt=0)

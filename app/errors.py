@@ -167,6 +167,13 @@ class LocationRequired(AppError):
     title_en = "No location: send lat/lon or a photo with GPS in its EXIF"
 
 
+class UnknownAddress(AppError):
+    status = 400
+    code = "unknown_address"
+    title = "找不到这个地址：请提供经纬度，或使用网格名称、已上报过的地址"
+    title_en = "Address not found: send lat and long, or a grid cell's name or a known address"
+
+
 class GridImportRefused(AppError):
     status = 422
     code = "grid_import_refused"
