@@ -16,13 +16,14 @@ from app.services.comparison import comparison_jpeg
 from app.services.geo import distance_m
 from app.services.photos import EXTENSIONS, format_of_content_type
 from app.services.present import events_public, issue_public, photos_public
-from app.services.storage import CHUNK, Storage
+from app.services.storage import CHUNK, Storage, sha256_of_path
 
 README = """Evidence bundle for issue {code} (id {issue_id}), as of {as_of} (its last event).
 
 manifest.json   the issue, every photo (SHA-256, EXIF, location and its source, flags,
                 uploader, times), the audit events and whether their chain held when this
-                bundle was made (chain_valid)
+                bundle was made (chain_valid); each original was re-hashed when the bundle
+                was made (original_sha256_matches) and only those that match are included
 events.json     the audit trail alone
 originals/      every photo exactly as uploaded, named <sha256>.<ext>
 comparison.jpg  the first before-photo and the latest after-photo side by side
@@ -40,8 +41,11 @@ def photo_filename(photo: Photo) -> str:
     return f"originals/{photo.sha256}.{EXTENSIONS[format_of_content_type(photo.content_type)]}"
 
 
-def evidence(session: Session, issue: Issue, viewer: User, now: datetime) -> dict[str, Any]:
-    """The issue, its photos, its events with their chain, and chain_valid recomputed now.
+def evidence(
+    session: Session, settings: Settings, issue: Issue, viewer: User, now: datetime
+) -> dict[str, Any]:
+    """The issue, its photos, its events with their chain, and chain_valid recomputed now;
+    each stored original re-hashed (original_sha256_matches: null when the file is missing).
 
     Nothing in it is the time of asking: the same state gives the same bytes (the route's ETag
     is their hash), and `as_of` is the time of the last event, which the chain covers.
@@ -52,6 +56,7 @@ def evidence(session: Session, issue: Issue, viewer: User, now: datetime) -> dic
     )
     events = audit.events_of(session, issue.id)
     problems = audit.chain_problems(events)
+    storage = Storage(settings.upload_dir)
     photo_entries = []
     for row, public in zip(photos, photos_public(session, photos), strict=True):
         entry = public.model_dump(mode="json")
@@ -61,6 +66,7 @@ def evidence(session: Session, issue: Issue, viewer: User, now: datetime) -> dic
             if row.lat is not None and row.lon is not None
             else None
         )
+        entry["original_sha256_matches"] = _original_matches(storage, row)
         photo_entries.append(entry)
     return {
         "issue": issue_public(session, issue, viewer, now).model_dump(mode="json"),
@@ -68,8 +74,14 @@ def evidence(session: Session, issue: Issue, viewer: User, now: datetime) -> dic
         "events": [e.model_dump(mode="json") for e in events_public(events)],
         "chain_valid": bool(events) and not problems,
         "chain_problems": problems,
+        "originals_rehashed": True,
         "as_of": audit.canonical_at(_as_of(issue, events)),
     }
+
+
+def _original_matches(storage: Storage, photo: Photo) -> bool | None:
+    path = storage.original_path(photo.sha256)
+    return sha256_of_path(path) == photo.sha256 if path.exists() else None
 
 
 def _as_of(issue: Issue, events: list[IssueEvent]) -> datetime:
@@ -80,11 +92,14 @@ def bundle(
     session: Session, settings: Settings, issue: Issue, viewer: User, now: datetime
 ) -> Iterator[bytes]:
     """The ZIP, prepared now (rows read, comparison made) and streamed file by file."""
-    manifest = evidence(session, issue, viewer, now)
+    manifest = evidence(session, settings, issue, viewer, now)
     storage = Storage(settings.upload_dir)
+    # Only originals that hash to their name, as re-hashed for the manifest.
+    shipped = {p["file"] for p in manifest["photos"] if p["original_sha256_matches"]}
     originals = {}
     for photo in session.exec(select(Photo).where(Photo.issue_id == issue.id)):
-        originals[photo_filename(photo)] = storage.original_path(photo.sha256)
+        if photo_filename(photo) in shipped:
+            originals[photo_filename(photo)] = storage.original_path(photo.sha256)
     texts = {
         "manifest.json": json.dumps(manifest, ensure_ascii=False, indent=2),
         "events.json": json.dumps(manifest["events"], ensure_ascii=False, indent=2),

@@ -3,10 +3,12 @@ every audit chain, and compare each issue and its photos with what the chain rec
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlmodel import Session, col, select
 
 from app.config import Settings
+from app.errors import OriginalCorrupted
 from app.models import Issue, Photo
 from app.services import audit, chain_check
 from app.services.photos import derive_again
@@ -80,6 +82,15 @@ def _derivative_problems(settings: Settings, storage: Storage, sha256: str) -> l
                 f"derives to ({hashlib.sha256(expected).hexdigest()})"
             )
     return problems
+
+
+def verified_original(storage: Storage, photo: Photo) -> Path:
+    """Where the photo's original is, re-hashed: its ETag and file name are its SHA-256, so
+    bytes that no longer hash to it are never sent (OriginalCorrupted); missing: the path."""
+    path = storage.original_path(photo.sha256)
+    if path.exists() and sha256_of_path(path) != photo.sha256:
+        raise OriginalCorrupted(f"photo {photo.id}: the stored original does not match")
+    return path
 
 
 def _sha256_of(storage: Storage, sha256: str) -> str | None:
