@@ -105,6 +105,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def cmd_checkpoint(_args: argparse.Namespace) -> int:
+    from app.services import checkpoints
+
+    settings = get_settings()
+    with _session() as session:
+        signed = checkpoints.sign_heads(session, settings)
+    key = checkpoints.private_key(settings).public_key()
+    print(f"{signed} chain head(s) signed with key {checkpoints.key_id(key)}")
+    return 0
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from app.services import sweep
 
@@ -195,6 +206,10 @@ def _add_data(commands: Commands) -> None:
     verify = commands.add_parser("verify", help="re-hash originals and re-check audit chains")
     verify.add_argument("--issue", type=int)
     verify.set_defaults(func=cmd_verify)
+    checkpoint = commands.add_parser(
+        "checkpoint", help="sign every audit chain head not signed yet (Ed25519)"
+    )
+    checkpoint.set_defaults(func=cmd_checkpoint)
     sweep = commands.add_parser(
         "sweep",
         help="remove temp files and claims of dead requests, and originals and derivatives "

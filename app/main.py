@@ -15,6 +15,7 @@ from app.etags import ConditionalGetMiddleware
 from app.openapi import finish_schema, install_docs
 from app.routers import (
     account,
+    audit,
     dashboard,
     dashboard_page,
     evidence,
@@ -27,7 +28,7 @@ from app.routers import (
     public,
     webhooks,
 )
-from app.services import sweep
+from app.services import checkpoints, sweep
 from app.services.decoders import start_decoders, stop_decoders
 from app.services.storage import Storage
 from app.services.webhook_worker import DeliveryWorker
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         Storage(settings.upload_dir).ensure_dirs()
         stop_sweeping = await run_in_threadpool(sweep.start, settings)
         await run_in_threadpool(start_decoders, settings)
+        stop_checkpoints = await run_in_threadpool(checkpoints.start, settings)
         worker = DeliveryWorker(settings) if settings.webhook_worker else None
         if worker:
             worker.start()
@@ -64,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if worker:
                 await run_in_threadpool(worker.stop)
+            await run_in_threadpool(stop_checkpoints)
             await run_in_threadpool(stop_sweeping)
             await run_in_threadpool(stop_decoders)
 
@@ -93,6 +96,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(issues.router, max_body_size=settings.max_request_bytes)
     app.include_router(photos.router)
     app.include_router(evidence.router)
+    app.include_router(audit.router)
+    app.include_router(audit.public_router)
     app.include_router(dashboard.router)
     app.include_router(exports.router)
     app.include_router(webhooks.router)

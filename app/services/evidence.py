@@ -11,7 +11,7 @@ from sqlmodel import Session, col, select
 
 from app.config import Settings
 from app.models import Issue, IssueEvent, Photo, User
-from app.services import audit
+from app.services import audit, checkpoints
 from app.services.comparison import comparison_jpeg
 from app.services.geo import distance_m
 from app.services.photos import EXTENSIONS, format_of_content_type
@@ -27,6 +27,15 @@ manifest.json   the issue, every photo (SHA-256, EXIF, location and its source, 
 events.json     the audit trail alone
 originals/      every photo exactly as uploaded, named <sha256>.<ext>
 comparison.jpg  the first before-photo and the latest after-photo side by side
+checkpoints.json  the server's Ed25519 signatures of this issue's chain heads (one made
+                with this bundle), public_key.pem the key they verify under
+verify_bundle.py  checks all of this offline with Python's standard library only
+
+Check everything:     python3 verify_bundle.py --public-key <the key as published>
+  (exit 0: OK; 1: one FAIL line per problem). Get the public key yourself
+  (GET /api/v1/audit/checkpoints, or from the operator) and keep the checkpoints you saved
+  earlier (--checkpoints saved.json): a chain re-written after a head was signed no longer
+  holds the hash that was signed, and fails.
 
 Check the photos:     cd originals && for f in *; do echo "${{f%.*}}  $f"; done | sha256sum -c
 Check the audit chain: for each event in events.json, in order of seq,
@@ -35,6 +44,9 @@ Check the audit chain: for each event in events.json, in order of seq,
   (issue_id = {issue_id}; `at` exactly as given), the first prev_hash is 64 zeros and every
   other prev_hash is the previous event's hash.
 """
+
+
+RECIPE = Path(__file__).with_name("bundle_recipe") / "verify_bundle.py"
 
 
 def photo_filename(photo: Photo) -> str:
@@ -92,7 +104,11 @@ def bundle(
     session: Session, settings: Settings, issue: Issue, viewer: User, now: datetime
 ) -> Iterator[bytes]:
     """The ZIP, prepared now (rows read, comparison made) and streamed file by file."""
+    assert issue.id is not None
     manifest = evidence(session, settings, issue, viewer, now)
+    events = audit.events_of(session, issue.id)
+    heads = checkpoints.sign_bundle_head(settings, events[-1]) if events else []
+    signed = checkpoints.bundle_files(settings, heads)
     storage = Storage(settings.upload_dir)
     # Only originals that hash to their name, as re-hashed for the manifest.
     shipped = {p["file"] for p in manifest["photos"] if p["original_sha256_matches"]}
@@ -104,6 +120,9 @@ def bundle(
         "manifest.json": json.dumps(manifest, ensure_ascii=False, indent=2),
         "events.json": json.dumps(manifest["events"], ensure_ascii=False, indent=2),
         "README.txt": README.format(code=issue.code, issue_id=issue.id, as_of=manifest["as_of"]),
+        "checkpoints.json": json.dumps(signed, indent=2),
+        "public_key.pem": signed["public_key_pem"],
+        "verify_bundle.py": RECIPE.read_text(),
     }
     files = {**originals, "comparison.jpg": comparison_jpeg(session, settings, issue)}
     # Stamped with the state's time, not the request's: the same state, the same bytes.

@@ -4,13 +4,14 @@ every audit chain, and compare each issue and its photos with what the chain rec
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlmodel import Session, col, select
 
 from app.config import Settings
 from app.errors import OriginalCorrupted
 from app.models import Issue, Photo
-from app.services import audit, chain_check
+from app.services import audit, chain_check, checkpoints
 from app.services.photos import derive_again
 from app.services.storage import Storage, sha256_of_path
 
@@ -65,6 +66,9 @@ def verify(
             session.exec(select(Photo).where(Photo.issue_id == issue.id).order_by(col(Photo.id)))
         )
         problems.extend(chain_check.issue_problems(session, issue, chain, rows))
+        signed = checkpoints.of_issue(session, issue.id)
+        where = f"issue {issue.id} ({issue.code})"
+        problems.extend(checkpoints.checkpoint_problems(settings, where, chain, signed))
     return problems, checked
 
 
@@ -82,6 +86,37 @@ def _derivative_problems(settings: Settings, storage: Storage, sha256: str) -> l
                 f"derives to ({hashlib.sha256(expected).hexdigest()})"
             )
     return problems
+
+
+def issue_verdict(session: Session, settings: Settings, issue: Issue) -> dict[str, Any]:
+    """Whether one issue's evidence holds now: its chain, its rows against the chain, its
+    signed checkpoints and its originals (the derivatives are `gridproof verify`'s)."""
+    assert issue.id is not None
+    storage = Storage(settings.upload_dir)
+    where = f"issue {issue.id} ({issue.code})"
+    chain = audit.events_of(session, issue.id)
+    rows = list(
+        session.exec(select(Photo).where(Photo.issue_id == issue.id).order_by(col(Photo.id)))
+    )
+    signed = checkpoints.of_issue(session, issue.id)
+    chain_problems = audit.chain_problems(chain) or ([] if chain else [f"{where}: no events"])
+    problems = chain_problems + chain_check.issue_problems(session, issue, chain, rows)
+    problems += checkpoints.checkpoint_problems(settings, where, chain, signed)
+    for photo in rows:
+        actual = _sha256_of(storage, photo.sha256)
+        if actual != photo.sha256:
+            problems.append(f"{where}: photo {photo.id} original is missing or changed")
+    last = checkpoints.public(signed[-1]).model_dump() if signed else None
+    return {
+        "issue_id": issue.id,
+        "code": issue.code,
+        "valid": not problems,
+        "chain_valid": not chain_problems,
+        "events": len(chain),
+        "problems": problems,
+        "checkpoints": len(signed),
+        "last_checkpoint": last,
+    }
 
 
 def verified_original(storage: Storage, photo: Photo) -> Path:
