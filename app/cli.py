@@ -105,10 +105,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
-def cmd_checkpoint(_args: argparse.Namespace) -> int:
+def cmd_checkpoint(args: argparse.Namespace) -> int:
     from app.services import checkpoints
 
     settings = get_settings()
+    if args.public_key:
+        print(checkpoints.public_key_pem(checkpoints.private_key(settings).public_key()), end="")
+        return 0
     with _session() as session:
         signed = checkpoints.sign_heads(session, settings)
     key = checkpoints.private_key(settings).public_key()
@@ -208,6 +211,9 @@ def _add_data(commands: Commands) -> None:
     verify.set_defaults(func=cmd_verify)
     checkpoint = commands.add_parser(
         "checkpoint", help="sign every audit chain head not signed yet (Ed25519)"
+    )
+    checkpoint.add_argument(
+        "--public-key", action="store_true", help="only print the public key (PEM) to publish"
     )
     checkpoint.set_defaults(func=cmd_checkpoint)
     sweep = commands.add_parser(

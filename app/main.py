@@ -97,7 +97,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(photos.router)
     app.include_router(evidence.router)
     app.include_router(audit.router)
-    app.include_router(audit.public_router)
     app.include_router(dashboard.router)
     app.include_router(exports.router)
     app.include_router(webhooks.router)

@@ -2,7 +2,7 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 from fastapi.responses import PlainTextResponse
 
 from app.deps import CurrentUser, EvidenceIssue, SessionDep, SettingsDep
@@ -14,7 +14,6 @@ from app.routers.api import ONE_ITEM_ERRORS, authenticated_router
 from app.services import checkpoints, verification
 
 router = authenticated_router(tags=["audit"])
-public_router = APIRouter(tags=["audit"])
 
 
 @router.get("/api/v1/audit/checkpoints", responses=problem_responses(Forbidden, ValidationFailed))
@@ -42,9 +41,10 @@ def issue_verification(
     return verification.issue_verdict(session, settings, issue)
 
 
-@public_router.get("/api/v1/audit/public-key", response_class=PlainTextResponse)
+@router.get("/api/v1/audit/public-key", response_class=PlainTextResponse)
 def public_key(settings: SettingsDep) -> PlainTextResponse:
-    """The PEM public key that verifies the checkpoints (no token needed)."""
+    """The PEM public key that verifies the checkpoints (any signed-in user; the operator
+    publishes it beyond: `gridproof checkpoint --public-key`)."""
     key = checkpoints.private_key(settings).public_key()
     return PlainTextResponse(
         checkpoints.public_key_pem(key), headers={"X-Key-Id": checkpoints.key_id(key)}

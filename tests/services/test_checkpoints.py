@@ -67,19 +67,27 @@ def recipe(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_the_key_is_made_once_private_and_published(client, settings):
+def test_the_key_is_made_once_private_and_published(client, zone, settings, capsys, monkeypatch):
     path = settings.audit_key_path
     assert path.exists()  # made at the server's start
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     first = path.read_bytes()
     checkpoints.private_key(settings)
     assert path.read_bytes() == first
-    published = client.get("/api/v1/audit/public-key")
+    assert client.get("/api/v1/audit/public-key").status_code == 401
+    published = client.get("/api/v1/audit/public-key", headers=zone.headers("viewer"))
     assert published.status_code == 200
     key = serialization.load_pem_public_key(published.text.encode())
     assert isinstance(key, Ed25519PublicKey)
     assert published.headers["x-key-id"] == checkpoints.key_id(key)
     assert not (Path(__file__).resolve().parents[2] / "audit-ed25519.pem").exists()
+    monkeypatch.setenv("GRIDPROOF_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("GRIDPROOF_UPLOAD_DIR", str(settings.upload_dir))
+    get_settings.cache_clear()
+    capsys.readouterr()
+    assert cli.main(["checkpoint", "--public-key"]) == 0
+    assert capsys.readouterr().out == published.text
+    get_settings.cache_clear()
 
 
 def test_heads_are_signed_once_listed_in_scope_and_verify(client, zone, settings, session):
@@ -154,7 +162,7 @@ def test_the_shipped_recipe_passes_then_fails_a_chain_rechained_after_its_checkp
 ):
     issue = report(client, zone).json()
     published = tmp_path / "published.pem"
-    published.write_text(client.get("/api/v1/audit/public-key").text)
+    published.write_text(auditor_get(client, zone, "/api/v1/audit/public-key").text)
     first = unzip(client, zone, issue["id"], tmp_path / "first")
     done = recipe(first, "--public-key", str(published))
     assert done.returncode == 0, done.stdout + done.stderr
