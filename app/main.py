@@ -16,6 +16,7 @@ from app.openapi import finish_schema, install_docs
 from app.routers import (
     account,
     audit,
+    audit_page,
     dashboard,
     dashboard_page,
     evidence,
@@ -102,6 +103,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(open311.router, max_body_size=settings.max_request_bytes)
     app.include_router(dashboard_page.router)
+    app.include_router(audit_page.router)
+    app.mount("/audit/assets", pages.PageFiles(directory=audit_page.AUDIT_DIR), name="audit-assets")
     app.mount(
         "/dashboard/assets",
         pages.PageFiles(directory=dashboard_page.DASHBOARD_DIR),

@@ -1,5 +1,6 @@
 """The audit trail's anchors: signed checkpoints, the public key, and one issue's verdict."""
 
+from datetime import date
 from typing import Annotated, Any
 
 from fastapi import Query
@@ -7,11 +8,11 @@ from fastapi.responses import PlainTextResponse
 
 from app.deps import CurrentUser, EvidenceIssue, SessionDep, SettingsDep
 from app.errors import Forbidden, ValidationFailed
-from app.models.base import MAX_ID
+from app.models.base import MAX_ID, Text, utcnow
 from app.models.checkpoint import CheckpointPage
 from app.openapi import problem_responses
 from app.routers.api import ONE_ITEM_ERRORS, authenticated_router
-from app.services import checkpoints, verification
+from app.services import audit_search, checkpoints, verification
 
 router = authenticated_router(tags=["audit"])
 
@@ -27,6 +28,33 @@ def list_checkpoints(
 ) -> CheckpointPage:
     """Signed chain heads of the issues you may see (Ed25519), with the public key."""
     return checkpoints.listing(session, settings, user, issue_id=issue_id, after=after, limit=limit)
+
+
+@router.get("/api/v1/audit/issues", responses=problem_responses(Forbidden, ValidationFailed))
+def search_issues(
+    session: SessionDep,
+    settings: SettingsDep,
+    user: CurrentUser,
+    q: Annotated[Text | None, Query(max_length=100, description="code or text")] = None,
+    org_unit: Annotated[Text | None, Query(max_length=40)] = None,
+    date_from: Annotated[date | None, Query(alias="from")] = None,
+    date_to: Annotated[date | None, Query(alias="to")] = None,
+    flag: Annotated[Text | None, Query(max_length=40)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> list[dict[str, Any]]:
+    """The auditor's search: by code or text, office, reporting period (days), photo flag."""
+    return audit_search.search(
+        session,
+        settings,
+        user,
+        q=q,
+        org_unit=org_unit,
+        date_from=date_from,
+        date_to=date_to,
+        flag=flag,
+        limit=limit,
+        now=utcnow(),
+    )
 
 
 @router.get(

@@ -11,7 +11,7 @@ from sqlmodel import Session, col, select
 from app.config import Settings
 from app.errors import OriginalCorrupted
 from app.models import Issue, Photo
-from app.services import audit, chain_check, checkpoints
+from app.services import audit, chain_check, checkpoints, flag_text
 from app.services.photos import derive_again
 from app.services.storage import Storage, sha256_of_path
 
@@ -108,6 +108,8 @@ def issue_verdict(session: Session, settings: Settings, issue: Issue) -> dict[st
             problems.append(f"{where}: photo {photo.id} original is missing or changed")
     last = checkpoints.public(signed[-1]).model_dump() if signed else None
     return {
+        # The photos' flags as the sentences a person reads (flag_text), by photo id.
+        "flag_sentences": {str(p.id): _sentences(issue, p) for p in rows},
         "issue_id": issue.id,
         "code": issue.code,
         "valid": not problems,
@@ -117,6 +119,21 @@ def issue_verdict(session: Session, settings: Settings, issue: Issue) -> dict[st
         "checkpoints": len(signed),
         "last_checkpoint": last,
     }
+
+
+def _sentences(issue: Issue, photo: Photo) -> list[dict[str, str]]:
+    facts = flag_text.PhotoFacts(
+        lat=photo.lat,
+        lon=photo.lon,
+        gps_lat=photo.exif.get("gps_lat"),
+        gps_lon=photo.exif.get("gps_lon"),
+        taken_at=photo.taken_at,
+        uploaded_at=photo.uploaded_at,
+        software=photo.exif.get("software"),
+        issue_lat=issue.lat,
+        issue_lon=issue.lon,
+    )
+    return flag_text.describe(photo.flags, facts)
 
 
 def verified_original(storage: Storage, photo: Photo) -> Path:
