@@ -82,8 +82,9 @@ class Settings(BaseSettings):
     public_base_url: str = ""
 
     # The Ed25519 key that signs checkpoints of the audit chains (PEM, made at the first start
-    # with mode 0600); unset: <upload_dir>/audit-ed25519.pem. Never in the repository: keep it
-    # where settings say and back it up. Its public key is published (/api/v1/audit/checkpoints).
+    # with mode 0600); unset: keys/audit-ed25519.pem beside the upload folder (not in it: the
+    # photo store is swept, replicated and served). Never in the repository: keep it where
+    # settings say and back it up. Its public key is published (/api/v1/audit/checkpoints).
     audit_key_file: Path | None = None
     # Every chain head not yet signed is signed at each server start and then this often, by
     # a thread of each server process (off: only `gridproof checkpoint` and evidence ZIPs sign).
@@ -113,7 +114,7 @@ class Settings(BaseSettings):
 
     @property
     def audit_key_path(self) -> Path:
-        return self.audit_key_file or self.upload_dir / "audit-ed25519.pem"
+        return self.audit_key_file or self.upload_dir.parent / "keys" / "audit-ed25519.pem"
 
     @property
     def zone(self) -> ZoneInfo:

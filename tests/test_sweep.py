@@ -36,12 +36,11 @@ BOUNDARY = "sweep-test-boundary"
 
 
 def files_under(root: Path) -> dict[str, int]:
-    """Every file under `root`, by relative path, with its size (but the checkpoint signing
-    key, which the server makes there at its first start and no sweep touches)."""
+    """Every file under `root`, by relative path, with its size."""
     return {
         str(path.relative_to(root)): path.stat().st_size
         for path in sorted(root.rglob("*"))
-        if path.is_file() and path.name != "audit-ed25519.pem"
+        if path.is_file()
     }
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from app.models import Issue, IssueEvent, Photo, User
+from app.models import Issue, IssueEvent, OrgUnit, Photo, User
 from app.models.issue import IssueStatus
 from app.services import audit
 from app.services.issues import TRANSITIONS, Action
@@ -41,6 +41,7 @@ def issue_problems(
     problems = replay_problems(where, issue, events)
     problems += _reported_problems(where, issue, events[0])
     problems += _actor_problems(session, where, events)
+    problems += _who_and_where_problems(session, where, issue, events)
     problems += photo_problems(where, events, photos)
     return problems
 
@@ -108,6 +109,35 @@ def _reported_problems(where: str, issue: Issue, report: IssueEvent) -> list[str
             f"{where}: reported_by is user {issue.reported_by_id}, the event's actor "
             f"is user {report.actor_id} ({report.actor})"
         )
+    return problems
+
+
+def _who_and_where_problems(
+    session: Session, where: str, issue: Issue, events: list[IssueEvent]
+) -> list[str]:
+    """Who rectified and who checked it (four eyes), and the unit it was last dispatched to."""
+    rectified_by = verified_by = office = None
+    for event in events:
+        if event.action == Action.SUBMIT_RECTIFICATION or (
+            event.action == REPORT and event.data.get("on_the_spot")
+        ):
+            rectified_by = event.actor_id
+        if event.action in (Action.VERIFY_PASS, Action.VERIFY_FAIL):
+            verified_by = event.actor_id
+        office = event.data.get("org_unit", office)
+    problems = []
+    for column, expected in (("rectified_by_id", rectified_by), ("verified_by_id", verified_by)):
+        if expected is not None and getattr(issue, column) != expected:
+            problems.append(
+                f"{where}: {column} is user {getattr(issue, column)}, its events give user "
+                f"{expected}"
+            )
+    if office is not None:
+        unit = session.get(OrgUnit, issue.org_unit_id)
+        if unit is None or unit.code != office:
+            problems.append(
+                f"{where}: org_unit is {unit.code if unit else None}, last dispatched to {office}"
+            )
     return problems
 
 

@@ -80,7 +80,8 @@ def test_the_key_is_made_once_private_and_published(client, zone, settings, caps
     key = serialization.load_pem_public_key(published.text.encode())
     assert isinstance(key, Ed25519PublicKey)
     assert published.headers["x-key-id"] == checkpoints.key_id(key)
-    assert not (Path(__file__).resolve().parents[2] / "audit-ed25519.pem").exists()
+    assert settings.upload_dir not in path.parents  # not in the swept, served photo store
+    assert Path(__file__).resolve().parents[2] not in path.parents  # nor in the repository
     monkeypatch.setenv("GRIDPROOF_DATABASE_URL", settings.database_url)
     monkeypatch.setenv("GRIDPROOF_UPLOAD_DIR", str(settings.upload_dir))
     get_settings.cache_clear()

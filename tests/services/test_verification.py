@@ -119,6 +119,16 @@ def test_rewriting_what_was_reported(scenario, capsys, column, value):
     assert_found(capsys, scenario, column, repr(value), "report event records")
 
 
+@pytest.mark.parametrize("column", ["rectified_by_id", "org_unit_id"])
+def test_changing_who_rectified_or_the_responsible_unit(scenario, capsys, zone, column):
+    settings = scenario["settings"]
+    other = zone.users["a_worker2"] if column == "rectified_by_id" else zone.users["b_super"]
+    value = other.id if column == "rectified_by_id" else other.org_unit_id
+    execute(settings, update(Issue).where(col(Issue.id) == scenario["id"]).values({column: value}))
+    words = ("rectified_by_id is user",) if column == "rectified_by_id" else ("dispatched to A",)
+    assert_found(capsys, scenario, *words)
+
+
 def test_closing_without_an_event(scenario, capsys):
     settings = scenario["settings"]
     execute(settings, update(Issue).where(col(Issue.id) == scenario["id"]).values(status="closed"))
