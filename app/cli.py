@@ -95,7 +95,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     with _session() as session:
-        problems, checked = verification.verify(session, settings, args.issue)
+        problems, checked = verification.verify(
+            session, settings, args.issue, derivatives=not args.skip_derivatives
+        )
     for problem in problems:
         print(problem)
     print(
@@ -208,6 +210,11 @@ def _add_data(commands: Commands) -> None:
 
     verify = commands.add_parser("verify", help="re-hash originals and re-check audit chains")
     verify.add_argument("--issue", type=int)
+    verify.add_argument(
+        "--skip-derivatives",
+        action="store_true",
+        help="do not re-derive each photo's thumb and large to compare (the slow part)",
+    )
     verify.set_defaults(func=cmd_verify)
     checkpoint = commands.add_parser(
         "checkpoint", help="sign every audit chain head not signed yet (Ed25519)"

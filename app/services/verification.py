@@ -23,7 +23,7 @@ class Checked:
 
 
 def verify(
-    session: Session, settings: Settings, issue_id: int | None = None
+    session: Session, settings: Settings, issue_id: int | None = None, derivatives: bool = True
 ) -> tuple[list[str], Checked]:
     """Every problem found, one line each, and how much was checked."""
     storage = Storage(settings.upload_dir)
@@ -48,6 +48,8 @@ def verify(
                 f"photo {photo.id} (issue {photo.issue_id}): original bytes hash to {actual}, "
                 f"recorded {photo.sha256}"
             )
+        elif not derivatives:
+            derived.setdefault(photo.sha256, [])
         elif photo.sha256 not in derived:
             derived[photo.sha256] = _derivative_problems(settings, storage, photo.sha256)
         if actual == photo.sha256:

@@ -179,6 +179,7 @@ def test_swapping_a_thumbnail(scenario, capsys):
         for line in lines
         if f"photo {before.id} (issue {scenario['id']})" in line and "thumb derivative" in line
     ], lines
+    assert verify(capsys, "--skip-derivatives")[0] == 0  # only the re-derivation sees it
 
 
 def test_a_missing_derivative(scenario, capsys):
