@@ -24,6 +24,7 @@ import os
 import threading
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -45,12 +46,15 @@ from app.services.permissions import EVIDENCE_READERS, visible_issues
 TYPE = "gridproof-checkpoint-v1"
 logger = logging.getLogger("gridproof")
 _key_lock = threading.Lock()
+_loaded: dict[Path, Ed25519PrivateKey] = {}
 
 
 def private_key(settings: Settings) -> Ed25519PrivateKey:
     """The signing key, made once (mode 0600, never overwritten) where settings say."""
     path = settings.audit_key_path
     with _key_lock:
+        if path in _loaded and path.exists():
+            return _loaded[path]
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             pem = Ed25519PrivateKey.generate().private_bytes(
@@ -66,7 +70,8 @@ def private_key(settings: Settings) -> Ed25519PrivateKey:
                 with os.fdopen(fd, "wb") as file:
                     file.write(pem)
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    assert isinstance(key, Ed25519PrivateKey), f"{path} is not an Ed25519 key"
+        assert isinstance(key, Ed25519PrivateKey), f"{path} is not an Ed25519 key"
+        _loaded[path] = key
     return key
 
 

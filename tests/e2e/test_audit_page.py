@@ -2,6 +2,7 @@
 code, shows its timeline and photos, says the chain verifies, and says it is broken once one
 event row is changed in the database (issue 16 item 3)."""
 
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -118,6 +119,12 @@ def test_usable_on_a_tablet_and_closed_to_roles_without_evidence(
         with page.expect_download() as download:
             page.get_by_role("button", name="下载证据包 (ZIP)").click()
         assert download.value.suggested_filename == f"{issue['code']}-evidence.zip"
+        with page.expect_download() as download:
+            page.get_by_role("button", name="下载台账记录 (CSV)").click()
+        assert download.value.suggested_filename == f"{issue['code']}-ledger.csv"
+        ledger = Path(download.value.path()).read_text(encoding="utf-8-sig")
+        assert issue["code"] in ledger
+        assert page.locator("#search-error").text_content() == ""
         assert not errors, errors
     finally:
         context.close()

@@ -277,7 +277,7 @@ function main() {
   $("sign-out").addEventListener("click", signOut);
   $("dl-zip").addEventListener("click", () => download(`/issues/${current.id}/evidence.zip`, `${current.code}-evidence.zip`));
   $("dl-comparison").addEventListener("click", () => download(`/issues/${current.id}/comparison.jpg`, `${current.code}-comparison.jpg`));
-  $("dl-ledger").addEventListener("click", () => download(`/issues/ledger.csv?q=${encodeURIComponent(current.code)}`, `${current.code}-ledger.csv`));
+  $("dl-ledger").addEventListener("click", () => download(`/exports/ledger.csv?q=${encodeURIComponent(current.code)}`, `${current.code}-ledger.csv`));
   if (token()) started().catch(() => showSignIn());
   else showSignIn();
 }
