@@ -143,3 +143,15 @@ def test_usable_on_a_tablet_and_closed_to_roles_without_evidence(
         expect(page.locator("#detail")).to_be_hidden()
     finally:
         context.close()
+
+
+def test_the_phone_sends_an_auditor_to_the_audit_page(page: Page, live_server: LiveServer) -> None:
+    page.goto("/m/")
+    page.get_by_label("用户名").fill("auditor")
+    page.get_by_label("密码").fill(factories.PASSWORD)
+    page.get_by_role("button", name="登录").click()
+    link = page.get_by_role("link", name="打开审计查证页 /audit")
+    expect(link).to_have_attribute("href", "/audit")
+    link.click()
+    expect(page).to_have_url(f"{live_server.url}/audit")
+    expect(page.get_by_role("heading", name="登录审计查证")).to_be_visible()
