@@ -181,6 +181,15 @@ class GridImportRefused(AppError):
     title_en = "The grid file was refused; nothing was written"
 
 
+class OriginalCorrupted(AppError):
+    """A stored original whose bytes no longer hash to its recorded SHA-256: never served."""
+
+    status = 500
+    code = "original_corrupted"
+    title = "原始照片文件与其记录的 SHA-256 不符，已拒绝提供；请运行 gridproof verify"
+    title_en = "The stored original no longer matches its SHA-256; run `gridproof verify`"
+
+
 class DatabaseUnavailable(AppError):
     """Not raised by services: the handler of a lost database connection answers with it."""
 
