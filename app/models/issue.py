@@ -66,6 +66,9 @@ class Issue(SQLModel, table=True):
     dispatch_round: int = 0
     rework_count: int = 0
     quantity: float | None = None
+    # What the rectification dealt with, in the category's unit (e.g. 12000 m² covered), as
+    # given at submit_rectification; summed by category in /stats.
+    rectified_quantity: float | None = None
     duplicate_of_id: int | None = Field(default=None, foreign_key="issues.id")
     version: int = Field(default=1)
     updated_at: datetime = time_field(nullable=False, default_factory=utcnow)
@@ -131,6 +134,8 @@ class IssuePublic(BaseModel):
     dispatch_round: int
     quantity: float | None
     quantity_unit: str
+    # Given with submit_rectification (整改数量), in quantity_unit; None until then.
+    rectified_quantity: float | None = None
     duplicate_of: int | None
     version: int
     updated_at: datetime
@@ -160,6 +165,8 @@ class TransitionRequest(BaseModel):
     org_unit: Text | None = None
     deadline: AwareDatetime | datetime | None = None
     duplicate_of: int | None = PydanticField(default=None, ge=1, le=MAX_ID)
+    # submit_rectification: the quantity rectified, in the category's unit.
+    quantity: float | None = PydanticField(default=None, ge=0, le=1e9, allow_inf_nan=False)
 
 
 class LocationForm(BaseModel):

@@ -301,7 +301,9 @@ def _submit_rectification(step: Step) -> dict[str, Any]:
         raise AfterPhotoRequired()
     step.issue.rectified_at = step.now
     step.issue.rectified_by_id = step.user.id
-    return {"after_photos": after}
+    if (quantity := step.request.quantity) is not None:
+        step.issue.rectified_quantity = quantity
+    return {"after_photos": after} | ({"quantity": quantity} if quantity is not None else {})
 
 
 def _verify_pass(step: Step) -> dict[str, Any]:

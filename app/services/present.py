@@ -195,6 +195,7 @@ def _issue(
         "dispatch_round": i.dispatch_round,
         "quantity": i.quantity,
         "quantity_unit": context.quantity_unit,
+        "rectified_quantity": i.rectified_quantity,
         "duplicate_of": i.duplicate_of_id,
         "version": i.version,
         "updated_at": i.updated_at,
