@@ -325,3 +325,32 @@ def test_rectified_quantity_is_stored_and_bad_ones_are_refused(
     assert done["rectified_quantity"] == 12000
     last = client.get(f"/api/v1/issues/{issue['id']}/events", headers=zone.headers("d_super"))
     assert last.json()[-1]["data"]["quantity"] == 12000
+
+
+def test_the_new_refusals_speak_chinese_unless_english_is_asked_for(
+    client: TestClient, zone: Zone
+) -> None:
+    issue = dispatched_issue(client, zone)
+    url = f"/api/v1/issues/{issue['id']}/transitions"
+    cases = [
+        ("d_super", {"action": "approve_extension"}, 409, "没有待审批的延期申请"),
+        ("viewer", {"action": "approve_extension"}, 403, "viewer 角色不能执行 approve_extension"),
+        ("a_worker", {"action": "request_extension", "note": "x"}, 422, "request_extension 需要"),
+        (
+            "a_worker",
+            {"action": "request_extension", "note": "x", "deadline": "2020-01-01T00:00:00Z"},
+            422,
+            "期限须晚于当前时间",
+        ),
+    ]
+    for username, body, status, chinese in cases:
+        match = {"If-Match": f'"{issue["version"]}"'}
+        zh = client.post(url, json=body, headers=zone.headers(username, **match))
+        en = client.post(
+            url, json=body, headers=zone.headers(username, **match, **{"Accept-Language": "en"})
+        )
+        assert (zh.status_code, en.status_code) == (status, status), (body, zh.text)
+        assert zh.json()["code"] == en.json()["code"]
+        assert chinese in zh.json()["detail"], zh.text
+        assert zh.json()["detail"] != en.json()["detail"]
+        assert en.json()["detail"].isascii(), en.text
