@@ -21,6 +21,7 @@ from app.models.issue import IssueStatus, TransitionRequest
 from app.services.issues import TRANSITIONS, Action, apply_transition
 from tests.factories import Zone, act, add_photos, dispatched_issue, report
 from tests.routers.test_transitions import get, issue_in_status, ok
+from tests.services.test_stats import Builder, at, district_stats, make_quick_zone
 
 S = IssueStatus
 NEW_BRANCHES = (
@@ -354,3 +355,29 @@ def test_the_new_refusals_speak_chinese_unless_english_is_asked_for(
         assert chinese in zh.json()["detail"], zh.text
         assert zh.json()["detail"] != en.json()["detail"]
         assert en.json()["detail"].isascii(), en.text
+
+
+def test_an_approved_extension_counts_in_the_indicators_as_extend_deadline_does(
+    session: Session, settings: Settings
+) -> None:
+    """Three issues due Wed 18:00, fixed and closed Thursday: one given more time by an approved
+    request, one by a supervisor's extend_deadline, one whose request was refused."""
+    zone = make_quick_zone(session)
+    b = Builder(session, settings, zone)
+    approved, extended, refused = (b.report("03-03 09:00") for _ in range(3))
+    for i in (approved, extended, refused):
+        b.dispatch(i, "03-03 10:00", "03-05 18:00")
+    later = at("03-07 18:00")
+    for i in (approved, refused):
+        b.act(i, "a_worker", "request_extension", "03-04 09:00", deadline=later, note="需延期")
+    b.act(approved, "d_super", "approve_extension", "03-04 10:00")
+    b.act(extended, "d_super", "extend_deadline", "03-04 10:00", deadline=later, note="延期")
+    b.act(refused, "d_super", "refuse_extension", "03-04 10:00", note="工期充足")
+    for i in (approved, extended, refused):
+        b.rectify(i, "03-06 09:00")
+        b.verify(i, "03-06 15:00")
+    got = district_stats(session, settings, zone).indicators
+    assert (got.due, got.closed, got.closed_on_time) == (3, 3, 2)
+    assert (got.dispatched, got.rectified_on_time) == (3, 2)
+    deadlines = [session.get(Issue, i).deadline_at for i in (approved, extended)]  # type: ignore[union-attr]
+    assert deadlines == [later, later]
