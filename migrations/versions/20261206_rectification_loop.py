@@ -8,6 +8,9 @@ issues.rectified_quantity: what submit_rectification says was dealt with, in the
 unit (NULL for issues rectified before, and until a rectification gives one).
 issues.extension_*: the pending 延期申请 (deadline asked for, reason, who, when), NULL when
 none is pending; indexed on the deadline for the supervisors' queue (extension_pending=true).
+issues.nearby_address(_m): for an issue reported without an address, the nearest other
+issue's address within 300 m and its distance (NULL for issues reported before).
+ix_issues_lat: that lookup reads the issues near a point through a band of latitude.
 """
 from collections.abc import Sequence
 
@@ -23,6 +26,8 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("issues") as batch:
         batch.add_column(sa.Column("rectified_quantity", sa.Float(), nullable=True))
+        batch.add_column(sa.Column("nearby_address", sa.String(length=300), nullable=True))
+        batch.add_column(sa.Column("nearby_address_m", sa.Float(), nullable=True))
         batch.add_column(
             sa.Column("extension_deadline_at", sa.DateTime(timezone=True), nullable=True)
         )
@@ -38,14 +43,18 @@ def upgrade() -> None:
             ["id"],
         )
         batch.create_index("ix_issues_extension_deadline_at", ["extension_deadline_at"])
+        batch.create_index("ix_issues_lat", ["lat"])
 
 
 def downgrade() -> None:
     with op.batch_alter_table("issues") as batch:
+        batch.drop_index("ix_issues_lat")
         batch.drop_index("ix_issues_extension_deadline_at")
         batch.drop_constraint("fk_issues_extension_requested_by_id_users", type_="foreignkey")
         batch.drop_column("extension_requested_at")
         batch.drop_column("extension_requested_by_id")
         batch.drop_column("extension_note")
         batch.drop_column("extension_deadline_at")
+        batch.drop_column("nearby_address_m")
+        batch.drop_column("nearby_address")
         batch.drop_column("rectified_quantity")
