@@ -80,7 +80,8 @@ class Issue(SQLModel, table=True):
     # Cleared when a supervisor decides or the issue leaves `dispatched`; the events keep it.
     extension_deadline_at: datetime | None = time_field(index=True)
     extension_note: str | None = Field(default=None, max_length=2000)
-    extension_requested_by_id: int | None = Field(default=None, foreign_key="users.id")
+    # A user's id, without a foreign key (see migration 0009: SQLite could not drop it again).
+    extension_requested_by_id: int | None = None
     extension_requested_at: datetime | None = time_field()
     version: int = Field(default=1)
     updated_at: datetime = time_field(nullable=False, default_factory=utcnow)
