@@ -7,7 +7,7 @@ third of an authenticated request's time). Only what reads the database runs the
 
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Depends, Header, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from app import etags
 from app.config import Settings
 from app.db import get_engine, get_read_engine
-from app.errors import Forbidden, PreconditionRequired, Unauthenticated, VersionConflict
+from app.errors import Forbidden, PreconditionRequired, Unauthenticated, VersionConflict, english
 from app.models import Issue, Role, User
 from app.models.base import MAX_ID, as_aware
 from app.models.issue import IssueStatus
@@ -60,6 +60,14 @@ async def get_session(request: Request, settings: SettingsDep) -> AsyncIterator[
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
+
+
+async def get_english(request: Request) -> bool:
+    """The reader asked for English (Accept-Language: en…): texts for people follow it."""
+    return english(request)
+
+
+English = Annotated[bool, Depends(get_english)]
 
 _bearer = HTTPBearer(auto_error=False)
 
@@ -152,11 +160,27 @@ async def get_issue_filters(
     bbox: Annotated[str | None, Query(description="minLon,minLat,maxLon,maxLat")] = None,
     updated_since: datetime | None = None,
     q: Annotated[str | None, Query(max_length=100)] = None,
+    reported_by: Annotated[
+        Literal["me"] | None, Query(description="me: only the issues you reported (我的上报)")
+    ] = None,
+    extension_pending: Annotated[
+        bool | None, Query(description="true: a 延期申请 awaits a supervisor's decision")
+    ] = None,
 ) -> IssueFilters:
     """The filters of GET /api/v1/issues, shared by the map and the ledger exports."""
     aware = as_aware(updated_since, settings.zone) if updated_since else None
     since = moments.check_moment(aware, "updated_since") if aware else None
-    return IssueFilters(status or [], category, org_unit, overdue, bbox, since, q)
+    return IssueFilters(
+        status or [],
+        category,
+        org_unit,
+        overdue,
+        bbox,
+        since,
+        q,
+        reported_by_me=reported_by == "me",
+        extension_pending=extension_pending,
+    )
 
 
 IssueFiltersDep = Annotated[IssueFilters, Depends(get_issue_filters)]

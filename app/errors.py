@@ -27,9 +27,10 @@ class AppError(Exception):
     # Sent with every answer of this error (and documented in the OpenAPI document).
     headers: ClassVar[dict[str, str]] = {}
 
-    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+    def __init__(self, detail: str | None = None, *, zh: str | None = None, **extra: Any) -> None:
         super().__init__(detail or self.title_en)
         self.detail = detail or self.title  # what the service said, else the title
+        self.detail_zh = zh  # the same in Chinese, where the service says it
         self._given = detail is not None
         self.extra = extra
 
@@ -40,7 +41,14 @@ class AppError(Exception):
     def texts(self, english: bool) -> tuple[str, str]:
         """(title, detail) in the reader's language; without a detail the title says it."""
         title = self.title_in(english)
-        return title, self.detail if self._given else title
+        if not self._given:
+            return title, title
+        return title, self.detail if english or self.detail_zh is None else self.detail_zh
+
+    def localized(self, english: bool) -> tuple[str, str, dict[str, Any]]:
+        """(title, detail, extension members) as the reader's language has them."""
+        title, detail = self.texts(english)
+        return title, detail, self.extra
 
 
 class BadRequest(AppError):
@@ -102,6 +110,23 @@ class OverrideNoteRequired(AppError):
     code = "override_note_required"
     title = "整改后照片有异常标记，验收通过需填写说明"
     title_en = "The after-photos are flagged: passing the check needs a note"
+
+    def __init__(self, flags_zh: list[dict[str, str]], flags_en: list[dict[str, str]]) -> None:
+        """The serious flags as `{code, text}` in each language (app/services/flag_text.py)."""
+        super().__init__("; ".join(f["text"] for f in flags_en))
+        self.flags_zh, self.flags_en = flags_zh, flags_en
+
+    def localized(self, english: bool) -> tuple[str, str, dict[str, Any]]:
+        flags = self.flags_en if english else self.flags_zh
+        texts = (
+            "; ".join(f["text"] for f in flags) if english else "；".join(f["text"] for f in flags)
+        )
+        detail = (
+            f"The after-photos are flagged: {texts}. Say in a note why they pass."
+            if english
+            else f"整改后照片有异常：{texts}。请填写验收通过的理由。"
+        )
+        return self.title_in(english), detail, {"flags": flags}
 
 
 class IdempotencyConflict(AppError):
@@ -236,8 +261,8 @@ def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> JS
 
 async def _app_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
-    title, detail = exc.texts(english(request))
-    response = problem(exc.status, exc.code, title, detail, **exc.extra)
+    title, detail, extra = exc.localized(english(request))
+    response = problem(exc.status, exc.code, title, detail, **extra)
     response.headers.update(exc.headers)
     if "retry_after_s" in exc.extra:  # when to try again, as the body says it too
         response.headers["Retry-After"] = str(exc.extra["retry_after_s"])

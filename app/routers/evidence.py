@@ -4,7 +4,7 @@ from fastapi import Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from app import etags
-from app.deps import CurrentUser, EvidenceIssue, SessionDep, SettingsDep
+from app.deps import CurrentUser, English, EvidenceIssue, SessionDep, SettingsDep
 from app.errors import Forbidden
 from app.models.base import utcnow
 from app.openapi import file_response, merge, problem_responses
@@ -16,7 +16,7 @@ router = authenticated_router(prefix="/api/v1/issues/{issue_id}", tags=["evidenc
 # Evidence is for supervisors, auditors, admins and the reporter: others get 403.
 ERRORS = problem_responses(Forbidden, *ONE_ITEM_ERRORS)
 
-REVALIDATE = {"Cache-Control": "no-cache", "Vary": "Authorization"}
+REVALIDATE = {"Cache-Control": "no-cache", "Vary": "Authorization, Accept-Language"}
 
 
 @router.get("/evidence", response_model=dict[str, object], responses=ERRORS)
@@ -26,13 +26,14 @@ def evidence(
     session: SessionDep,
     settings: SettingsDep,
     user: CurrentUser,
+    english: English,
 ) -> Response:
     """The issue, every photo with hash, EXIF and flags, the events, and chain_valid.
 
     The ETag is the hash of the body: the same tag is always the same bytes, and a 304 says
     that the copy the auditor holds is what the server would send now.
     """
-    body = service.evidence(session, settings, issue, user, utcnow())
+    body = service.evidence(session, settings, issue, user, utcnow(), english=english)
     answer = JSONResponse(body, headers=REVALIDATE)
     etag = etags.content_etag(bytes(answer.body))
     answer.headers["ETag"] = etag

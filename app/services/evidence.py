@@ -54,7 +54,13 @@ def photo_filename(photo: Photo) -> str:
 
 
 def evidence(
-    session: Session, settings: Settings, issue: Issue, viewer: User, now: datetime
+    session: Session,
+    settings: Settings,
+    issue: Issue,
+    viewer: User,
+    now: datetime,
+    *,
+    english: bool = False,
 ) -> dict[str, Any]:
     """The issue, its photos, its events with their chain, and chain_valid recomputed now;
     each stored original re-hashed (original_sha256_matches: null when the file is missing).
@@ -70,7 +76,7 @@ def evidence(
     problems = audit.chain_problems(events)
     storage = Storage(settings.upload_dir)
     photo_entries = []
-    for row, public in zip(photos, photos_public(session, photos), strict=True):
+    for row, public in zip(photos, photos_public(session, photos, english=english), strict=True):
         entry = public.model_dump(mode="json")
         entry["file"] = photo_filename(row)
         entry["distance_from_issue_m"] = (
@@ -81,7 +87,7 @@ def evidence(
         entry["original_sha256_matches"] = _original_matches(storage, row)
         photo_entries.append(entry)
     return {
-        "issue": issue_public(session, issue, viewer, now).model_dump(mode="json"),
+        "issue": issue_public(session, issue, viewer, now, english=english).model_dump(mode="json"),
         "photos": photo_entries,
         "events": [e.model_dump(mode="json") for e in events_public(events)],
         "chain_valid": bool(events) and not problems,

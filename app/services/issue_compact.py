@@ -20,7 +20,7 @@ from app.models import Issue, OrgUnit, Photo, User
 from app.models.geo import Crs
 from app.models.issue import IssueCompact, IssueCompactPage, is_overdue
 from app.models.photo import PhotoKind
-from app.services.issue_list import ISSUE_COLUMNS, IssueFilters, list_issues
+from app.services.issue_list import ISSUE_COLUMNS, IssueFilters, Pages, list_issues
 from app.services.present import _point  # the one rounding of a point in a CRS
 
 _PHOTO_FLAGS = (
@@ -47,11 +47,11 @@ def compact_page(
     limit: int,
     cursor: str | None,
     crs: Crs = Crs.WGS84,
+    pages: Pages = list_issues,
 ) -> IssueCompactPage:
-    """One page of the list (issue_list.list_issues: same filters, order and cursor), compact."""
-    rows, next_cursor, has_more = list_issues(
-        session, user, filters, now, limit, cursor, COMPACT_COLUMNS
-    )
+    """One page of the list (`pages`: list_issues or by_deadline, same filters, order and
+    cursor as the full view), compact."""
+    rows, next_cursor, has_more = pages(session, user, filters, now, limit, cursor, COMPACT_COLUMNS)
     items = issues_compact(session, rows, now, crs)
     return IssueCompactPage(items=items, next_cursor=next_cursor, has_more=has_more)
 

@@ -1,7 +1,7 @@
 """audit checkpoints: Ed25519 signatures of the audit chains' heads
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 Create Date: 2026-12-06
 
 audit_checkpoints holds one signature per signed chain head (issue_id, seq, hash): made at
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0010"
-down_revision: str | None = "0008"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
