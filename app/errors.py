@@ -174,6 +174,13 @@ class GridImportRefused(AppError):
     title_en = "The grid file was refused; nothing was written"
 
 
+class PeriodNotEnded(AppError):
+    status = 409
+    code = "period_not_ended"
+    title = "该周尚未结束，不能评定红旗或黑旗"
+    title_en = "The week has not ended yet: its flags cannot be awarded"
+
+
 class DatabaseUnavailable(AppError):
     """Not raised by services: the handler of a lost database connection answers with it."""
 

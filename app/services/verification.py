@@ -1,4 +1,5 @@
-"""`gridproof verify`: re-hash every stored original and re-check every audit chain."""
+"""`gridproof verify`: re-hash every stored original and re-check every audit chain (the
+issues' and the chain of awarded flags)."""
 
 from dataclasses import dataclass
 
@@ -6,7 +7,7 @@ from sqlmodel import Session, col, select
 
 from app.config import Settings
 from app.models import Issue, Photo
-from app.services import audit
+from app.services import audit, rankings_flags
 from app.services.storage import Storage, sha256_of_path
 
 
@@ -48,6 +49,9 @@ def verify(
         if not chain:
             problems.append(f"issue {current_id}: has no audit events")
         problems.extend(audit.chain_problems(chain))
+    if issue_id is None:
+        # The command's flag decisions form a chain of their own (services/rankings_flags.py).
+        problems.extend(rankings_flags.chain_problems(session))
     return problems, checked
 
 
