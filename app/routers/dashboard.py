@@ -66,7 +66,9 @@ def get_rankings(
     and awarded) and the trend against the period before."""
     now = utcnow()
     period_kind, day = service.resolve_ranking_period(period, day, week, settings.zone, now)
-    answer = service.rankings(session, settings, user, period_kind, day, kind, now, group_by)
+    answer = service.rankings(
+        session, settings, user, period_kind, day, kind, now, group_by, name=period.value
+    )
     return model_json(answer)
 
 

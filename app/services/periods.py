@@ -129,6 +129,8 @@ def info(period: Period, name: str, zone: ZoneInfo) -> PeriodInfo:
     label = LABELS.get(NamedPeriod(name)) if name in set(NamedPeriod) else None
     if label is None and week:
         label = f"第{int(week[-2:])}周"
+    elif label is None and kind == PeriodKind.MONTH:
+        label = f"{first.year}年{first.month}月"
     days = f"{first:%Y-%m-%d} 至 {last:%Y-%m-%d}"
     return PeriodInfo(
         name=name,

@@ -142,6 +142,7 @@ def rankings(
     group_by: GroupBy = GroupBy.ORG_UNIT,
     *,
     with_trend: bool = True,
+    name: str | None = None,
 ) -> Rankings:
     """The units of `kind` (or the grid cells) within the caller's unit, ranked by score, with
     red and black flags, the command's awards, and the trend against the period before."""
@@ -165,7 +166,7 @@ def rankings(
         to=period.end,
         kind=kind,
         group_by=group_by,
-        period_info=info(period, period_kind.value, settings.zone),
+        period_info=info(period, name or period_kind.value, settings.zone),
         flags_decided=decided,
         items=items,
     )
