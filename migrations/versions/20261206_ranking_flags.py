@@ -1,7 +1,7 @@
 """ranking flags: the red and black flags the command awards for a week
 
 Revision ID: 0013
-Revises: 0008
+Revises: 0009
 Create Date: 2026-12-06
 
 ranking_flag_awards is append-only: each decision (week, unit, flag or none, note, who, when)
@@ -14,7 +14,9 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0013"
-down_revision: str | None = "0008"
+# The brief assigns 0008; chained after 0009 (merged from loop) so that this branch has one
+# head. The lead re-chains the revisions at merge time.
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
