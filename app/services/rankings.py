@@ -106,6 +106,7 @@ class RankingItem(BaseModel):
         default=None, description="the awarded flag once the command decided the period, else flag"
     )
     missed_reports: int = Field(default=0, description="漏报: external reports in its cells")
+    reported: int = Field(default=0, description="issues reported in the period")
     trend: Trend | None = None
 
 
@@ -193,8 +194,7 @@ def ranked_items(
         groups = _units_of_kind(session, user, kind, columns["org_unit_id"])
     tallies = [(group, Tally.of(columns, group.rows)) for group in groups]
     busiest = max((t.volume for _, t in tallies), default=0)
-    missed = columns["missed_reports"]
-    items = [_item(g, t, busiest, settings, sum(missed[i] for i in g.rows)) for g, t in tallies]
+    items = [_item(g, t, busiest, settings, columns) for g, t in tallies]
     rank(items)
     return items
 
@@ -248,7 +248,7 @@ def _level_rank(level: str) -> int:
 
 
 def _item(
-    group: Ranked, tally: Tally, busiest: int, settings: Settings, missed: int
+    group: Ranked, tally: Tally, busiest: int, settings: Settings, columns: stats_query.Columns
 ) -> RankingItem:
     value = score(tally, volume_band(tally.volume, busiest), settings)
     return RankingItem(
@@ -260,7 +260,8 @@ def _item(
         score=value,
         grade=grade(value),
         flag=None,
-        missed_reports=missed,
+        missed_reports=sum(columns["missed_reports"][i] for i in group.rows),
+        reported=sum(columns["reported"][i] for i in group.rows),
     )
 
 

@@ -157,6 +157,7 @@ def test_rankings_flags_and_periods(client, session, settings, zone, week):
         "awarded",
         "final_flag",
         "missed_reports",
+        "reported",
         "trend",
     ]
     # Nothing awarded: the computed flags are final.
