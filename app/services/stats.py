@@ -58,6 +58,8 @@ class RankedKind(StrEnum):
     OFFICE = "office"
     COMMUNITY = "community"
     GRID = "grid"
+    WORK_GROUP = "work_group"
+    TASK_FORCE = "task_force"
 
 
 # --- Periods ---------------------------------------------------------------------------------

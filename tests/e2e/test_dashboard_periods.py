@@ -113,3 +113,17 @@ def test_a_refused_period_is_said_on_the_page(server, browser):  # noqa: F811
     assert "统计周期有误" in page.text_content("#period-error")
     assert page.input_value("#range input[name=from]") == "2026-03-01"
     page.close()
+
+
+def test_the_demos_work_groups_and_task_forces_are_ranked(server):  # noqa: F811
+    api = _Api(server)
+    for kind, count in (("work_group", 10), ("task_force", 6)):
+        weeks = [
+            api.get(f"/api/v1/rankings?kind={kind}&period={p}")[1]
+            for p in ("this_week", "last_week")
+        ]
+        assert all(len(week["items"]) == count for week in weeks), kind
+        ranked = [i for week in weeks for i in week["items"] if i["rank"] is not None]
+        assert ranked, f"some {kind} has work in the last two weeks"
+    names = {i["name"] for i in api.get("/api/v1/rankings?kind=task_force")[1]["items"]}
+    assert "拆违专班" in names
