@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Body, Path, Query, Response
 
 from app.deps import CurrentUser, SessionDep, SettingsDep
-from app.errors import Forbidden, NotFound, PeriodNotEnded, ValidationFailed
+from app.errors import BadRequest, Forbidden, NotFound, PeriodNotEnded, ValidationFailed
 from app.models.base import utcnow
 from app.openapi import problem_responses
 from app.responses import model_json
@@ -76,7 +76,8 @@ def get_rankings(
     "/rankings/{week}/flags",
     status_code=201,
     response_model=AwardPublic,
-    responses=problem_responses(Forbidden, NotFound, PeriodNotEnded, ValidationFailed),
+    # BadRequest: a body that is not JSON at all.
+    responses=problem_responses(BadRequest, Forbidden, NotFound, PeriodNotEnded, ValidationFailed),
 )
 def award_flag(
     session: SessionDep,
