@@ -134,12 +134,14 @@ def apply_awards(session: Session, period: Period, items: list[RankingItem]) -> 
     final_flag is the awarded flag, and null for a unit it did not flag)."""
     week = iso_week(period.start.date())
     awards = latest_awards(session, [week])
+    # Decided for these units: an award for offices says nothing about the 专班.
+    decided = any((week, item.org_unit) in awards for item in items)
     for item in items:
         found = awards.get((week, item.org_unit))
         if found is not None:
             item.awarded = public(found)
         item.final_flag = found.flag if found else None  # type: ignore[assignment]
-    return bool(awards)
+    return decided
 
 
 def all_awards(session: Session) -> list[AwardPublic]:
@@ -215,14 +217,14 @@ def history(
         for n in range(weeks)
     ]
     awards = latest_awards(session, [iso_week(p.start.date()) for p in periods])
-    decided = {week for week, _ in awards}
     rows = []
     for period in periods:
         week = iso_week(period.start.date())
         items = ranked_items(session, settings, user, period, kind, GroupBy.ORG_UNIT, now)
         item = next(i for i in items if i.org_unit == unit.code)
         found = awards.get((week, unit.code))
-        final = (found.flag if found else None) if week in decided else item.flag
+        decided = any((week, i.org_unit) in awards for i in items)
+        final = (found.flag if found else None) if decided else item.flag
         rows.append(
             WeekFlags(
                 week=week,

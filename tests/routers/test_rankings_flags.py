@@ -51,6 +51,10 @@ def test_awarded_flags_sit_beside_the_suggestion(client, session, zone, week):
     assert (rows["A"]["flag"], rows["A"]["final_flag"]) == (None, "red")
     assert rows["A"]["awarded"]["note"] == "周末督查：整改彻底"
     assert (rows["C"]["flag"], rows["C"]["final_flag"]) == ("black", None)
+    # Awards for offices decide nothing about the communities' ranking of the same week.
+    communities = get(client, zone, "/api/v1/rankings", week=W10, kind="community").json()
+    assert communities["flags_decided"] is False
+    assert all(i["final_flag"] == i["flag"] for i in communities["items"])
     # A later decision for the same unit counts; the earlier one stays in the chain.
     again = award(client, zone, org_unit="A", flag=None, note="复核后撤销")
     assert again.status_code == 201 and again.json()["seq"] == 2
