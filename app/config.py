@@ -2,6 +2,7 @@
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import Field, field_validator
@@ -109,6 +110,17 @@ class Settings(BaseSettings):
     webhook_overdue_scan_seconds: float = Field(default=60, gt=0)
     # Private, loopback and link-local addresses are refused as webhook URLs unless allowed.
     webhook_allow_private: bool = False
+
+    # The dashboard's optional raster tiles (天地图, an intranet tile server) under the grid:
+    # a Leaflet URL template ({z}/{x}/{y}, {s}; {key} is replaced by map_tile_key). Empty (the
+    # default): no tiles, the grid drawn from our own data is the map, and nothing is fetched
+    # from outside. The key is written into the page: use one the tile service binds to a domain.
+    map_tile_url: str = ""
+    map_tile_key: str = ""
+    map_tile_subdomains: str = ""
+    map_tile_attribution: str = ""
+    # The system the tiles are drawn in: wgs84 (天地图, CGCS2000) or gcj02 (AutoNavi, Tencent).
+    map_tile_crs: Literal["wgs84", "gcj02"] = "wgs84"
 
     @field_validator("zone_bbox")
     @classmethod

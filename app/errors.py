@@ -215,6 +215,13 @@ class OriginalCorrupted(AppError):
     title_en = "The stored original no longer matches its SHA-256; run `gridproof verify`"
 
 
+class PeriodNotEnded(AppError):
+    status = 409
+    code = "period_not_ended"
+    title = "该周尚未结束，不能评定红旗或黑旗"
+    title_en = "The week has not ended yet: its flags cannot be awarded"
+
+
 class DatabaseUnavailable(AppError):
     """Not raised by services: the handler of a lost database connection answers with it."""
 

@@ -10,6 +10,7 @@ from sqlmodel import Session, col, select
 
 from app.config import Settings
 from app.demo import grid as demo_grid
+from app.demo import groups as demo_groups
 from app.demo.photos import make_jpeg
 from app.models import Category, Issue, User
 from app.models.base import utcnow
@@ -54,6 +55,7 @@ USERS = [
     ("zhao", "worker", "JH-ZY-01", "网格员 赵"),
     ("shenji", "auditor", "JKQ", "审计"),
     ("dapingmu", "viewer", "JKQ", "大屏"),
+    demo_groups.GROUP_RECTIFIER,
 ]
 
 # The state each demo issue is driven to, in turn.
@@ -94,7 +96,7 @@ DESCRIPTIONS = {
 
 def load_demo(session: Session, settings: Settings) -> None:
     """Load the zone; a second run changes nothing and prints the sign-ins again."""
-    for code, name, kind, parent in ORG_UNITS:
+    for code, name, kind, parent in ORG_UNITS + demo_groups.org_units():
         orgs.add_org(session, code, name, kind, parent)
     users = {}
     for username, role, org, who in USERS:
@@ -113,6 +115,7 @@ def load_demo(session: Session, settings: Settings) -> None:
     ):
         _load_issues(session, settings, users)
     demo_grid.load_demo_grid(session)
+    _load_group_issues(session, settings, users)
     _print_sign_ins()
 
 
@@ -144,6 +147,29 @@ def _load_issues(session: Session, settings: Settings, users: dict[str, User]) -
         story = _Story(session, settings, storage, users, people, lat, lon, n, at)
         story.play(category, plan)
     print("Loaded 40 demo issues.")
+
+
+def _load_group_issues(session: Session, settings: Settings, users: dict[str, User]) -> None:
+    """One story per 工作组 and 专班 over the last ten days (once: skipped when they have any)."""
+    codes = [code for code, *_ in demo_groups.org_units()]
+    unit_ids = [orgs.by_code(session, code).id for code in codes]
+    if session.exec(select(Issue).where(col(Issue.org_unit_id).in_(unit_ids))).first():
+        return
+    storage = Storage(settings.upload_dir)
+    rng = random.Random(2027)
+    start = utcnow() - timedelta(days=10)
+    rectifier = demo_groups.GROUP_RECTIFIER[0]
+    for n, (group, category_code, plan) in enumerate(demo_groups.stories()):
+        category = session.get(Category, category_code)
+        assert category is not None
+        at = start + timedelta(hours=13 * n + rng.randint(0, 3))
+        lat = CENTRE[0] + rng.uniform(-0.02, 0.02)
+        lon = CENTRE[1] + rng.uniform(-0.025, 0.025)
+        people = ("wang", group, "zhihui", rectifier)
+        seed = demo_groups.SEEDS[n]
+        story = _Story(session, settings, storage, users, people, lat, lon, seed, at)
+        story.play(category, plan)
+    print(f"Loaded {len(codes)} demo issues of the 工作组 and 专班.")
 
 
 def _photo(lat: float, lon: float, at: datetime, seed: int, fixed: bool) -> io.BytesIO:

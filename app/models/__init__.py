@@ -10,6 +10,7 @@ from app.models.issue import Issue, IssueCodeCounter, IssueStatus
 from app.models.open311 import IssueContact
 from app.models.org import OrgUnit
 from app.models.photo import Photo, PhotoKind
+from app.models.ranking_flag import RankingFlagAward
 from app.models.throttle import LoginThrottle
 from app.models.user import ApiToken, Role, User
 from app.models.webhook import WebhookDelivery, WebhookSubscription
@@ -31,6 +32,7 @@ __all__ = [
     "OrgUnit",
     "Photo",
     "PhotoKind",
+    "RankingFlagAward",
     "Role",
     "User",
     "WebhookDelivery",

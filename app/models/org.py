@@ -1,4 +1,5 @@
-"""Org units: the district, its offices (办事处), communities (社区) and grid cells (网格)."""
+"""Org units: the district, its offices (办事处), communities (社区) and grid cells (网格), and
+the campaign's work groups (工作组) and task forces (专班)."""
 
 from enum import StrEnum
 
@@ -11,6 +12,10 @@ class OrgKind(StrEnum):
     OFFICE = "office"
     COMMUNITY = "community"
     GRID = "grid"
+    # The campaign's own units beside the territorial ones: 工作组 (work groups, each under an
+    # office) and 专班 (task forces for one kind of problem, under the command).
+    WORK_GROUP = "work_group"
+    TASK_FORCE = "task_force"
 
 
 class OrgUnit(SQLModel, table=True):

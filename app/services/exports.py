@@ -37,8 +37,11 @@ from app.models import Category, Issue, OrgUnit, Photo, User
 from app.models.base import utcnow
 from app.models.issue import IssueStatus, is_overdue
 from app.models.photo import PhotoKind
+from app.services import ledger_extra, ledger_summary
 from app.services.cells import csv_text, xlsx_text
 from app.services.issue_list import IssueFilters, filtered
+from app.services.ledger_summary import Summary
+from app.services.stats import Period
 from app.services.storage import Storage
 
 BATCH = 500
@@ -58,6 +61,14 @@ COLUMNS = [
     "是否超期",
     "返工次数",
     "数量",
+    # For a weekly 台账 (services/ledger_extra.py): numbers stay numbers.
+    "单位",
+    "超期天数",
+    "整改人",
+    "派遣时间",
+    "整改数量",
+    "立行立改",
+    "照片标记",
 ]
 PHOTO_COLUMNS = ["整改前照片", "整改后照片"]
 
@@ -100,6 +111,12 @@ class LedgerRow:
     unit: str
     before: Thumb | None
     after: Thumb | None
+    days_overdue: float = 0.0
+    rectifier: str = ""
+    dispatched_at: datetime | None = None
+    rectified_quantity: float | None = None
+    on_the_spot: bool = False
+    photo_flags: str = ""
 
     @property
     def coordinates(self) -> str:
@@ -126,12 +143,20 @@ def ledger_batches(
     filters: IssueFilters,
     now: datetime,
     batch_size: int | None = None,
+    period: Period | None = None,
 ) -> Iterator[list[LedgerRow]]:
-    """The rows of the ledger the user may see, in issue order, one batch at a time. Filters
-    that cannot be used are refused here, before a byte of the answer is sent."""
+    """The rows of the ledger the user may see (reported in `period` when given), in issue
+    order, one batch at a time. Filters that cannot be used are refused here, before a byte of
+    the answer is sent."""
     filtered(session, user, filters, now)
     return _batches(
-        session, settings=settings, user=user, filters=filters, now=now, size=batch_size or BATCH
+        session,
+        settings=settings,
+        user=user,
+        filters=filters,
+        now=now,
+        size=batch_size or BATCH,
+        period=period,
     )
 
 
@@ -143,6 +168,7 @@ def _batches(
     filters: IssueFilters,
     now: datetime,
     size: int,
+    period: Period | None,
 ) -> Iterator[list[LedgerRow]]:
     storage = Storage(settings.upload_dir)
     categories = {c.code: (c.name, c.unit) for c in session.exec(select(Category))}
@@ -151,6 +177,9 @@ def _batches(
     last_id = 0
     while True:
         query = filtered(session, user, filters, now).where(col(Issue.id) > last_id)
+        if period is not None:
+            reported = col(Issue.reported_at)
+            query = query.where(reported >= period.start, reported < period.end)
         issues = list(session.exec(query.order_by(col(Issue.id)).limit(size)))
         if not issues:
             return
@@ -158,6 +187,7 @@ def _batches(
         names = _names(session, issues)
         before = _thumbs(session, storage, issues, PhotoKind.BEFORE, first=True)
         after = _thumbs(session, storage, issues, PhotoKind.AFTER, first=False)
+        extra = ledger_extra.extras(session, issues)
         yield [
             LedgerRow(
                 code=i.code,
@@ -179,6 +209,12 @@ def _batches(
                 unit=categories[i.category_code][1],
                 before=before.get(i.id or 0),
                 after=after.get(i.id or 0),
+                days_overdue=ledger_extra.days_overdue(i, now),
+                rectifier=names.get(i.rectified_by_id, "") if i.rectified_by_id else "",
+                dispatched_at=i.dispatched_at.astimezone(zone) if i.dispatched_at else None,
+                rectified_quantity=i.rectified_quantity,
+                on_the_spot=extra[i.id or 0].on_the_spot,
+                photo_flags=extra[i.id or 0].photo_flags,
             )
             for i in issues
         ]
@@ -187,6 +223,7 @@ def _batches(
 def _names(session: Session, issues: list[Issue]) -> dict[int, str]:
     ids = {i.reported_by_id for i in issues}
     ids |= {i.verified_by_id for i in issues if i.verified_by_id}
+    ids |= {i.rectified_by_id for i in issues if i.rectified_by_id}
     query = select(User.id, User.display_name, User.username).where(col(User.id).in_(ids))
     rows = session.exec(query)
     return {user_id: display or name for user_id, display, name in rows if user_id is not None}
@@ -222,10 +259,11 @@ def _when(at: datetime | None) -> str:
     return at.strftime("%Y-%m-%d %H:%M") if at else ""
 
 
-def _quantity(row: LedgerRow) -> str:
-    if row.quantity is None:
-        return ""
-    return f"{row.quantity:g} {row.unit}"
+def _number(value: float | None) -> float | int | None:
+    """A number as a spreadsheet reads it: 3 rather than 3.0 (never text, never prefixed)."""
+    if value is None:
+        return None
+    return int(value) if value.is_integer() else value
 
 
 def csv_chunks(batches: Iterator[list[LedgerRow]]) -> Iterator[bytes]:
@@ -241,7 +279,7 @@ def csv_chunks(batches: Iterator[list[LedgerRow]]) -> Iterator[bytes]:
         yield buffer.getvalue().encode()
 
 
-def _csv_row(row: LedgerRow) -> list[str | int]:
+def _csv_row(row: LedgerRow) -> list[str | int | float | None]:
     """Every text through csv_text (user text may look like a formula); numbers as they are."""
     text = csv_text
     return [
@@ -258,7 +296,14 @@ def _csv_row(row: LedgerRow) -> list[str | int]:
         text(row.verifier),
         "是" if row.overdue else "否",
         row.rework_count,
-        _quantity(row),
+        _number(row.quantity),
+        text(row.unit),
+        _number(row.days_overdue),
+        text(row.rectifier),
+        _when(row.dispatched_at),
+        _number(row.rectified_quantity),
+        "是" if row.on_the_spot else "否",
+        text(row.photo_flags),
     ]
 
 
@@ -271,7 +316,7 @@ PICTURE_BOX = (120, 90)
 PICTURE_MARGIN = 4
 PHOTO_COLUMN_WIDTH = 19
 ROW_HEIGHT = 73
-WIDTHS = [20, 14, 26, 40, 12, 17, 14, 17, 9, 17, 12, 9, 9, 11]
+WIDTHS = [20, 14, 26, 40, 12, 17, 14, 17, 9, 17, 12, 9, 9, 11, 6, 9, 12, 17, 9, 9, 40]
 TIME_FORMAT = "yyyy-mm-dd hh:mm"
 
 _DRAWING_HEAD = (
@@ -360,7 +405,11 @@ class ExportFile:
 
 
 def write_xlsx(
-    batches: Iterator[list[LedgerRow]], storage: Storage, *, images: bool = True
+    batches: Iterator[list[LedgerRow]],
+    storage: Storage,
+    *,
+    images: bool = True,
+    summary: Summary | None = None,
 ) -> ExportFile:
     """Write the ledger to a temp file in storage (send it with `sent_once`)."""
     storage.tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -375,6 +424,8 @@ def write_xlsx(
         ):
             pictures = _Pictures(archive, anchors, rels)
             workbook = _fill_workbook(batches, pictures if images else None)
+            if summary is not None:
+                ledger_summary.write_sheet(workbook, summary)
             workbook.properties.modified = utcnow().replace(tzinfo=None)
             _LedgerExcelWriter(workbook, archive, pictures).write_data()
     except BaseException:
@@ -486,6 +537,13 @@ def _cells(row: LedgerRow, styles: _Styles) -> list[WriteOnlyCell]:
         cell("是", styles.late) if row.overdue else cell("否", plain),
         cell(row.rework_count, plain),
         cell(row.quantity, styles.of_quantity(row.unit)),
+        cell(row.unit, plain),
+        cell(row.days_overdue, plain),
+        cell(row.rectifier, plain),
+        when(row.dispatched_at),
+        cell(row.rectified_quantity, styles.of_quantity(row.unit)),
+        cell("是" if row.on_the_spot else "否", plain),
+        cell(row.photo_flags, wrap),
     ]
 
 

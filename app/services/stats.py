@@ -29,7 +29,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
-from typing import Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field
@@ -41,7 +40,7 @@ from app.errors import Forbidden, ValidationFailed
 from app.models import OrgUnit, User
 from app.models.issue import IssueStatus
 from app.services import orgs, stats_query
-from app.services.moments import MAX_YEAR, MIN_YEAR, check_day
+from app.services.moments import MAX_YEAR, MIN_YEAR
 from app.services.permissions import user_org
 from app.services.stats_query import Columns, QuantityRow, quantities
 
@@ -59,6 +58,8 @@ class RankedKind(StrEnum):
     OFFICE = "office"
     COMMUNITY = "community"
     GRID = "grid"
+    WORK_GROUP = "work_group"
+    TASK_FORCE = "task_force"
 
 
 # --- Periods ---------------------------------------------------------------------------------
@@ -250,7 +251,7 @@ class Unit:
         return [int(part) for part in self.path.strip("/").split("/") if part]
 
 
-def _units(session: Session) -> dict[int, Unit]:
+def units(session: Session) -> dict[int, Unit]:
     wanted = (OrgUnit.id, OrgUnit.code, OrgUnit.name, OrgUnit.kind, OrgUnit.path)
     columns = stats_query.columns(session, select_columns(*(col(c) for c in wanted)))
     return {row[0]: Unit(*row) for row in zip(*columns.values(), strict=True)}
@@ -281,7 +282,7 @@ class Stats(BaseModel):
     grade: str | None
 
 
-def _scope_org(session: Session, user: User, code: str | None) -> OrgUnit | None:
+def scope_org(session: Session, user: User, code: str | None) -> OrgUnit | None:
     """The asked org unit, if it lies within the caller's own (403 when not, 422 if unknown)."""
     if not code:
         return None
@@ -300,10 +301,15 @@ def period_stats(
     now: datetime,
 ) -> Stats:
     """Counts, live counts, quantities, indicators and the score of what the caller may see."""
-    org = _scope_org(session, user, org_code)
+    org = scope_org(session, user, org_code)
     columns = stats_query.period_columns(
         session, user, org, (period.start, period.end), now, by_category_and_status=True
     )
+    return stats_of(columns, period, org, settings)
+
+
+def stats_of(columns: Columns, period: Period, org: OrgUnit | None, settings: Settings) -> Stats:
+    """The answer of /stats from the aggregate query's columns."""
     tally = Tally.of(columns)
     by_status = dict.fromkeys(S, 0)
     by_category: dict[str, int] = defaultdict(int)
@@ -344,89 +350,3 @@ def period_stats(
 
 def _nonzero(counts: dict[str, int]) -> dict[str, int]:
     return {key: n for key, n in sorted(counts.items()) if n}
-
-
-# --- /rankings -------------------------------------------------------------------------------
-
-
-class RankingItem(BaseModel):
-    rank: int | None = Field(description="1 = best; null for a unit without work in the period")
-    org_unit: str
-    name: str
-    indicators: Indicators
-    volume: int
-    score: float | None
-    grade: str | None
-    flag: Literal["red", "black"] | None
-
-
-class Rankings(BaseModel):
-    period: PeriodKind
-    from_: datetime = Field(serialization_alias="from")
-    to: datetime = Field(description="the end of the period, excluded")
-    kind: RankedKind
-    items: list[RankingItem]
-
-
-MIN_UNITS_FOR_FLAGS = 3
-
-
-def rankings(
-    session: Session,
-    settings: Settings,
-    user: User,
-    period_kind: PeriodKind,
-    day: date,
-    kind: RankedKind,
-    now: datetime,
-) -> Rankings:
-    """The units of `kind` within the caller's unit, ranked by score, with red and black flags."""
-    period = calendar_period(period_kind, check_day(day, "date"), settings.zone)
-    mine = user_org(session, user)
-    units = _units(session)
-    ranked = {u.id: u for u in units.values() if u.kind == kind and u.path.startswith(mine.path)}
-    # Each unit's issues count for the ranked unit it is, or lies under.
-    owner = {
-        u.id: next((i for i in reversed(u.lineage()) if i in ranked), None) for u in units.values()
-    }
-    columns = stats_query.period_columns(
-        session, user, None, (period.start, period.end), now, by_category_and_status=False
-    )
-    rows_of: dict[int, list[int]] = {unit_id: [] for unit_id in ranked}
-    for row, org_unit_id in enumerate(columns["org_unit_id"]):
-        unit_id = owner.get(org_unit_id)
-        if unit_id is not None:
-            rows_of[unit_id].append(row)
-    tallies = {unit_id: Tally.of(columns, rows) for unit_id, rows in rows_of.items()}
-    busiest = max((t.volume for t in tallies.values()), default=0)
-    items = [_item(ranked[i], t, busiest, settings) for i, t in tallies.items()]
-    items.sort(
-        key=lambda item: (item.score is None, -(item.score or 0), -item.volume, item.org_unit)
-    )
-    with_work = [item for item in items if item.volume > 0]
-    for position, item in enumerate(with_work, start=1):
-        item.rank = position
-    if len(with_work) >= MIN_UNITS_FOR_FLAGS:
-        with_work[0].flag = "red"
-        with_work[-1].flag = "black"
-    return Rankings(
-        period=period_kind,
-        from_=period.start,
-        to=period.end,
-        kind=kind,
-        items=items,
-    )
-
-
-def _item(unit: Unit, tally: Tally, busiest: int, settings: Settings) -> RankingItem:
-    value = score(tally, volume_band(tally.volume, busiest), settings)
-    return RankingItem(
-        rank=None,
-        org_unit=unit.code,
-        name=unit.name,
-        indicators=indicators(tally),
-        volume=tally.volume,
-        score=value,
-        grade=grade(value),
-        flag=None,
-    )

@@ -69,24 +69,29 @@ def period_columns(
     now: datetime,
     *,
     by_category_and_status: bool,
+    extra: tuple[str, ...] = (),
 ) -> Columns:
-    """Per responsible unit (and category and status): the period's counts and the live ones,
-    of the issues the user may see (within `org` when given)."""
+    """Per responsible unit (and category and status, and the `extra` issue columns, e.g.
+    source, grid_cell_code): the period's counts and the live ones, of the issues the user may
+    see (within `org` when given)."""
     start, end = period
     cut = min(end, now)
     dialect = session.get_bind().dialect.name
-    query = _period_query(dialect, by_category_and_status, past=cut < now, within_org=bool(org))
+    shape = (by_category_and_status, cut < now, bool(org), extra)
+    query = _period_query(dialect, *shape)
     values = {"start": start, "end": end, "now": now, "cut": cut}
     values |= caller_params(session, user) | {"org_path": org.path if org else None}
     return columns(session, query, values | {"soon": now + DUE_SOON})
 
 
 @lru_cache(maxsize=16)
-def _period_query(dialect: str, by_category_and_status: bool, past: bool, within_org: bool) -> Any:
+def _period_query(
+    dialect: str, by_category_and_status: bool, past: bool, within_org: bool, extra: tuple[str, ...]
+) -> Any:
     """The statement, built once per shape: the caller's scope and the rest are parameters."""
     events = _period_events()
     issue = _period_issues(dialect, past, events)
-    keys: list[Any] = [issue.c.org_unit_id]
+    keys: list[Any] = [issue.c.org_unit_id, *(issue.c[name] for name in extra)]
     if by_category_and_status:
         # With the names the answer shows, so that no other query is needed for them.
         keys += [
@@ -178,6 +183,7 @@ def _counts(issue: Any, events: Any) -> list[Any]:
     )
     closed_in_period = _within(closed_at)
     dispatched_now = status == S.DISPATCHED
+    in_cell = issue.c.grid_cell_code.is_not(None)
     return [
         _count_if(_within(issue.c.reported_at)).label("reported"),
         _count_if(closed_in_period).label("closed_in_period"),
@@ -191,6 +197,10 @@ def _counts(issue: Any, events: Any) -> list[Any]:
         _count_if(or_(due, dispatched)).label("volume"),
         _count_if(and_(deadline < CUT, counted, or_(closed_at.is_(None), closed_at >= CUT))).label(
             "overdue_open"
+        ),
+        # 漏报: reported by an external system (12345 …) in a grid cell, whose worker missed it.
+        _count_if(and_(_within(issue.c.reported_at), issue.c.source.is_not(None), in_cell)).label(
+            "missed_reports"
         ),
         _count_if(status.in_(OPEN)).label("open"),
         _count_if(and_(dispatched_now, deadline < NOW)).label("overdue"),
@@ -212,6 +222,8 @@ PERIOD_ISSUE_COLUMNS = (
     Issue.rectified_at,
     Issue.quantity,
     Issue.rectified_quantity,
+    Issue.source,
+    Issue.grid_cell_code,
 )
 
 

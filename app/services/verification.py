@@ -1,5 +1,6 @@
 """`gridproof verify`: re-hash every stored original, re-derive its derivatives, re-check
-every audit chain, and compare each issue and its photos with what the chain records."""
+every audit chain (the issues' and the chain of awarded flags), and compare each issue and its
+photos with what the chain records."""
 
 import hashlib
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from sqlmodel import Session, col, select
 from app.config import Settings
 from app.errors import OriginalCorrupted
 from app.models import Issue, Photo
-from app.services import audit, chain_check, checkpoints, flag_text
+from app.services import audit, chain_check, checkpoints, flag_text, rankings_flags
 from app.services.photos import derive_again
 from app.services.storage import Storage, sha256_of_path
 
@@ -71,6 +72,9 @@ def verify(
         signed = checkpoints.of_issue(session, issue.id)
         where = f"issue {issue.id} ({issue.code})"
         problems.extend(checkpoints.checkpoint_problems(settings, where, chain, signed))
+    if issue_id is None:
+        # The command's flag decisions form a chain of their own (services/rankings_flags.py).
+        problems.extend(rankings_flags.chain_problems(session))
     return problems, checked
 
 

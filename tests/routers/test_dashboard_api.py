@@ -41,7 +41,17 @@ def test_stats_shape_and_values(client, zone, week):
         "volume",
         "score",
         "grade",
+        "period",
+        "by_source",
+        "missed_reports",
+        "group_by",
+        "groups",
     ]
+    assert body["period"]["name"] == "range"
+    assert body["period"]["week"] == "2025-W10"
+    assert body["period"]["label"] == "第10周（2025-03-03 至 2025-03-09）"
+    assert body["by_source"] == {"gridproof": 10}
+    assert (body["missed_reports"], body["groups"]) == (0, None)
     assert (body["from"], body["to"]) == ("2025-03-03T00:00:00+08:00", "2025-03-10T00:00:00+08:00")
     assert body["org_unit"] is None
     assert body["counts"]["total"] == 10
@@ -123,7 +133,16 @@ def test_scope_b_office_and_org_unit_outside_it(client, zone, week):
 def test_rankings_flags_and_periods(client, session, settings, zone, week):
     add_office_c(session, settings, zone)
     body = get(client, zone, "/api/v1/rankings", period="week", date="2025-03-09").json()
-    assert list(body) == ["period", "from", "to", "kind", "items"]
+    assert list(body) == [
+        "period",
+        "from",
+        "to",
+        "kind",
+        "group_by",
+        "period_info",
+        "flags_decided",
+        "items",
+    ]
     assert (body["period"], body["kind"]) == ("week", "office")
     assert (body["from"], body["to"]) == ("2025-03-03T00:00:00+08:00", "2025-03-10T00:00:00+08:00")
     first = body["items"][0]
@@ -136,7 +155,14 @@ def test_rankings_flags_and_periods(client, session, settings, zone, week):
         "score",
         "grade",
         "flag",
+        "awarded",
+        "final_flag",
+        "missed_reports",
+        "reported",
+        "trend",
     ]
+    # Nothing awarded: the computed flags are final.
+    assert [i["final_flag"] for i in body["items"]] == ["red", None, "black"]
     assert [(i["rank"], i["org_unit"], i["grade"], i["flag"]) for i in body["items"]] == [
         (1, "B", "A", "red"),
         (2, "A", "B", None),
@@ -172,6 +198,18 @@ def test_rankings_flags_and_periods(client, session, settings, zone, week):
         ("/api/v1/rankings", {"date": "2025-02-30"}),
         ("/api/v1/rankings", {"date": "last week"}),
         ("/api/v1/rankings", {"kind": "district"}),
+        ("/api/v1/stats", {"from": "2025-01-01", "to": "2026-01-02"}),
+        ("/api/v1/stats", {"week": "2025-W54"}),
+        ("/api/v1/stats", {"week": "last"}),
+        ("/api/v1/stats", {"period": "last_year"}),
+        ("/api/v1/stats", {"period": "last_week", "from": "2025-03-03"}),
+        ("/api/v1/stats", {"group_by": "street"}),
+        ("/api/v1/rankings", {"week": "2025-W00"}),
+        ("/api/v1/rankings", {"period": "last_week", "date": "2025-03-03"}),
+        ("/api/v1/rankings", {"group_by": "category"}),
+        ("/api/v1/rankings/history", {"org_unit": "A", "weeks": "0"}),
+        ("/api/v1/rankings/history", {"org_unit": "A", "weeks": "54"}),
+        ("/api/v1/rankings/history", {"org_unit": "D"}),
     ],
 )
 def test_bad_input_is_a_422_problem(client, zone, path, params):

@@ -35,7 +35,15 @@ HEADERS = [
     "是否超期",
     "返工次数",
     "数量",
+    "单位",
+    "超期天数",
+    "整改人",
+    "派遣时间",
+    "整改数量",
+    "立行立改",
+    "照片标记",
 ]
+PICTURES = (len(HEADERS), len(HEADERS) + 1)  # the photo columns (0-based)
 
 
 @pytest.fixture
@@ -93,8 +101,8 @@ def test_the_xlsx_has_a_row_per_issue_and_their_thumbnails(client, zone, ledger)
     assert len(sheet._images) == 5
     codes = [row[0] for row in rows]
     rectified_row = codes.index(ledger["rectified"]["code"])
-    assert (rectified_row, 14) in pictures and (rectified_row, 15) in pictures
-    assert {col for _, col in pictures} == {14, 15}
+    assert {(rectified_row, PICTURES[0]), (rectified_row, PICTURES[1])} <= pictures
+    assert {col for _, col in pictures} == set(PICTURES)
     assert all(p.format == "jpeg" for p in sheet._images)
 
 
@@ -115,7 +123,8 @@ def test_the_csv_has_the_same_columns(client, zone, ledger):
     assert rows[0] == HEADERS
     assert len(rows) == 5
     reported = next(r for r in rows if r[0] == ledger["reported"]["code"])
-    assert reported[3] == "小广告" and reported[8] == "已上报" and reported[13] == "12.5 m²"
+    assert reported[3] == "小广告" and reported[8] == "已上报"
+    assert (reported[13], reported[14]) == ("12.5", "m²")  # a number, and its unit apart
     assert reported[5].count(":") == 1  # 2026-11-27 09:30, in the zone's time
 
 
@@ -225,10 +234,10 @@ def test_formula_looking_text_is_prefixed_in_the_csv(client, zone, hostile_ledge
         assert row[3] == prefix + text, code
         assert row[2] == prefix + text + " 路口", code
         assert row[4] == "'" + EVIL_NAME
-        assert row[13].startswith("3 ")  # a number and its unit, as typed
+        assert (row[13], row[14]) == ("3", "处")  # a number, and its unit apart
     # Numbers are numbers: coordinates, a negative quantity, the rework count.
     assert by_code[hostile_ledger["south"]][2] == "-33.868800, -151.209300"
-    assert by_code[hostile_ledger["negative"]][13].startswith("-2.5 ")
+    assert by_code[hostile_ledger["negative"]][13] == "-2.5"
     assert by_code[hostile_ledger["negative"]][12] == "0"
 
 

@@ -282,7 +282,10 @@ def _every_get(client, issue):
     apart = ("/open311/", "/api/v1/webhooks")
     paths = client.app.openapi()["paths"].items()
     routes = [(p, p) for p, ops in paths if "get" in ops and not p.startswith(apart)]
-    routes = [(r, p + "?lat=34.75&lon=113.78" if p.endswith("/nearby") else p) for r, p in routes]
+    queries = {"/nearby": "?lat=34.75&lon=113.78", "/rankings/history": "?org_unit=A"}
+    routes = [
+        (r, p + next((q for end, q in queries.items() if p.endswith(end)), "")) for r, p in routes
+    ]
     for route in [*pages.router.routes, *dashboard_page.router.routes, *client.app.routes]:
         if isinstance(route, Route) and "GET" in (route.methods or ()):
             routes.append((route.path, route.path_format))

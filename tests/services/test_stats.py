@@ -20,6 +20,7 @@ from app.models import Issue, User
 from app.models.issue import IssueReport, PhotoForm, TransitionRequest
 from app.models.photo import PhotoKind
 from app.services import auth, issues, orgs, reporting, stats
+from app.services import rankings as rankings_service
 from app.services.stats import PeriodKind, RankedKind, Tally
 from app.services.storage import Storage
 from tests.factories import CHINA, LAT, LON, ZONE_ORGS, ZONE_USERS, Zone, jpeg
@@ -397,7 +398,7 @@ def test_rankings_of_offices_flags_need_three_units(session, settings, zone):
     user = zone.users["d_super"]
 
     def ranking(kind: RankedKind = RankedKind.OFFICE) -> Any:
-        return stats.rankings(
+        return rankings_service.rankings(
             session, settings, user, PeriodKind.WEEK, date(2025, 3, 9), kind, LATER
         )
 
@@ -439,15 +440,15 @@ def test_week_boundary_in_the_zone_for_rankings(session, settings, zone):
     # Each deadline falls on Sunday 23:45 local time (15:45 UTC, still Sunday in UTC too);
     # the next Monday 00:30 local is Sunday 16:30 UTC, yet it belongs to the next week.
     user = zone.users["d_super"]
-    sunday = stats.rankings(
+    sunday = rankings_service.rankings(
         session, settings, user, PeriodKind.WEEK, date(2025, 3, 9), RankedKind.OFFICE, LATER
     )
-    monday = stats.rankings(
+    monday = rankings_service.rankings(
         session, settings, user, PeriodKind.WEEK, date(2025, 3, 10), RankedKind.OFFICE, LATER
     )
     assert [i.indicators.due for i in sunday.items] == [1, 1, 1]
     assert [i.indicators.due for i in monday.items] == [0, 0, 0]
-    month = stats.rankings(
+    month = rankings_service.rankings(
         session, settings, user, PeriodKind.MONTH, date(2025, 3, 31), RankedKind.OFFICE, LATER
     )
     assert month.to.isoformat() == "2025-04-01T00:00:00+08:00"
@@ -468,7 +469,7 @@ def test_scope_of_a_b_office_supervisor(session, settings, zone):
     grid = district_stats(session, settings, zone, username="a_super", org_unit="A1G")
     assert grid.org_unit == "A1G"
     assert grid.counts.by_status["rejected"] == 1 and grid.counts.total == 3
-    ranked = stats.rankings(
+    ranked = rankings_service.rankings(
         session,
         settings,
         zone.users["b_super"],

@@ -1,5 +1,7 @@
 // Gridproof 指挥部大屏 — polls the JSON API every few seconds with If-None-Match.
-// No build step: a plain ES module. Query parameters: ?every=5 (seconds), ?map=auto|svg|leaflet.
+// No build step: a plain ES module. Query parameters: ?every=5 (seconds), ?map=auto|svg|leaflet,
+// the period: ?period=this_week|last_week|this_month|last_month, ?week=2026-W49 or
+// ?from=YYYY-MM-DD&to=YYYY-MM-DD (so that a wall screen can be pinned to 上周 by its URL).
 // A wall screen can be signed in with /dashboard#token=… (the token is then kept in localStorage).
 import { cellPaths, cellsBounds, leafletCells, within } from "./gridmap.js";
 
@@ -11,6 +13,11 @@ const TOKEN_KEY = "gridproof.dashboard.token";
 const ZONE = "Asia/Shanghai";
 // Which statuses count as open: the server writes them in (read off its state table).
 const OPEN = document.querySelector('meta[name="gridproof-open-statuses"]').content.split(",");
+// The raster tiles under the grid, if the server is configured with some (off by default).
+const TILE_SETTING = document.querySelector('meta[name="gridproof-map-tiles"]')?.content;
+const TILE_LAYER = TILE_SETTING ? JSON.parse(TILE_SETTING) : null;
+const MAP_CRS = TILE_LAYER?.crs ?? "wgs84";
+const PERIOD = choosePeriod(params);
 const STATUS = {
   reported: ["已上报", "#5b8ff9"],
   accepted: ["已受理", "#36cfc9"],
@@ -22,14 +29,61 @@ const STATUS = {
 };
 const OVERDUE_COLOR = "#ff4d4f";
 const LEAFLET = "https://unpkg.com/leaflet@1.9.4/dist/leaflet";
-// AutoNavi (高德) road tiles are drawn in GCJ-02: the points are asked for with ?crs=gcj02.
-const TILES = "https://webrd0{s}.is.autonavi.com/appmaptile?lang=zh_cn&size=1&scale=1&style=8&x={x}&y={y}&z={z}";
+// The points and cells are asked for in the tiles' system (GCJ-02 for AutoNavi, Tencent).
+const TILES = TILE_LAYER?.url ?? "";
 const RECENT_DAYS = 14;
 const PAIRS = 8;
 
 const $ = (id) => document.getElementById(id);
 
 class SignedOut extends Error {}
+
+// --- The period -----------------------------------------------------------------------------
+
+/** The period in the page's URL, as the API's query strings for /stats and /rankings. */
+function choosePeriod(query) {
+  const named = ["this_week", "last_week", "this_month", "last_month"];
+  const name = query.get("period");
+  if (named.includes(name)) {
+    return { key: name, stats: `/stats?period=${name}`, ranking: `/rankings?period=${name}` };
+  }
+  const week = query.get("week");
+  if (week) {
+    const w = encodeURIComponent(week);
+    return { key: "week", stats: `/stats?week=${w}`, ranking: `/rankings?week=${w}` };
+  }
+  const from = query.get("from");
+  const to = query.get("to");
+  if (from && to) {
+    const range = `from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}`;
+    return { key: "range", from, to, stats: `/stats?${range}`, ranking: `/rankings?period=week&date=${encodeURIComponent(to)}` };
+  }
+  return { key: "this_week", stats: "/stats", ranking: "/rankings?period=week" };
+}
+
+function setUpPeriods() {
+  for (const link of document.querySelectorAll(".periods a[data-period]")) {
+    const here = link.dataset.period === PERIOD.key;
+    if (here) link.setAttribute("aria-current", "true");
+    const query = new URLSearchParams(location.search);
+    for (const name of ["period", "week", "from", "to"]) query.delete(name);
+    query.set("period", link.dataset.period);
+    link.href = `?${query}`;
+  }
+  const form = $("range");
+  if (PERIOD.key === "range") {
+    form.elements.from.value = PERIOD.from;
+    form.elements.to.value = PERIOD.to;
+  }
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const query = new URLSearchParams(location.search);
+    for (const name of ["period", "week"]) query.delete(name);
+    query.set("from", form.elements.from.value);
+    query.set("to", form.elements.to.value);
+    location.search = `?${query}`;
+  });
+}
 
 // --- HTTP with ETags ------------------------------------------------------------------------
 
@@ -51,6 +105,13 @@ const http = {
       return { data: this.bodies.get(path) ?? null, changed: false };
     }
     if (response.status === 401) throw new SignedOut();
+    if (response.status === 422) {
+      // A period the server refuses (from after to, over a year, an unknown week): say why.
+      const problem = await response.json().catch(() => ({}));
+      this.bodies.set(path, null);
+      this.etags.delete(path);
+      return { data: null, changed: true, problem };
+    }
     if (response.status === 404 || response.status === 403) {
       const changed = this.bodies.get(path) !== null;
       this.bodies.set(path, null);
@@ -158,7 +219,17 @@ const unitName = (code) => names.units.get(code) ?? code ?? "—";
 
 // --- Headline counts ------------------------------------------------------------------------
 
+function renderScopes(stats) {
+  const period = stats?.period?.label ?? "";
+  for (const node of document.querySelectorAll(".kpi .scope")) {
+    const text = node.dataset.scope === "now" ? "当前实时" : period || "本周";
+    if (node.textContent !== text) node.textContent = text;
+  }
+  setText("period-label", period || "本周");
+}
+
 function renderKpis(stats, overdue, open) {
+  renderScopes(stats);
   if (stats) {
     const indicators = stats.indicators ?? {};
     setText("kpi-total", count(stats.counts?.total));
@@ -255,15 +326,8 @@ function renderOverdue(page) {
 
 // --- The weekly ranking ---------------------------------------------------------------------
 
-function weekLabel() {
-  const today = new Date(new Date().toLocaleString("en-US", { timeZone: ZONE }));
-  const monday = new Date(today);
-  monday.setDate(today.getDate() - ((today.getDay() + 6) % 7));
-  const sunday = new Date(monday);
-  sunday.setDate(monday.getDate() + 6);
-  const md = (d) => `${d.getMonth() + 1}/${d.getDate()}`;
-  return `${md(monday)}–${md(sunday)}`;
-}
+const FLAG_NAMES = { red: "红旗", black: "黑旗" };
+const TREND = { up: ["↑", "上升"], down: ["↓", "下降"], same: ["→", "持平"], new: ["新", "上期无排名"] };
 
 function flagBadge(flag) {
   if (flag !== "red" && flag !== "black") return "";
@@ -277,28 +341,57 @@ function flagBadge(flag) {
 }
 
 function renderRanking(ranking) {
-  setText("ranking-week", `${weekLabel()} · 红旗 / 黑旗`);
+  const info = ranking?.period_info;
+  setText("ranking-title", info ? `${info.label.split("（")[0]}排名` : "本周排名");
+  setText("ranking-week", info ? `${info.label} · 红旗 / 黑旗${ranking.flags_decided ? " · 指挥部已评定" : " · 计算建议"}` : "红旗 · 黑旗");
   const body = $("ranking");
   const items = ranking?.items ?? null;
   $("ranking-note").hidden = Boolean(ranking);
   if (!items || !items.length) {
-    const text = items ? "本周暂无排名" : "—";
-    body.replaceChildren(el("tr", {}, el("td", { colspan: "5", class: "empty" }, text)));
+    const text = items ? "本期暂无排名" : "—";
+    body.replaceChildren(el("tr", {}, el("td", { colspan: "6", class: "empty" }, text)));
     return;
   }
-  body.replaceChildren(
-    ...items.slice(0, 8).map((row) =>
-      el(
-        "tr",
-        { class: row.flag ? `flag-${row.flag}` : null },
-        el("td", { class: "rank" }, row.rank),
-        el("td", {}, row.name ?? unitName(row.org_unit)),
-        el("td", { class: "num" }, row.score === null || row.score === undefined ? "—" : Number(row.score).toFixed(1)),
-        el("td", {}, el("span", { class: "grade", "data-grade": row.grade ?? "" }, row.grade ?? "—")),
-        el("td", {}, flagBadge(row.flag)),
+  body.replaceChildren(...items.slice(0, 10).map(rankingRow));
+}
+
+function rankingRow(row) {
+  // The flag that counts: the command's when it decided the period, else the computed one.
+  const final = "final_flag" in row ? row.final_flag : row.flag;
+  const suggested = row.flag && (row.awarded || final !== row.flag) ? el("small", { class: "suggested" }, `建议${FLAG_NAMES[row.flag]}`) : null;
+  const trend = row.trend?.direction ? TREND[row.trend.direction] : null;
+  const name = row.name ?? unitName(row.org_unit);
+  return el(
+    "tr",
+    { class: final ? `flag-${final}` : null, "data-unit": row.org_unit },
+    el("td", { class: "rank" }, row.rank ?? "—"),
+    el("td", {}, el("button", { type: "button", class: "unit", title: `${name} 的红旗/黑旗记录`, "data-unit": row.org_unit }, name)),
+    el("td", { class: "num" }, row.score === null || row.score === undefined ? "—" : Number(row.score).toFixed(1)),
+    el("td", {}, el("span", { class: "grade", "data-grade": row.grade ?? "" }, row.grade ?? "—")),
+    el("td", { class: `trend ${row.trend?.direction ?? ""}`, title: trend ? `${trend[1]}（上期第 ${row.trend.rank ?? "—"} 名）` : null }, trend ? trend[0] : ""),
+    el("td", {}, flagBadge(final), row.awarded ? el("small", { class: "awarded", title: row.awarded.note }, "评定") : null, suggested),
+  );
+}
+
+async function showHistory(code) {
+  const { data } = await http.get(`/rankings/history?org_unit=${encodeURIComponent(code)}&weeks=12`, { keep: false });
+  if (!data) return;
+  $("history-title").textContent = `${data.name} · 红旗/黑旗记录`;
+  $("history-summary").textContent = `近 ${data.weeks.length} 周：红旗 ${data.red} 次，黑旗 ${data.black} 次`;
+  $("history-rows").replaceChildren(
+    ...data.weeks.map((w) =>
+      el("tr", { "data-week": w.week },
+        el("td", {}, w.week),
+        el("td", { class: "rank" }, w.rank ?? "—"),
+        el("td", { class: "num" }, w.score === null ? "—" : Number(w.score).toFixed(1)),
+        el("td", {}, flagBadge(w.final_flag)),
+        el("td", {}, w.flag ? FLAG_NAMES[w.flag] : ""),
+        el("td", {}, w.awarded?.note ?? ""),
       ),
     ),
   );
+  const dialog = $("history");
+  if (!dialog.open) dialog.showModal();
 }
 
 // --- The map --------------------------------------------------------------------------------
@@ -422,7 +515,9 @@ function renderLeaflet(features) {
   if (!map.leaflet) {
     $("map").replaceChildren();
     map.leaflet = L.map("map", { zoomControl: false, attributionControl: true });
-    L.tileLayer(TILES, { subdomains: "1234", maxZoom: 18, attribution: "© 高德地图" }).addTo(map.leaflet);
+    const layer = { maxZoom: 18, attribution: TILE_LAYER.attribution || "" };
+    if (TILE_LAYER.subdomains) layer.subdomains = TILE_LAYER.subdomains;
+    L.tileLayer(TILES, layer).addTo(map.leaflet);
   }
   if (map.layer) map.layer.remove();
   if (map.cells) map.cells.remove();
@@ -464,13 +559,15 @@ function probeTile() {
     const image = new Image();
     image.onload = resolve;
     image.onerror = () => reject(new Error("tiles unreachable"));
-    image.src = TILES.replace("{s}", "1").replace("{z}", "12").replace("{x}", "3374").replace("{y}", "1626");
+    const sub = TILE_LAYER.subdomains ? TILE_LAYER.subdomains[0] : "";
+    image.src = TILES.replace("{s}", sub).replace("{z}", "12").replace("{x}", "3374").replace("{y}", "1626");
   });
 }
 
-/** Use the base map when both Leaflet and the tiles answer within a few seconds. */
+/** Tiles under the grid when the server names some and both Leaflet and the tiles answer
+ * within a few seconds; otherwise (and by default) the grid drawn from our own data. */
 async function chooseMap() {
-  if (MAP_MODE === "svg") return;
+  if (MAP_MODE === "svg" || !TILE_LAYER) return;
   try {
     await withTimeout(Promise.all([loadLeaflet(), probeTile()]), 5000);
     map.mode = "leaflet";
@@ -555,11 +652,11 @@ async function pairCard(issue) {
 
 const OPEN_QUERY = OPEN.map((s) => `status=${s}`).join("&");
 const PATHS = {
-  stats: "/stats",
+  stats: PERIOD.stats,
   overdue: "/issues?overdue=true&limit=200",
-  ranking: "/rankings?period=week",
-  map: `/issues.geojson?${OPEN_QUERY}&limit=5000&crs=gcj02`,
-  grid: "/grid.geojson?crs=gcj02",
+  ranking: PERIOD.ranking,
+  map: `/issues.geojson?${OPEN_QUERY}&limit=5000&crs=${MAP_CRS}`,
+  grid: `/grid.geojson?crs=${MAP_CRS}`,
 };
 let polls = 0;
 let timer = null;
@@ -571,6 +668,7 @@ async function cycle() {
     [PATHS.stats, PATHS.overdue, PATHS.ranking, PATHS.map, PATHS.grid].map((path) => http.get(path)),
   );
   map.grid = cells.data;
+  setText("period-error", stats.problem ? `统计周期有误：${stats.problem.detail ?? stats.problem.title ?? ""}` : "");
   await refreshRecent();
   renderKpis(stats.data, overdue.data, geo.data);
   renderOverdue(overdue.data);
@@ -669,6 +767,12 @@ function start() {
     showSignIn();
   });
   $("sign-out").hidden = !token();
+  setUpPeriods();
+  $("history-close").addEventListener("click", () => $("history").close());
+  $("ranking").addEventListener("click", (event) => {
+    const button = event.target.closest("button.unit");
+    if (button) showHistory(button.dataset.unit).catch((error) => console.error(error));
+  });
   tickClock();
   setInterval(tickClock, 1000);
   // The scatter is drawn for the box's size: redraw it when the box changes (window, layout).
