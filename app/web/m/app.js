@@ -1,7 +1,7 @@
 // The phone app: start-up, the screens' router, the header and tabs, sign-in and the outbox.
 import {
-  add, api, fill, categories, categoryName, field, forgetImages, formatBytes, formatTime, h, hooks, lang, orgUnits,
-  session, setLang, store, t,
+  add, api, fill, categories, categoryName, confirmSheet, field, forgetImages, formatBytes, formatTime, h, hooks, lang, orgUnits,
+  session, setLang, store, t, toast,
 } from "./core.js";
 import * as outbox from "./outbox.js";
 import { reportView, resetDraft } from "./report.js";
@@ -127,6 +127,8 @@ async function signIn(event, username, password, button, error) {
   error.textContent = "";
   try {
     const body = await api("/api/v1/auth/login", { method: "POST", json: { username: username.value.trim(), password: password.value } });
+    await forgetImages(); // nothing seen under an earlier session survives a new one
+    if (store.get("lastUser") !== body.user.username) resetDraft(); // nor another's half-made report
     session.set(body.token, body.user);
     await Promise.all([categories({ refresh: true }), orgUnits({ refresh: true })]).catch(() => {});
     const home = role() === "supervisor" ? "#/review" : "#/report";
@@ -146,9 +148,9 @@ async function signOut() {
   session.expired = false;
   store.del("cache.tasks");
   store.del("cache.review");
+  store.del("cache.mine");
   forgetImages();
   resetDraft();
-  if ("caches" in window) caches.delete("gp-photos").catch(() => {});
   if (location.hash === "#/login") render();
   else location.hash = "#/login";
   if (token) fetch("/api/v1/auth/logout", { method: "POST", headers: { Authorization: `Bearer ${token}` } }).catch(() => {});
@@ -158,6 +160,10 @@ hooks.unauthorized = () => {
   if (!session.token) return;
   session.clear();
   session.expired = true; // the outbox waits; the same user signing in sends it on
+  forgetImages();
+  store.del("cache.tasks");
+  store.del("cache.review");
+  store.del("cache.mine");
   render();
 };
 
@@ -248,10 +254,17 @@ function outboxItem(item, all, urls) {
         "div",
         { class: "row" },
         retryable ? h("button", { type: "button", class: "secondary", text: t("retryNow"), onclick: () => outbox.retry(item.id) }) : null,
-        h("button", { type: "button", class: "danger", text: t("remove"), "aria-label": t("removeItem", { what }), onclick: () => outbox.remove(item.id) }),
+        h("button", { type: "button", class: "danger", text: t("remove"), "aria-label": t("removeItem", { what }), onclick: () => askRemove(item, what) }),
       ),
     ),
   );
+}
+
+/** An unsent item is removed only after asking, and can be brought back for a few seconds. */
+async function askRemove(item, what) {
+  if (item.state !== "done" && !(await confirmSheet({ title: t("removeAsk"), text: t("removeAskText", { what }), ok: t("remove") }))) return;
+  await outbox.removeSoon(item.id);
+  toast(t("removed", { what }), "info", { undo: () => outbox.undoRemove(item.id), ms: outbox.UNDO_MS });
 }
 
 /** Update bytes-sent and retry countdowns in place, so buttons never move under a finger. */

@@ -175,6 +175,10 @@ const WORDS = {
     err_idempotency_conflict: "重复提交冲突，请删除后重新上报",
     err_validation_error: "填写有误：{detail}",
     err_unauthenticated: "登录已过期，请重新登录",
+    undo: "撤销",
+    removeAsk: "删除这一项？",
+    removeAskText: "{what} 还没有上传。删除后，它的照片也从手机上删掉。",
+    removed: "已删除：{what}",
     days: "{n}天",
     hours: "{n}小时",
     minutes: "{n}分钟",
@@ -327,6 +331,10 @@ const WORDS = {
     err_idempotency_conflict: "Conflicting resubmission; remove it and report again",
     err_validation_error: "Invalid input: {detail}",
     err_unauthenticated: "Session expired; sign in again",
+    undo: "Undo",
+    removeAsk: "Remove this item?",
+    removeAskText: "{what} has not been uploaded. Its photos are removed from the phone too.",
+    removed: "Removed: {what}",
     days: "{n} d",
     hours: "{n} h",
     minutes: "{n} min",
@@ -381,13 +389,49 @@ export function field(labelText, control, hint = null) {
 }
 
 let toastTimer = 0;
-export function toast(message, kind = "info") {
+/** A short message above the tabs; with `undo`, a 撤销 button that calls it (while shown). */
+export function toast(message, kind = "info", { undo = null, ms = 4000 } = {}) {
   const el = document.getElementById("toast");
   if (!el) return;
-  el.textContent = message;
-  el.className = `toast show ${kind}`;
+  fill(el, h("span", { text: message }), undo ? h("button", { type: "button", class: "undo", text: t("undo"), onclick: () => (hide(), undo()) }) : null);
+  el.className = `toast show ${kind}${undo ? " with-undo" : ""}`;
+  const hide = () => (el.className = "toast");
   clearTimeout(toastTimer);
-  toastTimer = setTimeout(() => (el.className = "toast"), 4000);
+  toastTimer = setTimeout(hide, ms);
+}
+
+/** The app's own confirmation (not window.confirm): resolves true for `ok`, false otherwise. */
+export function confirmSheet({ title, text = "", ok, danger = true }) {
+  return new Promise((resolve) => {
+    const opener = document.activeElement;
+    const done = (answer) => {
+      overlay.remove();
+      document.removeEventListener("keydown", onKey);
+      if (opener && opener.isConnected) opener.focus();
+      resolve(answer);
+    };
+    const onKey = (e) => e.key === "Escape" && done(false);
+    const titleId = nextId("sheet");
+    const overlay = h(
+      "div",
+      { class: "sheet-back", onclick: (e) => e.target === overlay && done(false) },
+      h(
+        "div",
+        { class: "sheet card", role: "alertdialog", "aria-modal": "true", "aria-labelledby": titleId },
+        h("h2", { id: titleId, text: title }),
+        text ? h("p", { text }) : null,
+        h(
+          "div",
+          { class: "row" },
+          h("button", { type: "button", class: "secondary big", text: t("cancel"), onclick: () => done(false) }),
+          h("button", { type: "button", class: `${danger ? "danger" : "primary"} big`, "data-confirm": "", text: ok, onclick: () => done(true) }),
+        ),
+      ),
+    );
+    document.addEventListener("keydown", onKey);
+    add(document.body, overlay);
+    overlay.querySelector("button").focus(); // 取消 first: a stray tap keeps the item
+  });
 }
 
 // --- Identifiers ------------------------------------------------------------------------------
@@ -608,7 +652,13 @@ export function authImage(path, alt, cls = "thumb") {
   return img;
 }
 
+/** Forget every photo this page or the service worker holds (sign-in, sign-out, expiry). */
 export function forgetImages() {
   for (const url of imageURLs.values()) URL.revokeObjectURL(url);
   imageURLs.clear();
+  if (!("caches" in window)) return Promise.resolve();
+  return caches
+    .keys()
+    .then((names) => Promise.all(names.filter((n) => n.startsWith("gp-photos")).map((n) => caches.delete(n))))
+    .catch(() => {});
 }

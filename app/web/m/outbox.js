@@ -31,9 +31,14 @@ async function tx(mode, work) {
   });
 }
 
-export async function items() {
+async function everything() {
   const all = (await tx("readonly", (s) => s.getAll())) || [];
   return all.sort((a, b) => a.created_at - b.created_at);
+}
+
+/** The outbox as the user sees it: without the items removed a moment ago (still undoable). */
+export async function items() {
+  return (await everything()).filter((i) => !i.removed_at);
 }
 
 const put = (item) => tx("readwrite", (s) => s.put(item));
@@ -45,6 +50,38 @@ export async function remove(id) {
   await tx("readwrite", (s) => s.delete(id));
   progress.delete(id);
   changed();
+}
+
+// Removing is undoable for a while: the item (with its photos) stays, marked, unsent, until then.
+export const UNDO_MS = 6000;
+
+export async function removeSoon(id) {
+  const item = await getOne(id);
+  if (!item) return;
+  item.removed_at = Date.now();
+  await put(item);
+  if (current && current.id === id) current.controller.abort();
+  progress.delete(id);
+  changed();
+  setTimeout(purge, UNDO_MS + 100);
+}
+
+export async function undoRemove(id) {
+  const item = await getOne(id);
+  if (!item) return false;
+  delete item.removed_at;
+  if (item.state === "queued") item.next_at = 0;
+  await put(item);
+  changed();
+  kick();
+  return true;
+}
+
+/** Delete for good what was removed longer ago than the undo window (also after a restart). */
+export async function purge() {
+  const gone = (await everything()).filter((i) => i.removed_at && Date.now() - i.removed_at >= UNDO_MS);
+  for (const item of gone) await tx("readwrite", (s) => s.delete(item.id));
+  if (gone.length) changed();
 }
 
 // --- Listeners and live progress (kept in memory: bytes sent are not worth a disk write) -----
@@ -158,7 +195,7 @@ export function blocked(item, all) {
 }
 
 export function sendable(item, all) {
-  return item.state === "queued" && session.user && item.owner === session.user.username && !blocked(item, all);
+  return item.state === "queued" && !item.removed_at && session.user && item.owner === session.user.username && !blocked(item, all);
 }
 
 /** Process the queue, one item at a time (one bar of signal is better spent on one upload). */
@@ -217,7 +254,9 @@ async function send(item) {
     current = null;
   }
   progress.delete(item.id);
-  if (!(await getOne(item.id))) return true; // removed by the user while it was being sent
+  const stored = await getOne(item.id);
+  if (!stored) return true; // removed by the user while it was being sent
+  if (stored.removed_at) item.removed_at = stored.removed_at; // …or being removed: keep the mark
   const { status, body, retryAfter = 0 } = outcome;
   if (status >= 200 && status < 300) {
     item.state = "done";
@@ -313,7 +352,8 @@ async function prune() {
 /** On app start: resume what a closed tab left half-sent, and retry when the network returns. */
 export async function start() {
   if (navigator.storage && navigator.storage.persist) navigator.storage.persist().catch(() => {});
-  for (const item of await items()) {
+  await purge();
+  for (const item of await everything()) {
     if (item.state === "sending" || item.state === "queued") {
       item.state = "queued";
       item.next_at = 0;
