@@ -172,7 +172,8 @@ function describe(item) {
   const s = item.summary || {};
   if (item.kind === "report") {
     const category = (store.get("categories", []) || []).find((c) => c.code === (item.fields || {}).category);
-    return `${t("kindReport")} · ${category ? categoryName(category) : (item.fields || {}).category}`;
+    const spot = s.on_the_spot ? ` · ${t("onTheSpot")}` : "";
+    return `${t("kindReport")} · ${category ? categoryName(category) : (item.fields || {}).category}${spot}`;
   }
   if (item.kind === "photos") return `${s.code} · ${s.kind === "after" ? t("afterPhotos") : t("kindPhotos")}`;
   return `${s.code} · ${t("act_" + item.action)}`;
@@ -229,7 +230,7 @@ function stateText(item, all) {
 
 function outboxItem(item, all, urls) {
   const what = describe(item);
-  const files = item.files || [];
+  const files = outbox.filesOf(item);
   if (files.length && !urls.has(item.id)) urls.set(item.id, URL.createObjectURL(files[0].blob));
   const bytes = files.reduce((n, f) => n + f.size, 0);
   const result = item.result || {};

@@ -258,8 +258,13 @@ function actionsPanel(issue, back, reload) {
   if (allowed.has("verify_pass") || allowed.has("verify_fail")) panels.push(verifyPanel(allowed, run));
   if (allowed.has("dispatch")) panels.push(deadlinePanel(issue, "dispatch", run, true));
   if (allowed.has("accept")) panels.push(notePanel("accept", run, false));
+  if (allowed.has("mark_duplicate")) panels.push(duplicatePanel(issue, run));
   if (allowed.has("extend_deadline")) panels.push(deadlinePanel(issue, "extend_deadline", run, false));
   for (const action of ["return", "reject", "reopen"]) if (allowed.has(action)) panels.push(notePanel(action, run, true));
+  // Before-photos: the server lets any worker add them; offered to the reporter and supervisors
+  // (an office's worker is there to fix it, and takes after-photos).
+  const mine = issue.reported_by === session.user.username;
+  if (OPEN.includes(issue.status) && (mine || session.user.role === "supervisor")) panels.push(beforePanel(issue));
   return h("div", { class: "actions" }, panels);
 }
 
@@ -374,13 +379,10 @@ async function fillOffices(select, issue) {
   fill(select, ...choices.map((u) => h("option", { value: u.code, selected: u === preferred, text: `${u.name} (${u.code})` })));
 }
 
-/** Worker: after-photos go through the outbox, then the submission waits behind them. */
-function rectifyPanel(issue) {
+/** Chosen photos with previews and a camera button; `take()` hands them over and clears. */
+function picker(id, label, takeText) {
   const chosen = [];
-  const status = h("p", { class: "error", role: "alert" });
-  const waiting = h("p", { class: "notice", role: "status", hidden: true });
   const previews = h("ul", { class: "previews", "aria-label": t("chosenPhotos") });
-  const here = onePosition();
   const urls = [];
   const draw = () => {
     for (const u of urls.splice(0)) URL.revokeObjectURL(u);
@@ -400,30 +402,48 @@ function rectifyPanel(issue) {
     );
   };
   const input = h("input", {
-    type: "file", accept: "image/*", capture: "environment", multiple: true, class: "file", id: `after-${issue.id}`, "aria-label": t("afterPhotos"),
-    onchange: (e) => (chosen.push(...e.target.files), (e.target.value = ""), (status.textContent = ""), draw()),
+    type: "file", accept: "image/*", capture: "environment", multiple: true, class: "file", id, "aria-label": label,
+    onchange: (e) => (chosen.push(...e.target.files), (e.target.value = ""), draw()),
   });
-  const pending = async () => (await outbox.items()).filter((i) => i.kind === "photos" && i.issue_id === issue.id && i.state !== "done");
+  const take = () => {
+    const files = chosen.splice(0);
+    draw();
+    return files;
+  };
+  return { chosen, take, nodes: [input, h("label", { for: id, class: "button secondary big", text: takeText }), previews] };
+}
+
+/** Queue photos of one kind for the issue, located by one fix of the phone (else their EXIF). */
+async function queuePhotos(issue, kind, files, here) {
+  const pos = await here;
+  const fields = pos ? { lat: pos.latitude, lon: pos.longitude, accuracy_m: Math.round(pos.accuracy * 10) / 10, location_source: "device" } : {};
+  await outbox.addPhotos({ issue, kind, files, fields });
+}
+
+/** Worker: after-photos go through the outbox, then the submission waits behind them. */
+function rectifyPanel(issue) {
+  const photos = picker(`after-${issue.id}`, t("afterPhotos"), t("takePhoto"));
+  const status = h("p", { class: "error", role: "alert" });
+  const waiting = h("p", { class: "notice", role: "status", hidden: true });
+  const here = onePosition();
+  const pending = async () => (await outbox.items()).filter((i) => i.kind === "photos" && i.issue_id === issue.id && i.photo_kind === "after" && i.state !== "done");
   const showPending = async () => {
     const n = (await pending()).reduce((sum, i) => sum + i.files.length, 0);
     waiting.hidden = !n;
     waiting.textContent = t("afterWaiting", { n });
   };
-  const queuePhotos = async () => {
-    if (!chosen.length) return false;
-    const pos = await here;
-    const fields = pos ? { lat: pos.latitude, lon: pos.longitude, accuracy_m: Math.round(pos.accuracy * 10) / 10, location_source: "device" } : {};
-    await outbox.addPhotos({ issue, kind: "after", files: chosen.splice(0), fields });
-    draw();
+  const send = async () => {
+    if (!photos.chosen.length) return false;
+    await queuePhotos(issue, "after", photos.take(), here);
     return true;
   };
   const upload = async () => {
-    if (!(await queuePhotos())) return (status.textContent = t("needAfter"));
+    if (!(await send())) return (status.textContent = t("needAfter"));
     toast(t("afterQueued"));
     showPending();
   };
   const submit = async () => {
-    await queuePhotos();
+    await send();
     if (!currentAfter(issue).length && !(await pending()).length) return (status.textContent = t("needAfter"));
     await outbox.addAction({ issue, action: "submit_rectification", target: "rectified" });
     toast(t("queuedAction", { action: t("act_submit_rectification") }));
@@ -435,15 +455,59 @@ function rectifyPanel(issue) {
     { class: "action card rectify" },
     h("h3", { text: t("afterPhotos") }),
     h("p", { class: "muted", text: t("afterHint") }),
-    input,
-    h("label", { for: input.id, class: "button secondary big", text: t("takePhoto") }),
-    previews,
+    photos.nodes,
     waiting,
     status,
     h("button", { type: "button", class: "secondary big", text: t("uploadAfter"), onclick: upload }),
     actionButton("submit_rectification", submit),
   );
 }
+
+/** More before-photos on an open issue (reporters: workers and supervisors), via the outbox. */
+function beforePanel(issue) {
+  const photos = picker(`before-${issue.id}`, t("moreBefore"), t("takePhoto"));
+  const status = h("p", { class: "error", role: "alert" });
+  const here = onePosition();
+  const upload = async () => {
+    if (!photos.chosen.length) return (status.textContent = t("needPhoto"));
+    status.textContent = "";
+    await queuePhotos(issue, "before", photos.take(), here);
+    toast(t("beforeQueued"));
+  };
+  return h("section", { class: "action card more-before" }, h("h3", { text: t("moreBefore") }), photos.nodes, status, h("button", { type: "button", class: "secondary big", text: t("uploadBefore"), onclick: upload }));
+}
+
+/** Supervisor: 标记重复, the original chosen among the open issues near this one. */
+function duplicatePanel(issue, run) {
+  const status = h("p", { class: "error", role: "alert" });
+  const list = h("div", { class: "candidates", role: "radiogroup", "aria-label": t("duplicateOf") }, h("p", { class: "muted", text: t("loading") }));
+  const go = () => {
+    const picked = list.querySelector("input:checked");
+    if (!picked) return (status.textContent = t("pickDuplicate"));
+    run("mark_duplicate", { duplicate_of: Number(picked.value) }, status);
+  };
+  api(`/api/v1/issues/nearby?lat=${issue.lat}&lon=${issue.lon}&radius_m=${DUPLICATE_RADIUS_M}`)
+    .then((body) => {
+      const others = body.items.filter((i) => i.id !== issue.id);
+      fill(
+        list,
+        others.length ? null : h("p", { class: "muted", text: t("noNearby", { m: DUPLICATE_RADIUS_M }) }),
+        others.map((o) =>
+          h(
+            "label",
+            { class: "candidate" },
+            h("input", { type: "radio", name: `dup-${issue.id}`, value: String(o.id) }),
+            h("span", {}, h("b", { text: `${o.code} · ${categoryLabel(o.category)}` }), ` ${t("status_" + o.status)} · ${t("metresAway", { m: Math.round(o.distance_m) })}`, o.description ? h("small", { text: o.description }) : null),
+          ),
+        ),
+      );
+    })
+    .catch((err) => fill(list, h("p", { class: "error", text: t("loadFailed", { reason: reason(err) }) })));
+  return h("section", { class: "action card duplicate" }, h("h3", { text: t("act_mark_duplicate") }), list, status, actionButton("mark_duplicate", go, "secondary"));
+}
+
+const DUPLICATE_RADIUS_M = 500;
+const OPEN = ["reported", "accepted", "dispatched", "rectified"];
 
 /** One position fix for after-photos, or null (the photo's own EXIF is used then). */
 function onePosition() {

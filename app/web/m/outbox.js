@@ -123,13 +123,14 @@ async function putNew(item) {
     await put(item);
   } catch (err) {
     if (!item.files || !item.files.length) throw err;
-    for (const f of item.files) f.blob = new Blob([await f.blob.arrayBuffer()], { type: f.type });
+    for (const f of [...item.files, ...(item.after_files || [])]) f.blob = new Blob([await f.blob.arrayBuffer()], { type: f.type });
     await put(item);
   }
 }
 
-export async function addReport({ fields, files, summary }) {
-  const item = newItem("report", { fields, files: packFiles(files), summary });
+/** A report; with `after` photos it was fixed on the spot (立行立改: one request, both kinds). */
+export async function addReport({ fields, files, after = [], summary }) {
+  const item = newItem("report", { fields, files: packFiles(files), after_files: packFiles(after), summary });
   await putNew(item);
   changed();
   kick();
@@ -264,6 +265,7 @@ async function send(item) {
     item.result = outcome.result;
     item.error = null;
     item.files = []; // the server has them; free the phone's storage
+    item.after_files = [];
   } else if (status === 401) {
     item.state = "queued";
     item.attempts -= 1;
@@ -292,14 +294,18 @@ function errorOf(status, body) {
 
 export const errorText = (error) => problemText(error.status, error);
 
-function formOf(fields, files, fileField) {
+function formOf(fields, files, fileField, after = []) {
   const form = new FormData();
   for (const [name, value] of Object.entries(fields || {})) {
     if (value !== null && value !== undefined && value !== "") form.append(name, String(value));
   }
   for (const f of files) form.append(fileField, f.blob, f.name);
+  for (const f of after) form.append("after_photos", f.blob, f.name);
   return form;
 }
+
+/** Every photo an item carries (before and, for 立行立改, after). */
+export const filesOf = (item) => [...(item.files || []), ...(item.after_files || [])];
 
 function post(item, path, form, signal) {
   return upload(path, form, {
@@ -314,7 +320,7 @@ function post(item, path, form, signal) {
 
 const SENDERS = {
   async report(item, signal) {
-    const response = await post(item, "/api/v1/issues", formOf(item.fields, item.files, "photos"), signal);
+    const response = await post(item, "/api/v1/issues", formOf(item.fields, item.files, "photos", item.after_files || []), signal);
     if (response.status === 201) response.result = { id: response.body.id, code: response.body.code };
     return response;
   },
