@@ -2,13 +2,17 @@
 (phone viewport, position granted in 经开区)."""
 
 import re
+from datetime import timedelta
 
 from tests.e2e.browser import require_playwright
 
 require_playwright()
 
 from playwright.sync_api import Page, expect  # noqa: E402
+from sqlmodel import select  # noqa: E402
 
+from app.models import Issue  # noqa: E402
+from app.models.base import utcnow  # noqa: E402
 from tests import factories  # noqa: E402
 from tests.e2e.conftest import LiveServer  # noqa: E402
 from tests.e2e.helpers import (  # noqa: E402
@@ -22,6 +26,7 @@ from tests.e2e.helpers import (  # noqa: E402
 )
 from tests.e2e.test_phone import (  # noqa: E402
     _by_description,
+    _dispatch_by_api,
     _overflows,
     _queue,
     _report_by_api,
@@ -109,3 +114,62 @@ def test_supervisor_marks_a_duplicate_chosen_from_nearby_issues(
     marked = live_server.issue(repeat["id"])
     assert marked["status"] == "duplicate"
     assert marked["duplicate_of"] == original["id"]
+
+
+def _set_deadline(server: LiveServer, issue_id: int, hours: float) -> None:
+    with server.session() as session:
+        row = session.exec(select(Issue).where(Issue.id == issue_id)).one()
+        row.deadline_at = utcnow() + timedelta(hours=hours)
+        session.add(row)
+        session.commit()
+
+
+def test_supervisor_queues_search_filter_and_sort(page: Page, live_server: LiveServer) -> None:
+    tag = unique("队列")
+    fresh = _report_by_api(live_server, f"{tag} 新报")
+    soon = _dispatch_by_api(live_server, _report_by_api(live_server, f"{tag} 快到期"))
+    later = _dispatch_by_api(live_server, _report_by_api(live_server, f"{tag} 晚到期"))
+    late = _dispatch_by_api(live_server, _report_by_api(live_server, f"{tag} 已超期"))
+    _set_deadline(live_server, soon["id"], 30)
+    _set_deadline(live_server, later["id"], 300)
+    _set_deadline(live_server, late["id"], -2)
+
+    sign_in(page, "d_super")
+    search = page.get_by_role("searchbox", name="搜索")
+    search.fill(tag)
+    working = _queue(page, "整改中")
+    expect(working.get_by_role("heading")).to_have_text("整改中 (3)")
+    expect(_queue(page, "待受理").locator("li")).to_have_count(1)
+    expect(_queue(page, "待受理")).to_contain_text(fresh["code"])
+    assert controls_without_names(page) == []
+    assert not _overflows(page)
+
+    # Sorted by deadline: the overdue one, then the nearer, then the later deadline.
+    page.get_by_label("排序").select_option("deadline")
+    expect(working.locator("li").first).to_contain_text(late["code"])
+    codes = working.locator("li .title").all_inner_texts()
+    assert [c.split(" ")[0] for c in codes] == [late["code"], soon["code"], later["code"]]
+
+    # Overdue only: one queue, one issue.
+    page.get_by_label("只看超期").check()
+    overdue = _queue(page, "已超期")
+    expect(overdue.get_by_role("heading")).to_have_text("已超期 (1)")
+    expect(overdue).to_contain_text(late["code"])
+    expect(_queue(page, "待受理")).to_have_count(0)
+    page.get_by_label("只看超期").uncheck()
+
+    # By office: these were dispatched to 祥云办事处 (A), none to 九龙办事处 (B).
+    page.get_by_label("单位").select_option("B")
+    expect(_queue(page, "整改中").get_by_role("heading")).to_have_text("整改中 (0)")
+    page.get_by_label("单位").select_option("A")
+    expect(_queue(page, "整改中").get_by_role("heading")).to_have_text("整改中 (3)")
+
+    # By code: exactly that issue; the filters are kept when coming back from an issue.
+    search.fill(later["code"])
+    expect(working.get_by_role("heading")).to_have_text("整改中 (1)")
+    working.get_by_role("link", name=re.compile(later["code"])).click()
+    page.get_by_role("link", name="‹ 返回").click()
+    expect(page.get_by_role("searchbox", name="搜索")).to_have_value(later["code"])
+    expect(_queue(page, "整改中").get_by_role("heading")).to_have_text("整改中 (1)")
+    page.get_by_role("searchbox", name="搜索").fill("")
+    page.get_by_label("单位").select_option("")

@@ -5,7 +5,7 @@ import {
 } from "./core.js";
 import * as outbox from "./outbox.js";
 import { reportView, resetDraft } from "./report.js";
-import { issueView, reviewView, tasksView } from "./issues.js";
+import { issueView, resetFilters, reviewView, tasksView } from "./issues.js";
 
 const main = document.getElementById("main");
 const top = document.getElementById("top");
@@ -151,6 +151,7 @@ async function signOut() {
   store.del("cache.mine");
   forgetImages();
   resetDraft();
+  resetFilters();
   if (location.hash === "#/login") render();
   else location.hash = "#/login";
   if (token) fetch("/api/v1/auth/logout", { method: "POST", headers: { Authorization: `Bearer ${token}` } }).catch(() => {});

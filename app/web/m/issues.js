@@ -166,34 +166,108 @@ export function tasksView(root) {
 }
 
 // --- 审核 ----------------------------------------------------------------------------------------
+// The queues scale to a few hundred issues: the list API filters (q, org_unit, overdue) and
+// sorts (sort=deadline); each queue draws its first PAGE cards and more on request.
+const PAGE = 30;
+const filters = { q: "", org_unit: "", overdue: false, sort: "reported", ...(store.get("reviewFilters") || {}) };
+
+/** On sign-out: the next user starts with no filters. */
+export function resetFilters() {
+  Object.assign(filters, { q: "", org_unit: "", overdue: false, sort: "reported" });
+  store.del("reviewFilters");
+}
+
+function filterQuery(extra) {
+  const p = new URLSearchParams(extra);
+  if (filters.q.trim()) p.set("q", filters.q.trim());
+  if (filters.org_unit) p.set("org_unit", filters.org_unit);
+  if (filters.sort === "deadline") p.set("sort", "deadline");
+  return p.toString();
+}
+
+const byDeadline = (a, b) => (a.deadline || "9").localeCompare(b.deadline || "9") || a.reported_at.localeCompare(b.reported_at);
+const oldest = (a, b) => a.reported_at.localeCompare(b.reported_at);
+
+function filterBar(reload) {
+  let timer = 0;
+  const changed = () => {
+    store.set("reviewFilters", filters);
+    clearTimeout(timer);
+    reload();
+  };
+  const q = h("input", { type: "search", enterkeyhint: "search", value: filters.q, placeholder: t("searchHint"), oninput: (e) => ((filters.q = e.target.value), clearTimeout(timer), (timer = setTimeout(changed, 500))) });
+  const unit = h("select", { onchange: (e) => ((filters.org_unit = e.target.value), changed()) }, h("option", { value: "", text: t("allUnits") }));
+  unitsUnder(session.user.org_unit).then((units) => add(unit, units.filter((u) => u.kind !== "grid").map((u) => h("option", { value: u.code, selected: u.code === filters.org_unit, text: u.name }))));
+  const overdue = h("input", { type: "checkbox", id: "only-overdue", checked: filters.overdue, onchange: (e) => ((filters.overdue = e.target.checked), changed()) });
+  const sort = h(
+    "select",
+    { onchange: (e) => ((filters.sort = e.target.value), changed()) },
+    ["reported", "deadline"].map((v) => h("option", { value: v, selected: filters.sort === v, text: t("sort_" + v) })),
+  );
+  return h(
+    "form",
+    { class: "filters card", role: "search", onsubmit: (e) => (e.preventDefault(), changed()) },
+    field(t("search"), q),
+    h("div", { class: "row" }, field(t("unitFilter"), unit), field(t("sortBy"), sort)),
+    h("label", { class: "check", for: overdue.id }, overdue, h("span", { text: t("onlyOverdue") })),
+  );
+}
+
 export function reviewView(root) {
+  const bar = filterBar(() => load());
+  const body = h("div", { class: "queues" });
+  let generation = 0;
   const load = async () => {
-    fill(root, heading(t("reviewTitle"), load), h("p", { class: "muted", role: "status", text: t("loading") }));
+    const mine = ++generation; // a slow answer for an older filter never overwrites a newer one
+    fill(body, h("p", { class: "muted", role: "status", text: t("loading") }));
     await withCategories();
     let result;
     try {
       result = await cachedList("review", async () => {
-        const [intake, verify] = await Promise.all([fetchAll("status=reported&status=accepted"), fetchAll("status=rectified")]);
-        return [...intake, ...verify];
+        if (filters.overdue) return fetchAll(filterQuery({ status: "dispatched", overdue: "true" }));
+        const lists = await Promise.all([fetchAll(filterQuery([["status", "reported"], ["status", "accepted"]])), fetchAll(filterQuery({ status: "rectified" })), fetchAll(filterQuery({ status: "dispatched" }))]);
+        return lists.flat();
       });
     } catch (err) {
-      fill(root, heading(t("reviewTitle"), load));
-      return loadFailed(root, err, load);
+      if (mine !== generation) return;
+      fill(body);
+      return loadFailed(body, err, load);
     }
+    if (mine !== generation) return;
     const can = (i, ...actions) => actions.some((a) => i.allowed_actions.includes(a));
-    const oldest = (a, b) => a.reported_at.localeCompare(b.reported_at);
-    const intake = result.items.filter((i) => can(i, "accept", "dispatch")).sort(oldest);
-    const verify = result.items.filter((i) => can(i, "verify_pass", "verify_fail")).sort(oldest);
-    const section = (id, title, rows, compare) =>
-      h(
-        "section",
-        { class: "queue", "aria-labelledby": id },
-        h("h3", { id, text: `${title} (${rows.length})` }),
-        rows.length ? h("ul", { class: "tasks" }, rows.map((i) => issueCard(i, { compare }))) : h("p", { class: "muted", text: t("queueEmpty") }),
-      );
-    fill(root, heading(t("reviewTitle"), load), listStatus(result), section("queue-verify", t("queueVerify"), verify, true), section("queue-intake", t("queueIntake"), intake, false));
+    const order = filters.sort === "deadline" ? byDeadline : oldest;
+    const rows = (test) => result.items.filter(test).sort(order);
+    const verify = rows((i) => can(i, "verify_pass", "verify_fail"));
+    const intake = rows((i) => can(i, "accept", "dispatch"));
+    const asked = rows((i) => i.status === "dispatched" && i.extension_request);
+    const working = rows((i) => i.status === "dispatched" && !i.extension_request && (!filters.overdue || i.overdue));
+    fill(
+      body,
+      listStatus(result),
+      asked.length ? queueSection("queue-extension", t("queueExtension"), asked, false) : null,
+      filters.overdue ? null : queueSection("queue-verify", t("queueVerify"), verify, true),
+      filters.overdue ? null : queueSection("queue-intake", t("queueIntake"), intake, false),
+      queueSection("queue-working", t(filters.overdue ? "queueOverdue" : "queueWorking"), working, false),
+    );
   };
+  fill(root, heading(t("reviewTitle"), () => load()), bar, body);
   load();
+}
+
+/** One queue: its count, its first PAGE cards and a button for the next PAGE. */
+function queueSection(id, title, rows, compare) {
+  const list = h("ul", { class: "tasks" });
+  const more = h("button", { type: "button", class: "secondary big more" });
+  let shown = 0;
+  const next = () => {
+    add(list, rows.slice(shown, shown + PAGE).map((i) => issueCard(i, { compare })));
+    shown = Math.min(rows.length, shown + PAGE);
+    more.hidden = shown >= rows.length;
+    more.textContent = t("showMore", { n: rows.length - shown });
+  };
+  more.onclick = next;
+  next();
+  return h("section", { class: "queue", "aria-labelledby": id }, h("h3", { id, text: `${title} (${rows.length})` }), rows.length ? [list, more] : h("p", { class: "muted", text: t("queueEmpty") }));
 }
 
 // --- One issue ---------------------------------------------------------------------------------
@@ -361,20 +435,26 @@ function deadlinePanel(issue, action, run, withOffice) {
   );
 }
 
+/** A unit's code and those of the units above it. */
+function chain(units, code) {
+  const byCode = new Map(units.map((u) => [u.code, u]));
+  const out = [];
+  for (let u = byCode.get(code); u && !out.includes(u.code); u = byCode.get(u.parent_code)) out.push(u.code);
+  return out;
+}
+
+/** The units at or below `mine`, offices first. */
+async function unitsUnder(mine) {
+  const units = await orgUnits().catch(() => []);
+  const order = { office: 0, community: 1, district: 2, grid: 3 };
+  return units.filter((u) => chain(units, u.code).includes(mine)).sort((a, b) => order[a.kind] - order[b.kind] || a.code.localeCompare(b.code));
+}
+
 /** Units the supervisor may dispatch to (their own and below), offices first; the one above
  *  the issue's current unit is chosen by default. */
 async function fillOffices(select, issue) {
-  const units = await orgUnits().catch(() => []);
-  const byCode = new Map(units.map((u) => [u.code, u]));
-  const chain = (code) => {
-    const out = [];
-    for (let u = byCode.get(code); u; u = byCode.get(u.parent_code)) out.push(u.code);
-    return out;
-  };
-  const mine = session.user.org_unit;
-  const order = { office: 0, community: 1, district: 2, grid: 3 };
-  const choices = units.filter((u) => u.kind !== "grid" && chain(u.code).includes(mine)).sort((a, b) => order[a.kind] - order[b.kind] || a.code.localeCompare(b.code));
-  const issueChain = chain(issue.org_unit);
+  const choices = (await unitsUnder(session.user.org_unit)).filter((u) => u.kind !== "grid");
+  const issueChain = chain(await orgUnits().catch(() => []), issue.org_unit);
   const preferred = choices.find((u) => u.kind === "office" && issueChain.includes(u.code)) || choices.find((u) => u.kind === "office") || choices[0];
   fill(select, ...choices.map((u) => h("option", { value: u.code, selected: u === preferred, text: `${u.name} (${u.code})` })));
 }
