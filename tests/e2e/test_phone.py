@@ -368,8 +368,10 @@ def test_opens_offline_after_the_first_load(page: Page, phone: Any) -> None:
 # --- Tasks and supervisors ---------------------------------------------------------------------
 
 
-def _report_by_api(server: LiveServer, description: str) -> dict[str, Any]:
-    with server.api("grid_worker") as client:
+def _report_by_api(
+    server: LiveServer, description: str, username: str = "grid_worker"
+) -> dict[str, Any]:
+    with server.api(username) as client:
         response = client.post(
             "/api/v1/issues",
             data={

@@ -173,3 +173,46 @@ def test_supervisor_queues_search_filter_and_sort(page: Page, live_server: LiveS
     expect(_queue(page, "整改中").get_by_role("heading")).to_have_text("整改中 (1)")
     page.get_by_role("searchbox", name="搜索").fill("")
     page.get_by_label("单位").select_option("")
+
+
+def test_my_reports_follow_their_status_and_the_receipt_links_there(
+    page: Page, live_server: LiveServer
+) -> None:
+    """我的上报: a grid worker's own reports with status, office and deadline, kept current."""
+    description = unique("我的上报")
+    sign_in(page, "grid_worker")
+    fill_report(page, "暴露垃圾", description, [_photo().payload()])
+    page.get_by_role("button", name="提交").click()
+    receipt = outbox_items(page).get_by_role("link", name=re.compile("^已上报 JK-.*我的上报"))
+    expect(receipt).to_be_visible()
+    [issue] = _by_description(live_server, description)
+    receipt.click()
+
+    card = page.locator(f"ul.tasks > li[data-issue='{issue['id']}']")
+    expect(card).to_contain_text(issue["code"])
+    expect(card).to_contain_text("待受理")
+    expect(card).to_contain_text("远大社区第一网格")  # still with the reporter's own unit
+    expect(card).to_have_class(re.compile("focus"))
+    expect(page.get_by_role("link", name="我的上报", exact=True)).to_have_attribute(
+        "aria-current", "page"
+    )
+    assert controls_without_names(page) == []
+    assert not _overflows(page)
+
+    # Dispatched by a supervisor: the list follows when the app is looked at again.
+    _dispatch_by_api(live_server, issue)
+    page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")
+    expect(card).to_contain_text("整改中")
+    expect(card).to_contain_text("祥云办事处")
+    expect(card).to_contain_text("整改期限")
+    expect(card).to_contain_text("有更新")
+    card.get_by_role("link").click()
+    expect(page.get_by_role("heading", name=re.compile(issue["code"]))).to_be_visible()
+    page.get_by_role("link", name="‹ 返回").click()
+    expect(page.get_by_role("heading", name="我的上报")).to_be_visible()
+
+    # Nobody else's reports are in the list.
+    other = _report_by_api(live_server, unique("别人的"), username="d_super")
+    page.get_by_role("button", name="刷新").click()
+    expect(card).to_be_visible()
+    expect(page.locator(f"ul.tasks > li[data-issue='{other['id']}']")).to_have_count(0)

@@ -5,7 +5,8 @@ import {
 } from "./core.js";
 import * as outbox from "./outbox.js";
 import { reportView, resetDraft } from "./report.js";
-import { issueView, resetFilters, reviewView, tasksView } from "./issues.js";
+import { mineView } from "./mine.js";
+import { issueView, lists, resetFilters, reviewView, tasksView } from "./issues.js";
 
 const main = document.getElementById("main");
 const top = document.getElementById("top");
@@ -17,6 +18,7 @@ const ROUTES = {
   tasks: tasksView,
   review: reviewView,
   issue: issueView,
+  mine: mineView,
   outbox: outboxView,
 };
 
@@ -78,12 +80,13 @@ function renderTabs(active) {
   tabs.hidden = false;
   tabs.setAttribute("aria-label", t("navigation"));
   const work = role() === "supervisor" ? "review" : "tasks";
-  const current = active === "issue" ? work : active;
+  const current = active === "issue" ? (lists.last || "#/" + work).slice(2) : active;
   const tab = (name, label, extra = null) =>
     h("a", { href: `#/${name}`, class: "tab", "aria-current": name === current ? "page" : null }, h("span", { text: label }), extra);
   fill(
     tabs,
     tab("report", t("tabReport")),
+    tab("mine", t("tabMine")),
     tab(work, t(role() === "supervisor" ? "tabReview" : "tabTasks")),
     tab("outbox", t("tabOutbox"), h("span", { class: "badge", id: "outbox-badge", hidden: !badgeCount, text: String(badgeCount), "aria-label": t("outboxCount", { n: badgeCount }) })),
   );
@@ -152,6 +155,7 @@ async function signOut() {
   forgetImages();
   resetDraft();
   resetFilters();
+  lists.last = null;
   if (location.hash === "#/login") render();
   else location.hash = "#/login";
   if (token) fetch("/api/v1/auth/logout", { method: "POST", headers: { Authorization: `Bearer ${token}` } }).catch(() => {});
@@ -250,7 +254,7 @@ function outboxItem(item, all, urls) {
       item.state === "sending" ? h("progress", { max: 1, value: 0, "aria-label": t("stateSending") }) : null,
       item.state === "sending" ? h("p", { class: "bytes", "data-progress": item.id }) : null,
       item.state === "queued" && item.next_at > Date.now() ? h("p", { class: "retry-at", "data-retry": String(item.next_at) }) : null,
-      item.state === "done" ? h("p", { class: "result", text: doneText }) : null,
+      item.state === "done" ? h("p", { class: "result" }, item.kind === "report" && result.id ? h("a", { href: `#/mine/${result.id}`, "aria-label": `${doneText}，${t("seeMine")}`, text: doneText }) : doneText) : null,
       item.error && item.state !== "done" ? h("p", { class: item.state === "failed" ? "reason error" : "reason", text: item.state === "failed" ? outbox.errorText(item.error) : t("lastError", { reason: outbox.errorText(item.error) }) }) : null,
       h(
         "div",

@@ -5,18 +5,23 @@ import {
 } from "./core.js";
 import * as outbox from "./outbox.js";
 
+/** The list an issue was opened from, where 返回 goes back to. */
+export const lists = { last: null };
+
 // --- Loading lists, with the last answer kept for offline use --------------------------------
-async function fetchAll(query) {
+/** Every page of a list (from `cursor`: only what changed since), with the cursor to go on. */
+export async function fetchPages(query, cursor = null) {
   const items = [];
-  let cursor = null;
   for (let page = 0; page < 10; page++) {
     const body = await api(`/api/v1/issues?${query}&limit=200${cursor ? "&cursor=" + encodeURIComponent(cursor) : ""}`);
     items.push(...body.items);
+    cursor = body.next_cursor || cursor;
     if (!body.has_more) break;
-    cursor = body.next_cursor;
   }
-  return items;
+  return { items, cursor };
 }
+
+const fetchAll = async (query) => (await fetchPages(query)).items;
 
 async function cachedList(key, load) {
   try {
@@ -31,7 +36,7 @@ async function cachedList(key, load) {
 }
 
 function cachedIssue(id) {
-  for (const key of ["cache.tasks", "cache.review"]) {
+  for (const key of ["cache.tasks", "cache.review", "cache.mine"]) {
     const found = ((store.get(key) || {}).items || []).find((i) => i.id === id);
     if (found) return found;
   }
@@ -49,12 +54,12 @@ function countdown(issue) {
   return ms < 0 ? { text: t("overdueBy", { d: formatDuration(ms) }), overdue: true } : { text: t("dueIn", { d: formatDuration(ms) }), overdue: false };
 }
 
-function deadlineChip(issue) {
+export function deadlineChip(issue) {
   const c = countdown(issue);
   return h("span", { class: `chip ${c.overdue ? "overdue" : "due"}`, "data-deadline": issue.deadline || "", text: c.text });
 }
 
-function refreshCountdowns(root) {
+export function refreshCountdowns(root) {
   for (const el of root.querySelectorAll("[data-deadline]")) {
     if (!el.dataset.deadline) continue;
     const c = countdown({ deadline: el.dataset.deadline });
@@ -63,7 +68,7 @@ function refreshCountdowns(root) {
   }
 }
 
-const statusChip = (issue) => h("span", { class: `chip status-${issue.status}`, text: t("status_" + issue.status) });
+export const statusChip = (issue) => h("span", { class: `chip status-${issue.status}`, text: t("status_" + issue.status) });
 const photosOf = (issue, kind) => issue.photos.filter((p) => p.kind === kind);
 
 /** After-photos of the current round, as the server counts them (`dispatch_round`). */
@@ -93,22 +98,22 @@ function lightbox(photo, alt) {
 }
 
 /** A list's title with a big refresh button beside it. */
-function heading(title, reload) {
+export function heading(title, reload) {
   return h("div", { class: "list-head" }, h("h2", { text: title }), h("button", { type: "button", class: "secondary", text: t("refresh"), onclick: reload }));
 }
 
-function listStatus(result) {
+export function listStatus(result) {
   return result.at ? h("p", { class: "notice", role: "status", text: t("cachedAt", { time: formatTime(result.at) }) }) : null;
 }
 
-function loadFailed(root, err, again) {
+export function loadFailed(root, err, again) {
   add(root, 
     h("p", { class: "error", role: "alert", text: t("loadFailed", { reason: reason(err) }) }),
     h("button", { type: "button", class: "secondary big", text: t("retry"), onclick: again }),
   );
 }
 
-function issueCard(issue, { compare = false } = {}) {
+export function issueCard(issue, { compare = false, line = null, changed = false } = {}) {
   const before = photosOf(issue, "before")[0];
   const after = currentAfter(issue).at(-1);
   const title = `${issue.code} · ${categoryLabel(issue.category)}`;
@@ -128,19 +133,21 @@ function issueCard(issue, { compare = false } = {}) {
         "div",
         { class: "task-body" },
         h("p", { class: "title", text: title }),
-        h("p", { class: "meta" }, statusChip(issue), issue.status === "dispatched" ? deadlineChip(issue) : null),
+        h("p", { class: "meta" }, statusChip(issue), issue.status === "dispatched" ? deadlineChip(issue) : null, changed ? h("span", { class: "chip changed", text: t("changed") }) : null),
+        line ? h("p", { class: "line", text: line }) : null,
         issue.description ? h("p", { class: "desc", text: issue.description }) : null,
       ),
     ),
   );
 }
 
-async function withCategories() {
+export async function withCategories() {
   categoryRows = await categories().catch(() => categoryRows);
 }
 
 // --- 任务 ----------------------------------------------------------------------------------------
 export function tasksView(root) {
+  lists.last = "#/tasks";
   let timer = 0;
   const load = async () => {
     fill(root, heading(t("tasksTitle"), load), h("p", { class: "muted", role: "status", text: t("loading") }));
@@ -157,7 +164,7 @@ export function tasksView(root) {
       .filter((i) => i.status === "dispatched")
       .sort((a, b) => Number(b.overdue) - Number(a.overdue) || (a.deadline || "9").localeCompare(b.deadline || "9"));
     const list = h("ul", { class: "tasks", "aria-label": t("tasksTitle") }, items.map((i) => issueCard(i)));
-    fill(root, heading(t("tasksTitle"), load), listStatus(result), items.length ? list : h("p", { class: "muted", text: t("tasksEmpty") }));
+    fill(root, heading(t("tasksTitle"), load), listStatus(result), items.length ? list : h("p", { class: "muted" }, t("tasksEmpty"), " ", h("a", { href: "#/mine", text: t("seeMineList") })));
     clearInterval(timer);
     timer = setInterval(() => refreshCountdowns(root), 30000);
   };
@@ -214,6 +221,7 @@ function filterBar(reload) {
 }
 
 export function reviewView(root) {
+  lists.last = "#/review";
   const bar = filterBar(() => load());
   const body = h("div", { class: "queues" });
   let generation = 0;
@@ -273,7 +281,7 @@ function queueSection(id, title, rows, compare) {
 // --- One issue ---------------------------------------------------------------------------------
 export function issueView(root, arg) {
   const id = Number(arg);
-  const back = session.user.role === "supervisor" ? "#/review" : "#/tasks";
+  const back = lists.last || (session.user.role === "supervisor" ? "#/review" : "#/tasks");
   let alive = true;
   const load = async (notice = null) => {
     await withCategories();

@@ -16,6 +16,7 @@ const SHELL = [
   "/m/outbox.js",
   "/m/report.js",
   "/m/issues.js",
+  "/m/mine.js",
   "/m/manifest.webmanifest",
   "/m/icon.svg",
 ];
