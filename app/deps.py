@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from app import etags
 from app.config import Settings
 from app.db import get_engine, get_read_engine
-from app.errors import Forbidden, PreconditionRequired, Unauthenticated, VersionConflict
+from app.errors import Forbidden, PreconditionRequired, Unauthenticated, VersionConflict, english
 from app.models import Issue, Role, User
 from app.models.base import MAX_ID, as_aware
 from app.models.issue import IssueStatus
@@ -60,6 +60,14 @@ async def get_session(request: Request, settings: SettingsDep) -> AsyncIterator[
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
+
+
+async def get_english(request: Request) -> bool:
+    """The reader asked for English (Accept-Language: en…): texts for people follow it."""
+    return english(request)
+
+
+English = Annotated[bool, Depends(get_english)]
 
 _bearer = HTTPBearer(auto_error=False)
 

@@ -42,6 +42,11 @@ class AppError(Exception):
         title = self.title_in(english)
         return title, self.detail if self._given else title
 
+    def localized(self, english: bool) -> tuple[str, str, dict[str, Any]]:
+        """(title, detail, extension members) as the reader's language has them."""
+        title, detail = self.texts(english)
+        return title, detail, self.extra
+
 
 class BadRequest(AppError):
     """A body that cannot be parsed at all (malformed multipart): Starlette's own 400."""
@@ -102,6 +107,23 @@ class OverrideNoteRequired(AppError):
     code = "override_note_required"
     title = "整改后照片有异常标记，验收通过需填写说明"
     title_en = "The after-photos are flagged: passing the check needs a note"
+
+    def __init__(self, flags_zh: list[dict[str, str]], flags_en: list[dict[str, str]]) -> None:
+        """The serious flags as `{code, text}` in each language (app/services/flag_text.py)."""
+        super().__init__("; ".join(f["text"] for f in flags_en))
+        self.flags_zh, self.flags_en = flags_zh, flags_en
+
+    def localized(self, english: bool) -> tuple[str, str, dict[str, Any]]:
+        flags = self.flags_en if english else self.flags_zh
+        texts = (
+            "; ".join(f["text"] for f in flags) if english else "；".join(f["text"] for f in flags)
+        )
+        detail = (
+            f"The after-photos are flagged: {texts}. Say in a note why they pass."
+            if english
+            else f"整改后照片有异常：{texts}。请填写验收通过的理由。"
+        )
+        return self.title_in(english), detail, {"flags": flags}
 
 
 class IdempotencyConflict(AppError):
@@ -220,8 +242,8 @@ def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> JS
 
 async def _app_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
-    title, detail = exc.texts(english(request))
-    response = problem(exc.status, exc.code, title, detail, **exc.extra)
+    title, detail, extra = exc.localized(english(request))
+    response = problem(exc.status, exc.code, title, detail, **extra)
     response.headers.update(exc.headers)
     if "retry_after_s" in exc.extra:  # when to try again, as the body says it too
         response.headers["Retry-After"] = str(exc.extra["retry_after_s"])

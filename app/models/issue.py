@@ -66,7 +66,16 @@ class Issue(SQLModel, table=True):
     dispatch_round: int = 0
     rework_count: int = 0
     quantity: float | None = None
+    # What the rectification dealt with, in the category's unit (e.g. 12000 m² covered), as
+    # given at submit_rectification; summed by category in /stats.
+    rectified_quantity: float | None = None
     duplicate_of_id: int | None = Field(default=None, foreign_key="issues.id")
+    # The pending 延期申请 (request_extension): the deadline asked for, why, by whom, when.
+    # Cleared when a supervisor decides or the issue leaves `dispatched`; the events keep it.
+    extension_deadline_at: datetime | None = time_field(index=True)
+    extension_note: str | None = Field(default=None, max_length=2000)
+    extension_requested_by_id: int | None = Field(default=None, foreign_key="users.id")
+    extension_requested_at: datetime | None = time_field()
     version: int = Field(default=1)
     updated_at: datetime = time_field(nullable=False, default_factory=utcnow)
     # The number of the issue's latest change, from the change counter (app/services/changes.py):
@@ -103,6 +112,22 @@ class IssueCodeCounter(SQLModel, table=True):
     last: int = 0
 
 
+class Navigation(BaseModel):
+    """Links that open a map app at the issue: AMap takes GCJ-02, Baidu BD-09 (converted)."""
+
+    amap: str
+    baidu: str
+
+
+class ExtensionRequest(BaseModel):
+    """A pending 延期申请: the deadline the office asks for and why."""
+
+    deadline: datetime
+    note: str
+    requested_by: str
+    requested_at: datetime
+
+
 class IssuePublic(BaseModel):
     id: int
     code: str
@@ -131,7 +156,11 @@ class IssuePublic(BaseModel):
     dispatch_round: int
     quantity: float | None
     quantity_unit: str
+    # Given with submit_rectification (整改数量), in quantity_unit; None until then.
+    rectified_quantity: float | None = None
     duplicate_of: int | None
+    # The pending extension request, for a supervisor to approve or refuse (else None).
+    extension_request: ExtensionRequest | None = None
     version: int
     updated_at: datetime
     photos: list[PhotoPublic]
@@ -145,6 +174,11 @@ class IssuePublic(BaseModel):
     # The grid cell the issue was routed to (None without a grid, or outside it).
     grid_cell: GridCellRef | None = None
     outside_grid: bool = False
+    # 高德地图 / 百度地图 links to the issue's point (always of the stored point, whatever crs).
+    navigation: Navigation
+    # The address, else the nearest known one with its distance ("距 XX 约 120 m"), else the
+    # grid cell's name, else None; Chinese, or English with Accept-Language: en.
+    address_hint: str | None = None
 
 
 class IssuePage(BaseModel):
@@ -160,6 +194,8 @@ class TransitionRequest(BaseModel):
     org_unit: Text | None = None
     deadline: AwareDatetime | datetime | None = None
     duplicate_of: int | None = PydanticField(default=None, ge=1, le=MAX_ID)
+    # submit_rectification: the quantity rectified, in the category's unit.
+    quantity: float | None = PydanticField(default=None, ge=0, le=1e9, allow_inf_nan=False)
 
 
 class LocationForm(BaseModel):

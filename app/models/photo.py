@@ -64,6 +64,13 @@ class PhotoUrls(BaseModel):
     original: str
 
 
+class FlagNote(BaseModel):
+    """A flag as a person reads it: the stable code and its sentence (app/services/flag_text)."""
+
+    code: str
+    text: str
+
+
 class PhotoPublic(BaseModel):
     id: int
     issue_id: int
@@ -81,6 +88,8 @@ class PhotoPublic(BaseModel):
     lon: float | None
     location_source: str | None
     flags: list[str]
+    # The flags as sentences with their figures: Chinese, or English with Accept-Language: en.
+    flag_notes: list[FlagNote] = []
     note: str | None
     # The issue's rectification round when the photo was uploaded (see IssuePublic).
     dispatch_round: int

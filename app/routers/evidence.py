@@ -4,7 +4,7 @@ from fastapi import Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from app import etags
-from app.deps import CurrentUser, EvidenceIssue, SessionDep, SettingsDep
+from app.deps import CurrentUser, English, EvidenceIssue, SessionDep, SettingsDep
 from app.errors import Forbidden
 from app.models.base import utcnow
 from app.openapi import file_response, merge, problem_responses
@@ -16,19 +16,24 @@ router = authenticated_router(prefix="/api/v1/issues/{issue_id}", tags=["evidenc
 # Evidence is for supervisors, auditors, admins and the reporter: others get 403.
 ERRORS = problem_responses(Forbidden, *ONE_ITEM_ERRORS)
 
-REVALIDATE = {"Cache-Control": "no-cache", "Vary": "Authorization"}
+REVALIDATE = {"Cache-Control": "no-cache", "Vary": "Authorization, Accept-Language"}
 
 
 @router.get("/evidence", response_model=dict[str, object], responses=ERRORS)
 def evidence(
-    issue: EvidenceIssue, request: Request, session: SessionDep, user: CurrentUser
+    issue: EvidenceIssue,
+    request: Request,
+    session: SessionDep,
+    user: CurrentUser,
+    english: English,
 ) -> Response:
     """The issue, every photo with hash, EXIF and flags, the events, and chain_valid.
 
     The ETag is the hash of the body: the same tag is always the same bytes, and a 304 says
     that the copy the auditor holds is what the server would send now.
     """
-    answer = JSONResponse(service.evidence(session, issue, user, utcnow()), headers=REVALIDATE)
+    body = service.evidence(session, issue, user, utcnow(), english=english)
+    answer = JSONResponse(body, headers=REVALIDATE)
     etag = etags.content_etag(bytes(answer.body))
     answer.headers["ETag"] = etag
     return etags.not_modified(request, etag, REVALIDATE) or answer

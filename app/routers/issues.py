@@ -9,6 +9,7 @@ from app import etags
 from app.deps import (
     CurrentIssue,
     CurrentUser,
+    English,
     EvidenceIssue,
     IdempotencyKey,
     IfMatchVersion,
@@ -98,6 +99,7 @@ def report_issue(
     settings: SettingsDep,
     storage: StorageDep,
     user: CurrentUser,
+    english: English,
     idempotency_key: IdempotencyKey = None,
     after_photos: Annotated[list[UploadFile] | None, File(description="0–10 after-photos")] = None,
 ) -> JSONResponse:
@@ -107,7 +109,7 @@ def report_issue(
         uploads.fields["after_photos"] = spooled(after_photos)
     caller = reporting.Caller(session, settings, storage, user)
     issue, replayed = reporting.report_issue(caller, form, uploads, idempotency_key=idempotency_key)
-    body = issue_public(session, issue, user, utcnow())
+    body = issue_public(session, issue, user, utcnow(), english=english)
     return _created(body.model_dump(mode="json"), replayed, f"/api/v1/issues/{issue.id}")
 
 
@@ -116,6 +118,7 @@ def list_issues_route(
     session: SessionDep,
     user: CurrentUser,
     filters: IssueFiltersDep,
+    english: English,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
     cursor: str | None = None,
     crs: CrsParam = Crs.WGS84,
@@ -123,7 +126,7 @@ def list_issues_route(
     """Issues you may see, oldest change first; follow `next_cursor` to continue."""
     now = utcnow()
     page, next_cursor, has_more = list_issues(session, user, filters, now, limit, cursor)
-    items = issues_public(session, page, user, now, crs)
+    items = issues_public(session, page, user, now, crs, english=english)
     return model_json(IssuePage(items=items, next_cursor=next_cursor, has_more=has_more))
 
 
@@ -162,13 +165,16 @@ def get_issue(
     session: SessionDep,
     user: CurrentUser,
     request: Request,
+    english: English,
     crs: CrsParam = Crs.WGS84,
 ) -> Response:
     """One issue; answers If-None-Match with 304 while its version is unchanged."""
     etag = etags.issue_etag(issue.version)
-    headers = {"ETag": etag, "Cache-Control": "no-cache", "Vary": "Authorization"}
+    vary = "Authorization, Accept-Language"
+    headers = {"ETag": etag, "Cache-Control": "no-cache", "Vary": vary}
     cached = etags.not_modified(request, etag, headers)
-    return cached or model_json(issue_public(session, issue, user, utcnow(), crs), headers=headers)
+    answer = issue_public(session, issue, user, utcnow(), crs, english=english)
+    return cached or model_json(answer, headers=headers)
 
 
 @router.post(
@@ -185,6 +191,7 @@ def add_photos(
     settings: SettingsDep,
     storage: StorageDep,
     user: CurrentUser,
+    english: English,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Add before, after or verification photos to an issue."""
@@ -196,7 +203,7 @@ def add_photos(
         reporting.Uploads({"files": spooled(files)}),
         idempotency_key=idempotency_key,
     )
-    body = [p.model_dump(mode="json") for p in photos_public(session, photos)]
+    body = [p.model_dump(mode="json") for p in photos_public(session, photos, english=english)]
     return _created(body, replayed)
 
 
@@ -223,13 +230,14 @@ def transition(
     settings: SettingsDep,
     user: CurrentUser,
     version: IfMatchVersion,
+    english: English,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Move the issue along the state machine; needs If-Match with its current version."""
     issue = service.apply_transition(
         session, settings, user, issue_id, body, version=version, idempotency_key=idempotency_key
     )
-    public = issue_public(session, issue, user, utcnow())
+    public = issue_public(session, issue, user, utcnow(), english=english)
     return model_json(public, headers={"ETag": etags.issue_etag(issue.version)})
 
 

@@ -6,7 +6,7 @@ from fastapi import Request, Response
 from sqlmodel import Session
 
 from app import etags
-from app.deps import CurrentUser, PhotoId, SessionDep, StorageDep
+from app.deps import CurrentUser, English, PhotoId, SessionDep, StorageDep
 from app.errors import Forbidden, NotFound
 from app.models import Issue, Photo, User
 from app.models.photo import PhotoPublic
@@ -48,10 +48,12 @@ def _file(request: Request, path: Path, etag: str, media_type: str, **headers: s
 
 
 @router.get("/{photo_id}", responses=problem_responses(*ONE_ITEM_ERRORS))
-def photo(photo_id: PhotoId, session: SessionDep, user: CurrentUser) -> PhotoPublic:
-    """A photo's metadata: hash, EXIF, location, flags and URLs."""
+def photo(
+    photo_id: PhotoId, session: SessionDep, user: CurrentUser, english: English
+) -> PhotoPublic:
+    """A photo's metadata: hash, EXIF, location, flags (and their sentences) and URLs."""
     row, _issue = _visible_photo(session, photo_id, user)
-    return photos_public(session, [row])[0]
+    return photos_public(session, [row], english=english)[0]
 
 
 @router.get("/{photo_id}/thumb", response_class=Response, responses=DERIVATIVE)

@@ -40,7 +40,9 @@ def photo_filename(photo: Photo) -> str:
     return f"originals/{photo.sha256}.{EXTENSIONS[format_of_content_type(photo.content_type)]}"
 
 
-def evidence(session: Session, issue: Issue, viewer: User, now: datetime) -> dict[str, Any]:
+def evidence(
+    session: Session, issue: Issue, viewer: User, now: datetime, *, english: bool = False
+) -> dict[str, Any]:
     """The issue, its photos, its events with their chain, and chain_valid recomputed now.
 
     Nothing in it is the time of asking: the same state gives the same bytes (the route's ETag
@@ -53,7 +55,7 @@ def evidence(session: Session, issue: Issue, viewer: User, now: datetime) -> dic
     events = audit.events_of(session, issue.id)
     problems = audit.chain_problems(events)
     photo_entries = []
-    for row, public in zip(photos, photos_public(session, photos), strict=True):
+    for row, public in zip(photos, photos_public(session, photos, english=english), strict=True):
         entry = public.model_dump(mode="json")
         entry["file"] = photo_filename(row)
         entry["distance_from_issue_m"] = (
@@ -63,7 +65,7 @@ def evidence(session: Session, issue: Issue, viewer: User, now: datetime) -> dic
         )
         photo_entries.append(entry)
     return {
-        "issue": issue_public(session, issue, viewer, now).model_dump(mode="json"),
+        "issue": issue_public(session, issue, viewer, now, english=english).model_dump(mode="json"),
         "photos": photo_entries,
         "events": [e.model_dump(mode="json") for e in events_public(events)],
         "chain_valid": bool(events) and not problems,

@@ -8,6 +8,7 @@ JSON and the ledgers all take their text from `describe`.
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from app.services.geo import distance_m
 
@@ -59,6 +60,22 @@ class PhotoFacts:
     issue_lon: float | None = None
 
 
+def facts_of(photo: Any, issue_lat: float | None, issue_lon: float | None) -> PhotoFacts:
+    """What a stored photo's sentences quote (a Photo or a row with its columns)."""
+    exif = photo.exif or {}
+    return PhotoFacts(
+        lat=photo.lat,
+        lon=photo.lon,
+        gps_lat=exif.get("gps_lat"),
+        gps_lon=exif.get("gps_lon"),
+        taken_at=photo.taken_at,
+        uploaded_at=photo.uploaded_at,
+        software=exif.get("software"),
+        issue_lat=issue_lat,
+        issue_lon=issue_lon,
+    )
+
+
 def describe(
     flags: Iterable[str], facts: PhotoFacts, *, english: bool = False
 ) -> list[dict[str, str]]:
@@ -71,6 +88,19 @@ def describe(
             template.format(figure=_figure(code, facts, english)) if "{" in template else template
         )
         out.append({"code": code, "text": text.replace("（）", "").replace(" ()", "")})
+    return out
+
+
+def of_photos(
+    codes: Iterable[str], photos: Iterable[Any], issue_at: tuple[float, float], *, english: bool
+) -> list[dict[str, str]]:
+    """Each code as `{code, text}`, with the figure of the first photo that carries it."""
+    photos = list(photos)
+    out = []
+    for code in codes:
+        carrier = next((p for p in photos if code in p.flags), None)
+        facts = facts_of(carrier, *issue_at) if carrier is not None else PhotoFacts()
+        out.extend(describe([code], facts, english=english))
     return out
 
 

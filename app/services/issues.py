@@ -5,37 +5,23 @@ check, `allowed_actions`, the statuses that count as open and the pages all read
 intake is in services/reporting.py.
 """
 
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Row
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from app.config import Settings
-from app.errors import (
-    AfterPhotoRequired,
-    Forbidden,
-    InvalidTransition,
-    NotFound,
-    OverrideNoteRequired,
-    ValidationFailed,
-    VersionConflict,
-)
-from app.models import Category, Issue, Photo, Role, User
-from app.models.base import as_aware, utcnow
+from app.errors import AppError, Forbidden, InvalidTransition, ValidationFailed, VersionConflict
+from app.models import Issue, Photo, Role, User
+from app.models.base import utcnow
 from app.models.issue import IssueStatus, TransitionRequest
-from app.models.photo import PhotoKind
-from app.services import audit, changes, checks, idempotency, orgs
-from app.services.permissions import (
-    RECTIFIERS,
-    SUPERVISORS,
-    acts_on,
-    get_visible,
-    user_org,
-)
+from app.services import audit, changes, idempotency
+from app.services import transition_effects as fx
+from app.services.permissions import RECTIFIERS, SUPERVISORS, acts_on, get_visible
 
 S = IssueStatus
 
@@ -47,6 +33,9 @@ class Action(StrEnum):
     DISPATCH = "dispatch"
     RETURN = "return"
     EXTEND_DEADLINE = "extend_deadline"
+    REQUEST_EXTENSION = "request_extension"
+    APPROVE_EXTENSION = "approve_extension"
+    REFUSE_EXTENSION = "refuse_extension"
     SUBMIT_RECTIFICATION = "submit_rectification"
     VERIFY_PASS = "verify_pass"
     VERIFY_FAIL = "verify_fail"
@@ -61,11 +50,14 @@ class Rule:
     needs: tuple[str, ...] = ()
     # Four eyes: who submitted the rectification or took this round's after-photos may not check it.
     not_by_rectifier: bool = False
+    # True: only while an extension request is pending, and not by who asked; False: only
+    # while none is; None: either way.
+    extension_pending: bool | None = None
 
 
 TRANSITIONS: dict[Action, Rule] = {
     Action.ACCEPT: Rule(frozenset({S.REPORTED}), S.ACCEPTED, SUPERVISORS),
-    Action.REJECT: Rule(frozenset({S.REPORTED}), S.REJECTED, SUPERVISORS, ("note",)),
+    Action.REJECT: Rule(frozenset({S.REPORTED, S.ACCEPTED}), S.REJECTED, SUPERVISORS, ("note",)),
     Action.MARK_DUPLICATE: Rule(
         frozenset({S.REPORTED, S.ACCEPTED}), S.DUPLICATE, SUPERVISORS, ("duplicate_of",)
     ),
@@ -75,6 +67,19 @@ TRANSITIONS: dict[Action, Rule] = {
     Action.RETURN: Rule(frozenset({S.DISPATCHED}), S.ACCEPTED, RECTIFIERS, ("note",)),
     Action.EXTEND_DEADLINE: Rule(
         frozenset({S.DISPATCHED}), S.DISPATCHED, SUPERVISORS, ("deadline", "note")
+    ),
+    Action.REQUEST_EXTENSION: Rule(
+        frozenset({S.DISPATCHED}),
+        S.DISPATCHED,
+        RECTIFIERS,
+        ("deadline", "note"),
+        extension_pending=False,
+    ),
+    Action.APPROVE_EXTENSION: Rule(
+        frozenset({S.DISPATCHED}), S.DISPATCHED, SUPERVISORS, extension_pending=True
+    ),
+    Action.REFUSE_EXTENSION: Rule(
+        frozenset({S.DISPATCHED}), S.DISPATCHED, SUPERVISORS, ("note",), extension_pending=True
     ),
     Action.SUBMIT_RECTIFICATION: Rule(frozenset({S.DISPATCHED}), S.RECTIFIED, RECTIFIERS),
     Action.VERIFY_PASS: Rule(
@@ -89,8 +94,7 @@ TRANSITIONS: dict[Action, Rule] = {
 # The statuses no action leads out of but reopen; every other status counts as open.
 TERMINAL = frozenset({S.CLOSED, S.REJECTED, S.DUPLICATE})
 OPEN_STATUSES = frozenset(S) - TERMINAL
-# A rectification deadline further out than this is a typing mistake, not a plan.
-MAX_DEADLINE_AHEAD = timedelta(days=366)
+MAX_DEADLINE_AHEAD = fx.MAX_DEADLINE_AHEAD
 
 
 def allowed_actions(
@@ -108,6 +112,7 @@ def allowed_actions(
         and user.role in rule.roles
         and in_scope
         and not (rule.not_by_rectifier and _rectified_by(issue, user, after_by))
+        and _extension_fits(rule, issue, user) is None
     ]
 
 
@@ -115,22 +120,19 @@ def _rectified_by(issue: Issue | Row[Any], user: User, after_by: Collection[int]
     return issue.rectified_by_id == user.id or user.id in after_by
 
 
+def _extension_fits(rule: Rule, issue: Issue | Row[Any], user: User) -> AppError | None:
+    """The error the rule's extension condition refuses this user with now (None: none)."""
+    pending = issue.extension_deadline_at is not None
+    if rule.extension_pending is None or rule.extension_pending == pending:
+        if rule.extension_pending and issue.extension_requested_by_id == user.id:
+            return Forbidden("an extension request is decided by someone other than who asked")
+        return None
+    if pending:
+        return InvalidTransition("an extension request is already pending")
+    return InvalidTransition("no extension request is pending")
+
+
 # --- The state machine -----------------------------------------------------------------------
-
-
-@dataclass
-class Step:
-    """One transition being applied: what its effect reads and changes."""
-
-    session: Session
-    settings: Settings
-    issue: Issue
-    user: User
-    request: TransitionRequest
-    now: datetime
-
-
-Effect = Callable[[Step], dict[str, Any]]
 
 
 def apply_transition(
@@ -163,8 +165,11 @@ def apply_transition(
         )
     _check(session, issue, user, action, request)
     from_status = issue.status
-    data = EFFECTS[action](Step(session, settings, issue, user, request, now))
+    step = fx.Step(session, settings, issue, user, request, now)
+    data = EFFECTS[action](step)
     issue.status = TRANSITIONS[action].target
+    if issue.status != S.DISPATCHED:
+        fx.leave_dispatched(step)
     changes.touch(session, issue, now)
     audit.append_event(
         session, issue, user, action, now, from_status=from_status, note=request.note, data=data
@@ -198,151 +203,32 @@ def _check(
         raise Forbidden(f"a {user.role} may not {action}")
     if not acts_on(session, user, issue):
         raise Forbidden(f"only the responsible unit or above may {action} this issue")
+    if (refused := _extension_fits(rule, issue, user)) is not None:
+        raise refused
     if rule.not_by_rectifier and _rectified_by(
-        issue, user, _this_rounds_after_photos(session, issue, Photo.uploaded_by_id)
+        issue, user, fx.this_rounds_after_photos(session, issue, Photo.uploaded_by_id)
     ):
         raise Forbidden("the rectification must be checked by someone other than who made it")
+    if request.quantity is not None and action != Action.SUBMIT_RECTIFICATION:
+        raise ValidationFailed("only submit_rectification takes a quantity", field="quantity")
     missing = [name for name in rule.needs if getattr(request, name) in (None, "")]
     if missing:
         raise ValidationFailed(f"{action} needs {', '.join(missing)}", missing=missing)
 
 
-def _deadline(step: Step) -> datetime | None:
-    """The deadline the request asks for, checked; None when it asks for none."""
-    deadline = step.request.deadline
-    if deadline is None:
-        return None
-    deadline = as_aware(deadline, step.settings.zone)
-    if deadline <= step.now:
-        raise ValidationFailed("the deadline must be in the future", field="deadline")
-    if deadline > step.now + MAX_DEADLINE_AHEAD:
-        raise ValidationFailed("the deadline must be within a year", field="deadline")
-    return deadline
-
-
-def _default_deadline(step: Step) -> datetime:
-    category = step.session.get(Category, step.issue.category_code)
-    assert category is not None
-    return step.now + timedelta(hours=category.deadline_hours)
-
-
-def _enter_dispatched(step: Step, deadline: datetime) -> None:
-    issue = step.issue
-    issue.dispatched_at = step.now
-    issue.deadline_at = deadline
-    issue.dispatch_round += 1
-    issue.rectified_at = None
-
-
-def _accept(step: Step) -> dict[str, Any]:
-    step.issue.accepted_at = step.now
-    return {}
-
-
-def _no_effect(_step: Step) -> dict[str, Any]:
-    return {}
-
-
-def _mark_duplicate(step: Step) -> dict[str, Any]:
-    issue, duplicate_of = step.issue, step.request.duplicate_of
-    assert duplicate_of is not None
-    if duplicate_of == issue.id:
-        raise ValidationFailed("an issue cannot duplicate itself", field="duplicate_of")
-    try:
-        original = get_visible(step.session, duplicate_of, step.user)
-    except NotFound:
-        raise ValidationFailed(
-            f"no issue {duplicate_of} to be a duplicate of", field="duplicate_of"
-        ) from None
-    issue.duplicate_of_id = original.id
-    return {"duplicate_of": original.id}
-
-
-def _dispatch(step: Step) -> dict[str, Any]:
-    assert step.request.org_unit is not None
-    target = orgs.by_code(step.session, step.request.org_unit)
-    if not orgs.is_within(target, user_org(step.session, step.user)):
-        raise Forbidden(f"{step.request.org_unit} is outside your unit")
-    deadline = _deadline(step) or _default_deadline(step)
-    assert target.id is not None
-    step.issue.org_unit_id = target.id
-    _enter_dispatched(step, deadline)
-    return {"org_unit": target.code, "deadline": audit.canonical_at(deadline)}
-
-
-def _extend_deadline(step: Step) -> dict[str, Any]:
-    issue, deadline = step.issue, _deadline(step)
-    assert deadline is not None
-    if issue.deadline_at is not None and deadline <= issue.deadline_at:
-        raise ValidationFailed(
-            "the new deadline must be later than the current one", field="deadline"
-        )
-    previous = issue.deadline_at
-    issue.deadline_at = deadline
-    return {
-        "deadline": audit.canonical_at(deadline),
-        "previous_deadline": audit.canonical_at(previous) if previous else None,
-    }
-
-
-def _this_rounds_after_photos(session: Session, issue: Issue, column: Any) -> list[Any]:
-    """One column of the after-photos of the issue's current dispatch round."""
-    query = select(column).where(
-        Photo.issue_id == issue.id,
-        Photo.kind == PhotoKind.AFTER,
-        Photo.dispatch_round == issue.dispatch_round,
-    )
-    return list(session.exec(query).all())
-
-
-def _submit_rectification(step: Step) -> dict[str, Any]:
-    after = _this_rounds_after_photos(step.session, step.issue, Photo.id)
-    if not after:
-        raise AfterPhotoRequired()
-    step.issue.rectified_at = step.now
-    step.issue.rectified_by_id = step.user.id
-    return {"after_photos": after}
-
-
-def _verify_pass(step: Step) -> dict[str, Any]:
-    flagged = _this_rounds_after_photos(step.session, step.issue, Photo.flags)
-    serious = sorted({flag for flags in flagged for flag in flags} & checks.NEEDS_OVERRIDE_NOTE)
-    if serious and not step.request.note:
-        raise OverrideNoteRequired(
-            f"the after-photos are flagged {', '.join(serious)}: say in a note why they pass",
-            flags=serious,
-        )
-    step.issue.closed_at = step.now
-    step.issue.verified_by_id = step.user.id
-    return {"override_flags": serious} if serious else {}
-
-
-def _verify_fail(step: Step) -> dict[str, Any]:
-    issue = step.issue
-    issue.rework_count += 1
-    issue.verified_by_id = step.user.id
-    # Rework keeps the deadline it had: a failed check does not buy more time.
-    _enter_dispatched(step, issue.deadline_at or _default_deadline(step))
-    return {"rework_count": issue.rework_count}
-
-
-def _reopen(step: Step) -> dict[str, Any]:
-    deadline = _deadline(step) or _default_deadline(step)
-    step.issue.closed_at = None
-    _enter_dispatched(step, deadline)
-    return {"deadline": audit.canonical_at(deadline)}
-
-
-EFFECTS: dict[Action, Effect] = {
-    Action.ACCEPT: _accept,
-    Action.REJECT: _no_effect,
-    Action.MARK_DUPLICATE: _mark_duplicate,
-    Action.DISPATCH: _dispatch,
-    Action.RETURN: _no_effect,
-    Action.EXTEND_DEADLINE: _extend_deadline,
-    Action.SUBMIT_RECTIFICATION: _submit_rectification,
-    Action.VERIFY_PASS: _verify_pass,
-    Action.VERIFY_FAIL: _verify_fail,
-    Action.REOPEN: _reopen,
+EFFECTS: dict[Action, fx.Effect] = {
+    Action.ACCEPT: fx.accept,
+    Action.REJECT: fx.no_effect,
+    Action.MARK_DUPLICATE: fx.mark_duplicate,
+    Action.DISPATCH: fx.dispatch,
+    Action.RETURN: fx.return_,
+    Action.EXTEND_DEADLINE: fx.extend_deadline,
+    Action.REQUEST_EXTENSION: fx.request_extension,
+    Action.APPROVE_EXTENSION: fx.approve_extension,
+    Action.REFUSE_EXTENSION: fx.refuse_extension,
+    Action.SUBMIT_RECTIFICATION: fx.submit_rectification,
+    Action.VERIFY_PASS: fx.verify_pass,
+    Action.VERIFY_FAIL: fx.verify_fail,
+    Action.REOPEN: fx.reopen,
 }
 assert set(EFFECTS) == set(TRANSITIONS)

@@ -21,18 +21,20 @@ from app.models.photo import PhotoKind, PhotoPublic
 from app.models.user import Role, UserPublic
 from app.services import orgs
 from app.services.audit import canonical_at
+from app.services.flag_text import describe, facts_of
 from app.services.geo import from_wgs84
 from app.services.issues import allowed_actions
 from app.services.permissions import user_org
+from app.services.wayfinding import address_hints, navigation
 
 
 def photos_public(
-    session: Session, photos: Sequence[Photo], crs: Crs = Crs.WGS84
+    session: Session, photos: Sequence[Photo], crs: Crs = Crs.WGS84, *, english: bool = False
 ) -> list[PhotoPublic]:
     """The photos' answers, in their order (read again as rows with their uploaders' names)."""
     found = session.connection().execute(_PHOTOS_BY_ID, {"ids": [p.id for p in photos]})
     rows = {row.id: row for row in found}
-    return _PHOTOS_PUBLIC.validate_python([_photo(rows[p.id], crs) for p in photos])
+    return _PHOTOS_PUBLIC.validate_python([_photo(rows[p.id], crs, english) for p in photos])
 
 
 def _point(lat: float, lon: float, crs: Crs) -> tuple[float, float]:
@@ -41,7 +43,14 @@ def _point(lat: float, lon: float, crs: Crs) -> tuple[float, float]:
     return round(lat, 7), round(lon, 7)
 
 
-def _photo(photo: Row[Any], crs: Crs) -> dict[str, Any]:
+def flag_notes(photo: Row[Any] | Photo, issue_at: tuple[float, float], english: bool) -> Any:
+    """The photo's flags as the sentences a person reads (app/services/flag_text.py)."""
+    if not photo.flags:
+        return []
+    return describe(photo.flags, facts_of(photo, *issue_at), english=english)
+
+
+def _photo(photo: Row[Any], crs: Crs, english: bool) -> dict[str, Any]:
     """A photo's answer as a dict, validated with the rest of the page (see _ISSUES_PUBLIC)."""
     base = f"/api/v1/photos/{photo.id}"
     lat, lon = (photo.lat, photo.lon)
@@ -64,6 +73,7 @@ def _photo(photo: Row[Any], crs: Crs) -> dict[str, Any]:
         "lon": lon,
         "location_source": photo.location_source,
         "flags": photo.flags,
+        "flag_notes": flag_notes(photo, (photo.issue_lat, photo.issue_lon), english),
         "note": photo.note,
         "dispatch_round": photo.dispatch_round,
         "urls": {
@@ -86,6 +96,8 @@ _ISSUES_PUBLIC = TypeAdapter(list[IssuePublic])
 _PHOTO_COLUMNS = [
     *(column for column in sa_inspect(Photo).columns if not column.name.startswith("phash_b")),
     col(User.username).label("uploaded_by"),
+    col(Issue.lat).label("issue_lat"),
+    col(Issue.lon).label("issue_lon"),
 ]
 
 
@@ -124,7 +136,11 @@ def _context_query() -> Any:
 
 # Built once (building a statement costs more than running these).
 _CONTEXTS = _context_query()
-_PHOTO_ROWS = select_columns(*_PHOTO_COLUMNS).join(User, col(User.id) == col(Photo.uploaded_by_id))
+_PHOTO_ROWS = (
+    select_columns(*_PHOTO_COLUMNS)
+    .join(User, col(User.id) == col(Photo.uploaded_by_id))
+    .join(Issue, col(Issue.id) == col(Photo.issue_id))
+)
 _PHOTOS_OF_ISSUES = _PHOTO_ROWS.where(
     col(Photo.issue_id).in_(bindparam("ids", expanding=True))
 ).order_by(col(Photo.id))
@@ -137,7 +153,10 @@ def issues_public(
     viewer: User,
     now: datetime,
     crs: Crs = Crs.WGS84,
+    *,
+    english: bool = False,
 ) -> list[IssuePublic]:
+    """The issues' answers; photo flags worded in Chinese, or in English when asked."""
     ids = [i.id or 0 for i in issues]
     connection = session.connection()
     photos_by_issue: dict[int, list[Row[Any]]] = defaultdict(list)
@@ -145,6 +164,7 @@ def issues_public(
         photos_by_issue[photo.issue_id].append(photo)
     contexts = {row[0]: _Context(*row[1:]) for row in connection.execute(_CONTEXTS, {"ids": ids})}
     viewer_path = user_org(session, viewer).path
+    hints = address_hints(session, issues, english=english)
     answers: list[dict[str, Any]] = []
     for issue in issues:
         context = contexts[issue.id]
@@ -156,7 +176,9 @@ def issues_public(
             if p.kind == PhotoKind.AFTER and p.dispatch_round == issue.dispatch_round
         }
         actions = allowed_actions(issue, viewer, within, after_by)
-        answers.append(_issue(issue, photos, context, now, crs, actions))
+        answer = _issue(issue, photos, context, now, crs, actions, english)
+        answer["address_hint"] = hints[issue.id or 0]
+        answers.append(answer)
     return _ISSUES_PUBLIC.validate_python(answers)
 
 
@@ -167,6 +189,7 @@ def _issue(
     now: datetime,
     crs: Crs,
     actions: list[str],
+    english: bool,
 ) -> dict[str, Any]:
     lat, lon = _point(i.lat, i.lon, crs)
     return {
@@ -195,10 +218,11 @@ def _issue(
         "dispatch_round": i.dispatch_round,
         "quantity": i.quantity,
         "quantity_unit": context.quantity_unit,
+        "rectified_quantity": i.rectified_quantity,
         "duplicate_of": i.duplicate_of_id,
         "version": i.version,
         "updated_at": i.updated_at,
-        "photos": [_photo(p, crs) for p in photos],
+        "photos": [_photo(p, crs, english) for p in photos],
         "source": i.source,
         "flags": sorted({flag for p in photos for flag in p.flags}),
         "allowed_actions": actions,
@@ -207,13 +231,20 @@ def _issue(
             {"code": i.grid_cell_code, "name": i.grid_cell_name} if i.grid_cell_code else None
         ),
         "outside_grid": i.outside_grid,
+        "navigation": navigation(i.lat, i.lon, i.code),
     }
 
 
 def issue_public(
-    session: Session, issue: Issue, viewer: User, now: datetime, crs: Crs = Crs.WGS84
+    session: Session,
+    issue: Issue,
+    viewer: User,
+    now: datetime,
+    crs: Crs = Crs.WGS84,
+    *,
+    english: bool = False,
 ) -> IssuePublic:
-    return issues_public(session, [issue], viewer, now, crs)[0]
+    return issues_public(session, [issue], viewer, now, crs, english=english)[0]
 
 
 def events_public(events: Sequence[IssueEvent]) -> list[IssueEventPublic]:

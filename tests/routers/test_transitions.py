@@ -157,17 +157,20 @@ def visible(issue: Issue, username: str) -> bool:
 # before dispatch lie in grid A1G (the reporter's), the others in office A; a_worker rectified.
 _SUPERVISING = {
     S.REPORTED: ["accept", "reject", "mark_duplicate", "dispatch"],
-    S.ACCEPTED: ["mark_duplicate", "dispatch"],
+    S.ACCEPTED: ["reject", "mark_duplicate", "dispatch"],
     S.REJECTED: [],
     S.DUPLICATE: [],
-    S.DISPATCHED: ["return", "extend_deadline", "submit_rectification"],
+    S.DISPATCHED: ["return", "extend_deadline", "request_extension", "submit_rectification"],
     S.RECTIFIED: ["verify_pass", "verify_fail"],
     S.CLOSED: ["reopen"],
 }
 EXPECTED_ACTIONS: dict[str, dict[IssueStatus, list[str]]] = {
     "d_super": _SUPERVISING,
     "a_super": _SUPERVISING,
-    "a_worker": {s: ["return", "submit_rectification"] if s == S.DISPATCHED else [] for s in S},
+    "a_worker": {
+        s: ["return", "request_extension", "submit_rectification"] if s == S.DISPATCHED else []
+        for s in S
+    },
     "grid_worker": {s: [] for s in S},  # sees its reports, acts on none (A is above its grid)
     "viewer": {s: [] for s in S},
     "auditor": {s: [] for s in S},
@@ -192,6 +195,9 @@ def _attempt(
     if action == Action.SUBMIT_RECTIFICATION and status == S.DISPATCHED:
         assert add_photos(client, zone, actor, issue["id"], "after").status_code == 201
         issue = get(client, zone, issue["id"])
+    if rule.extension_pending and status == S.DISPATCHED:  # the office asks first
+        asked = needed_fields(Action.REQUEST_EXTENSION, original)
+        issue = ok(act(client, zone, "a_worker", issue, "request_extension", **asked))
     response = act(client, zone, actor, issue, action, **needed_fields(action, original))
     after = get(client, zone, issue["id"])
     if status in rule.sources:

@@ -524,7 +524,23 @@ def test_verify_pass_on_flagged_after_photo_needs_a_note(client, zone):
     problem = refused.json()
     assert problem["code"] == "override_note_required"
     assert problem["status"] == 422
-    assert problem["flags"] == [Flag.FAR_FROM_ISSUE]
+    # The flags as the sentences the verifier reads, with the distance, in Chinese by default.
+    assert [f["code"] for f in problem["flags"]] == [Flag.FAR_FROM_ISSUE]
+    assert problem["flags"][0]["text"] == "拍摄位置距问题 2000 m"
+    assert "拍摄位置距问题 2000 m" in problem["detail"]
+    assert problem["title"] == "整改后照片有异常标记，验收通过需填写说明"
+    english = client.post(
+        f"/api/v1/issues/{issue['id']}/transitions",
+        json={"action": "verify_pass"},
+        headers=zone.headers(
+            "d_super", **{"If-Match": f'"{issue["version"]}"', "Accept-Language": "en"}
+        ),
+    ).json()
+    assert english["code"] == "override_note_required"
+    assert english["flags"] == [
+        {"code": Flag.FAR_FROM_ISSUE, "text": "Taken 2000 m from the issue"}
+    ]
+    assert "Taken 2000 m from the issue" in english["detail"]
     unchanged = get_issue(client, zone, issue["id"])
     assert unchanged["status"] == "rectified"
     assert unchanged["version"] == issue["version"]
@@ -564,7 +580,7 @@ def test_every_override_flag_needs_a_note_and_no_other_does(client, zone, sessio
         set_after_flags([Flag.NO_GPS, flag])
         refused = act(client, zone, "d_super", issue, "verify_pass")
         assert refused.status_code == 422, (flag, refused.text)
-        assert refused.json()["flags"] == [flag]
+        assert [f["code"] for f in refused.json()["flags"]] == [flag]
     minor = sorted(set(Flag) - NEEDS_OVERRIDE_NOTE)
     set_after_flags(minor)
     passed = act(client, zone, "d_super", issue, "verify_pass")
@@ -593,7 +609,10 @@ def test_on_the_spot_report_is_checked_like_any_rectification(client, zone):
     assert Flag.AFTER_MATCHES_BEFORE not in real_fix
     refused = act(client, zone, "d_super", issue, "verify_pass")
     assert refused.status_code == 422, refused.text
-    assert refused.json()["flags"] == [Flag.AFTER_MATCHES_BEFORE, Flag.DUPLICATE_PHOTO]
+    assert refused.json()["flags"] == [
+        {"code": Flag.AFTER_MATCHES_BEFORE, "text": "整改后照片与整改前相同"},
+        {"code": Flag.DUPLICATE_PHOTO, "text": "同一张照片此前已上传过"},
+    ]
 
 
 def test_only_the_current_rounds_after_photos_need_a_note(client, zone):
