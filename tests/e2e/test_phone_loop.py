@@ -2,7 +2,9 @@
 (phone viewport, position granted in 经开区)."""
 
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 from tests.e2e.browser import require_playwright
 
@@ -13,6 +15,7 @@ from sqlmodel import select  # noqa: E402
 
 from app.models import Issue  # noqa: E402
 from app.models.base import utcnow  # noqa: E402
+from app.services import geo  # noqa: E402
 from tests import factories  # noqa: E402
 from tests.e2e.conftest import LiveServer  # noqa: E402
 from tests.e2e.helpers import (  # noqa: E402
@@ -25,6 +28,8 @@ from tests.e2e.helpers import (  # noqa: E402
     wait_located,
 )
 from tests.e2e.test_phone import (  # noqa: E402
+    SHANGHAI,
+    _action_buttons,
     _by_description,
     _dispatch_by_api,
     _overflows,
@@ -216,3 +221,174 @@ def test_my_reports_follow_their_status_and_the_receipt_links_there(
     page.get_by_role("button", name="刷新").click()
     expect(card).to_be_visible()
     expect(page.locator(f"ul.tasks > li[data-issue='{other['id']}']")).to_have_count(0)
+
+
+# --- With the server side of issue 14 (navigation, flag_notes, extensions, reject) ---------------
+
+
+def _act(server: LiveServer, username: str, issue_id: int, action: str, **body: Any) -> Any:
+    current = server.issue(issue_id, username)
+    with server.api(username) as client:
+        response = client.post(
+            f"/api/v1/issues/{issue_id}/transitions",
+            json={"action": action, **body},
+            headers={"If-Match": f'"{current["version"]}"'},
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+
+def _add_after(server: LiveServer, issue_id: int, blob: bytes) -> None:
+    with server.api("a_worker") as client:
+        response = client.post(
+            f"/api/v1/issues/{issue_id}/photos",
+            data={"kind": "after"},
+            files=factories.files("files", blob),
+        )
+        assert response.status_code == 201, response.text
+
+
+def _lon_lat(url: str, key: str) -> tuple[float, float]:
+    value = parse_qs(urlparse(url).query)[key][0]
+    a, b = (float(v) for v in value.split(","))
+    return a, b
+
+
+def test_office_worker_finds_the_address_map_and_navigation(
+    page: Page, live_server: LiveServer
+) -> None:
+    issue = _dispatch_by_api(live_server, _report_by_api(live_server, unique("导航")))
+    sign_in(page, "a_worker")
+    page.get_by_role("link", name="任务", exact=True).click()
+    card = page.locator(f"ul.tasks > li[data-issue='{issue['id']}']")
+    expect(card.locator(".distance")).to_contain_text(re.compile(r"距你 \d+ 米"))
+    amap = card.get_by_role("link", name="高德地图导航")
+    expect(amap).to_be_visible()
+
+    # AMap takes GCJ-02 (lon,lat), Baidu BD-09 (lat,lon): the issue's point, converted.
+    gcj_lat, gcj_lon = geo.wgs84_to_gcj02(issue["lat"], issue["lon"])
+    lon, lat = _lon_lat(amap.get_attribute("href") or "", "position")
+    assert geo.distance_m(lat, lon, gcj_lat, gcj_lon) < 5
+    baidu = card.get_by_role("link", name="百度地图导航").get_attribute("href") or ""
+    b_lat, b_lon = _lon_lat(baidu, "location")
+    bd_lat, bd_lon = geo.wgs84_to_bd09(issue["lat"], issue["lon"])
+    assert geo.distance_m(b_lat, b_lon, bd_lat, bd_lon) < 5
+    assert controls_without_names(page) == []
+    assert not _overflows(page)
+
+    # The issue screen: the same links, a map with the spot and the phone, the distance.
+    card.locator("a.task-link").click()
+    where = page.get_by_role("region", name="位置和导航")
+    expect(where.get_by_role("img", name=f"{issue['code']} 所在位置的地图")).to_be_visible()
+    expect(where.locator("svg circle.spot")).to_have_count(1)
+    expect(where.locator("svg circle.phone")).to_have_count(1)
+    expect(where).to_contain_text(re.compile(r"距你 \d+ 米"))
+    link = where.get_by_role("link", name="高德地图导航").get_attribute("href") or ""
+    assert geo.distance_m(*reversed(_lon_lat(link, "position")), gcj_lat, gcj_lon) < 5
+    assert not _overflows(page)
+
+
+def test_verifier_reads_the_flags_in_chinese_before_passing_a_reused_photo(
+    page: Page, live_server: LiveServer
+) -> None:
+    issue = _dispatch_by_api(live_server, _report_by_api(live_server, unique("旧照片")))
+    # The after-photo is the before-photo again (the same bytes _report_by_api sent).
+    _add_after(live_server, issue["id"], factories.jpeg(seed=3))
+    _act(live_server, "a_worker", issue["id"], "submit_rectification")
+
+    sign_in(page, "d_super")
+    page.goto(f"/m/#/issue/{issue['id']}")
+    flagged = page.locator(".notice.flagged")
+    expect(flagged).to_contain_text("整改后照片与整改前相同")
+    expect(page.locator("section.photos")).to_contain_text("整改后照片与整改前相同")
+    expect(page.get_by_label("验收说明（照片有异常，通过需填写）")).to_be_visible()
+    page.get_by_role("button", name="验收通过").click()
+    expect(page.get_by_role("alert")).to_have_text("照片有异常标记：验收通过前请填写说明")
+    assert live_server.issue(issue["id"])["status"] == "rectified"
+    page.get_by_label("验收说明（照片有异常，通过需填写）").fill("现场复核，已整改，照片为同一角度")
+    page.get_by_role("button", name="验收通过").click()
+    expect(page.get_by_role("heading", name="审核")).to_be_visible()
+    assert live_server.issue(issue["id"])["status"] == "closed"
+
+
+def _ask_for_more_time(page: Page, issue: dict[str, Any], days: int) -> str:
+    sign_in(page, "a_worker")
+    page.goto(f"/m/#/issue/{issue['id']}")
+    wanted = (datetime.now(SHANGHAI) + timedelta(days=days)).strftime("%Y-%m-%d")
+    page.get_by_label("整改期限").fill(f"{wanted}T18:00")
+    page.get_by_role("button", name="申请延期").click()
+    expect(page.get_by_role("alert")).to_have_text("请填写备注")
+    page.get_by_label("申请延期说明").fill("需要协调施工队，材料未到")
+    page.get_by_role("button", name="申请延期").click()
+    expect(page.get_by_role("heading", name="我的任务")).to_be_visible()
+    page.get_by_role("button", name="退出登录").click()
+    return wanted
+
+
+def test_extension_requested_then_approved(page: Page, live_server: LiveServer) -> None:
+    issue = _dispatch_by_api(live_server, _report_by_api(live_server, unique("延期批准")))
+    wanted = _ask_for_more_time(page, issue, 20)
+    asked = live_server.issue(issue["id"])["extension_request"]
+    assert asked["requested_by"] == "a_worker"
+
+    sign_in(page, "d_super")
+    queue = _queue(page, "延期申请")
+    queue.get_by_role("link", name=re.compile(issue["code"])).click()
+    expect(page.get_by_role("note").filter(has_text="延期申请")).to_contain_text("材料未到")
+    assert {"approve_extension", "refuse_extension"} <= _action_buttons(page)
+    page.get_by_role("button", name="批准延期").click()
+    expect(page.get_by_role("heading", name="审核")).to_be_visible()
+    approved = live_server.issue(issue["id"])
+    assert approved["extension_request"] is None
+    assert approved["deadline"].startswith(f"{wanted}T10:00")  # 18:00 in Shanghai
+
+
+def test_extension_requested_then_refused(page: Page, live_server: LiveServer) -> None:
+    issue = _dispatch_by_api(live_server, _report_by_api(live_server, unique("延期不批")))
+    before = live_server.issue(issue["id"])["deadline"]
+    _ask_for_more_time(page, issue, 25)
+    sign_in(page, "d_super")
+    page.goto(f"/m/#/issue/{issue['id']}")
+    page.get_by_role("button", name="不批准延期").click()
+    expect(page.get_by_role("alert")).to_have_text("请填写备注")
+    page.get_by_label("不批准延期说明").fill("按原期限完成")
+    page.get_by_role("button", name="不批准延期").click()
+    expect(page.get_by_role("heading", name="审核")).to_be_visible()
+    refused = live_server.issue(issue["id"])
+    assert refused["extension_request"] is None
+    assert refused["deadline"] == before
+
+
+def test_returned_by_the_office_then_refused(page: Page, live_server: LiveServer) -> None:
+    issue = _dispatch_by_api(live_server, _report_by_api(live_server, unique("退回")))
+    sign_in(page, "a_worker")
+    page.goto(f"/m/#/issue/{issue['id']}")
+    page.get_by_label("退回说明").fill("不属于本办事处辖区")
+    page.get_by_role("button", name="退回").click()
+    expect(page.get_by_role("heading", name="我的任务")).to_be_visible()
+    page.get_by_role("button", name="退出登录").click()
+
+    sign_in(page, "d_super")
+    _queue(page, "待受理").get_by_role("link", name=re.compile(issue["code"])).click()
+    assert "reject" in _action_buttons(page)
+    page.get_by_label("不予受理说明").fill("非城市管理问题")
+    page.get_by_role("button", name="不予受理").click()
+    expect(page.get_by_role("heading", name="审核")).to_be_visible()
+    assert live_server.issue(issue["id"])["status"] == "rejected"
+
+
+def test_rectified_quantity_given_at_submit(page: Page, live_server: LiveServer) -> None:
+    issue = _dispatch_by_api(live_server, _report_by_api(live_server, unique("整改数量")))
+    sign_in(page, "a_worker")
+    page.goto(f"/m/#/issue/{issue['id']}")
+    page.get_by_label("整改后照片").set_input_files([_photo().payload()])
+    quantity = page.get_by_label("整改数量")
+    quantity.fill("-3")
+    page.get_by_role("button", name="提交整改").click()
+    expect(page.get_by_role("alert").filter(has_text="整改数量")).to_be_visible()
+    quantity.fill("12000")
+    page.get_by_role("button", name="提交整改").click()
+    expect(outbox_items(page).filter(has_text="已完成")).to_have_count(2)
+    done = live_server.issue(issue["id"])
+    assert done["status"] == "rectified"
+    assert done["rectified_quantity"] == 12000

@@ -6,6 +6,7 @@ import {
 import * as outbox from "./outbox.js";
 import { reportView, resetDraft } from "./report.js";
 import { mineView } from "./mine.js";
+import { forgetGrid } from "./map.js";
 import { issueView, lists, resetFilters, reviewView, tasksView } from "./issues.js";
 
 const main = document.getElementById("main");
@@ -155,6 +156,7 @@ async function signOut() {
   forgetImages();
   resetDraft();
   resetFilters();
+  forgetGrid();
   lists.last = null;
   if (location.hash === "#/login") render();
   else location.hash = "#/login";
@@ -166,6 +168,7 @@ hooks.unauthorized = () => {
   session.clear();
   session.expired = true; // the outbox waits; the same user signing in sends it on
   forgetImages();
+  forgetGrid();
   store.del("cache.tasks");
   store.del("cache.review");
   store.del("cache.mine");

@@ -210,6 +210,26 @@ const WORDS = {
     tabMine: "我的上报",
     seeMine: "在我的上报中查看",
     seeMineList: "查看我的上报",
+    metres: "{m} 米",
+    kilometres: "{km} 公里",
+    mapLabel: "{what} 所在位置的地图",
+    mapIssue: "问题位置",
+    mapPhone: "你的位置",
+    distanceFromYou: "距你 {d}",
+    noPosition: "未获得你的位置",
+    where: "位置和导航",
+    navWith: "{app}导航",
+    app_amap: "高德地图",
+    app_baidu: "百度地图",
+    extensionAsked: "延期申请：申请延至 {time}",
+    act_request_extension: "申请延期",
+    act_approve_extension: "批准延期",
+    act_refuse_extension: "不批准延期",
+    needOverrideNote: "照片有异常标记：验收通过前请填写说明",
+    flaggedTitle: "照片异常，请核实：",
+    overrideNote: "验收说明（照片有异常，通过需填写）",
+    rectifiedQuantity: "整改数量",
+    badQuantity: "整改数量须为不小于 0 的数字",
     days: "{n}天",
     hours: "{n}小时",
     minutes: "{n}分钟",
@@ -397,6 +417,26 @@ const WORDS = {
     tabMine: "My reports",
     seeMine: "See it in My reports",
     seeMineList: "See my reports",
+    metres: "{m} m",
+    kilometres: "{km} km",
+    mapLabel: "Map of where {what} is",
+    mapIssue: "The issue",
+    mapPhone: "You",
+    distanceFromYou: "{d} from you",
+    noPosition: "Your position is unknown",
+    where: "Where it is",
+    navWith: "Navigate with {app}",
+    app_amap: "AMap",
+    app_baidu: "Baidu Maps",
+    extensionAsked: "Extension asked: until {time}",
+    act_request_extension: "Ask for more time",
+    act_approve_extension: "Approve extension",
+    act_refuse_extension: "Refuse extension",
+    needOverrideNote: "The photos are flagged: write a note before passing",
+    flaggedTitle: "Flagged photos — check before deciding:",
+    overrideNote: "Note (flagged photos: needed to pass)",
+    rectifiedQuantity: "Quantity rectified",
+    badQuantity: "The quantity must be a number of at least 0",
     days: "{n} d",
     hours: "{n} h",
     minutes: "{n} min",
@@ -572,7 +612,9 @@ export class ApiError extends Error {
 }
 
 function authHeaders(extra = {}) {
-  return session.token ? { Authorization: `Bearer ${session.token}`, ...extra } : extra;
+  // The server's problem texts (and flag sentences) come in the app's language.
+  const base = { "Accept-Language": lang === "en" ? "en" : "zh-CN", ...extra };
+  return session.token ? { Authorization: `Bearer ${session.token}`, ...base } : base;
 }
 
 /** JSON in, JSON out; throws ApiError (status 0 when the network failed). */

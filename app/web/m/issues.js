@@ -4,6 +4,7 @@ import {
   orgUnits, problemText, session, store, t, toast,
 } from "./core.js";
 import * as outbox from "./outbox.js";
+import { distanceM, formatDistance, spotMap } from "./map.js";
 
 /** The list an issue was opened from, where 返回 goes back to. */
 export const lists = { last: null };
@@ -113,7 +114,7 @@ export function loadFailed(root, err, again) {
   );
 }
 
-export function issueCard(issue, { compare = false, line = null, changed = false } = {}) {
+export function issueCard(issue, { compare = false, line = null, changed = false, where = false } = {}) {
   const before = photosOf(issue, "before")[0];
   const after = currentAfter(issue).at(-1);
   const title = `${issue.code} · ${categoryLabel(issue.category)}`;
@@ -135,9 +136,12 @@ export function issueCard(issue, { compare = false, line = null, changed = false
         h("p", { class: "title", text: title }),
         h("p", { class: "meta" }, statusChip(issue), issue.status === "dispatched" ? deadlineChip(issue) : null, changed ? h("span", { class: "chip changed", text: t("changed") }) : null),
         line ? h("p", { class: "line", text: line }) : null,
+        where && (issue.address || issue.address_hint) ? h("p", { class: "line address", text: issue.address || issue.address_hint }) : null,
+        where ? h("p", { class: "line distance", "data-at": `${issue.lat},${issue.lon}` }) : null,
         issue.description ? h("p", { class: "desc", text: issue.description }) : null,
       ),
     ),
+    where ? navLinks(issue) : null,
   );
 }
 
@@ -163,8 +167,9 @@ export function tasksView(root) {
     const items = result.items
       .filter((i) => i.status === "dispatched")
       .sort((a, b) => Number(b.overdue) - Number(a.overdue) || (a.deadline || "9").localeCompare(b.deadline || "9"));
-    const list = h("ul", { class: "tasks", "aria-label": t("tasksTitle") }, items.map((i) => issueCard(i)));
+    const list = h("ul", { class: "tasks", "aria-label": t("tasksTitle") }, items.map((i) => issueCard(i, { where: true })));
     fill(root, heading(t("tasksTitle"), load), listStatus(result), items.length ? list : h("p", { class: "muted" }, t("tasksEmpty"), " ", h("a", { href: "#/mine", text: t("seeMineList") })));
+    distances(root);
     clearInterval(timer);
     timer = setInterval(() => refreshCountdowns(root), 30000);
   };
@@ -308,6 +313,7 @@ function drawIssue(root, issue, back, reload, notice) {
     t("unit", { unit: issue.org_unit }),
     issue.quantity !== null ? `${t("quantity")} ${issue.quantity} ${issue.quantity_unit}` : null,
     issue.rework_count ? t("rework", { n: issue.rework_count }) : null,
+    issue.rectified_quantity !== null && issue.rectified_quantity !== undefined ? `${t("rectifiedQuantity")} ${issue.rectified_quantity} ${issue.quantity_unit}` : null,
   ].filter(Boolean);
   fill(
     root,
@@ -317,6 +323,8 @@ function drawIssue(root, issue, back, reload, notice) {
     h("p", { class: "meta" }, statusChip(issue), issue.status === "dispatched" ? deadlineChip(issue) : null),
     issue.description ? h("p", { class: "desc big-text", text: issue.description }) : null,
     h("ul", { class: "facts" }, facts.map((f) => h("li", { text: f }))),
+    extensionNotice(issue),
+    wherePanel(issue),
     photoPanel(issue),
     actionsPanel(issue, back, reload),
   );
@@ -326,18 +334,89 @@ function photoPanel(issue) {
   const before = photosOf(issue, "before");
   const after = currentAfter(issue);
   const column = (title, photos, kind) =>
-    h("div", { class: "column" }, h("h3", { text: title }), photos.map((p, i) => thumb(p, t("photoAlt", { kind, n: i + 1 }))));
+    h("div", { class: "column" }, h("h3", { text: title }), photos.map((p, i) => [thumb(p, t("photoAlt", { kind, n: i + 1 })), flagList(p.flag_notes)]));
   if (!after.length) return h("section", { class: "photos" }, column(t("before"), before, t("before")));
   return h("section", { class: "photos compare", "aria-label": `${t("before")} / ${t("after")}` }, column(t("before"), before, t("before")), column(t("after"), after, t("after")));
+}
+
+// --- Where it is and how to get there ---------------------------------------------------------
+/** The address (or the nearest known one), the distance from the phone, a map, 导航 links. */
+function wherePanel(issue) {
+  const address = issue.address || issue.address_hint;
+  const box = h("section", { class: "where", "aria-label": t("where") }, address ? h("p", { class: "address", text: address }) : null, spotMap(issue, null), navLinks(issue));
+  here().then((pos) => pos && box.isConnected && box.children[address ? 1 : 0].replaceWith(spotMap(issue, pos)));
+  return box;
+}
+
+function navLinks(issue) {
+  const nav = issue.navigation;
+  if (!nav) return null;
+  const link = (href, name) => h("a", { href, class: "button secondary", target: "_blank", rel: "noopener noreferrer", "data-nav": name, text: t("navWith", { app: t("app_" + name) }) });
+  return h("div", { class: "nav-links" }, link(nav.amap, "amap"), link(nav.baidu, "baidu"));
+}
+
+let fix = null; // one position per minute for the lists and the issue screen
+function here() {
+  if (!fix || Date.now() - fix.at > 60000) fix = { at: Date.now(), promise: onePosition() };
+  return fix.promise;
+}
+
+/** A card's distance from the phone, filled in once the phone knows where it is. */
+function distances(root) {
+  here().then((pos) => {
+    if (!pos) return;
+    for (const el of root.querySelectorAll("[data-at]")) {
+      const [lat, lon] = el.dataset.at.split(",").map(Number);
+      el.textContent = t("distanceFromYou", { d: formatDistance(distanceM(pos.latitude, pos.longitude, lat, lon)) });
+    }
+  });
+}
+
+// --- Flags as sentences, where a person decides ------------------------------------------------
+// The flags that make 验收通过 need a note (app/services/checks.py NEEDS_OVERRIDE_NOTE); the
+// server has the last word (422 override_note_required), the phone asks before it is refused.
+const NEEDS_NOTE = ["far_from_issue", "taken_before_report", "after_matches_before", "similar_to_other_issue", "duplicate_photo"];
+
+function flagList(notes) {
+  return notes && notes.length ? h("ul", { class: "flags" }, notes.map((n) => h("li", { "data-flag": n.code, text: n.text }))) : null;
+}
+
+const seriousNotes = (issue) => currentAfter(issue).flatMap((p) => (p.flag_notes || []).filter((n) => NEEDS_NOTE.includes(n.code)));
+
+// --- 延期申请 -------------------------------------------------------------------------------------
+function extensionNotice(issue) {
+  const x = issue.extension_request;
+  if (!x) return null;
+  return h("div", { class: "notice extension", role: "note" }, h("b", { text: t("extensionAsked", { time: formatTime(x.deadline) }) }), h("p", { text: `${x.note} — ${x.requested_by}, ${formatTime(x.requested_at)}` }));
+}
+
+function decidePanel(allowed, run) {
+  const status = h("p", { class: "error", role: "alert" });
+  const note = h("textarea", { rows: 2, maxLength: 2000 });
+  const refuse = () => {
+    if (!note.value.trim()) return (status.textContent = t("needNote"), note.focus());
+    run("refuse_extension", { note: note.value.trim() }, status);
+  };
+  const approve = () => run("approve_extension", note.value.trim() ? { note: note.value.trim() } : {}, status);
+  return h(
+    "section",
+    { class: "action card" },
+    h("h3", { text: t("queueExtension") }),
+    field(t("noteFor", { action: t("act_refuse_extension") }), note),
+    status,
+    h("div", { class: "row" }, allowed.has("approve_extension") ? actionButton("approve_extension", approve, "good") : null, allowed.has("refuse_extension") ? actionButton("refuse_extension", refuse, "danger") : null),
+  );
 }
 
 // --- Actions: only those the server's allowed_actions offer ------------------------------------
 function actionsPanel(issue, back, reload) {
   const allowed = new Set(issue.allowed_actions);
-  const run = (action, body, status) => transition(issue, action, body, status, back, reload);
+  const run = (action, body, status, onError) => transition(issue, action, body, status, back, reload, onError);
   const panels = [];
   if (allowed.has("submit_rectification")) panels.push(rectifyPanel(issue));
-  if (allowed.has("verify_pass") || allowed.has("verify_fail")) panels.push(verifyPanel(allowed, run));
+  if (allowed.has("verify_pass") || allowed.has("verify_fail")) panels.push(verifyPanel(issue, allowed, run));
+  if (allowed.has("approve_extension") || allowed.has("refuse_extension")) panels.push(decidePanel(allowed, run));
+  if (allowed.has("request_extension")) panels.push(deadlinePanel(issue, "request_extension", run, false));
   if (allowed.has("dispatch")) panels.push(deadlinePanel(issue, "dispatch", run, true));
   if (allowed.has("accept")) panels.push(notePanel("accept", run, false));
   if (allowed.has("mark_duplicate")) panels.push(duplicatePanel(issue, run));
@@ -355,7 +434,7 @@ const reason = (err) => (err.status ? problemText(err.status, err.problem || {})
 
 let busy = false; // one transition at a time: a double tap must not send it twice
 
-async function transition(issue, action, body, status, back, reload) {
+async function transition(issue, action, body, status, back, reload, onError = () => {}) {
   if (busy) return;
   busy = true;
   status.textContent = "";
@@ -371,6 +450,7 @@ async function transition(issue, action, body, status, back, reload) {
   } catch (err) {
     if (err.status === 412) return reload(t("versionConflict"));
     status.textContent = reason(err);
+    onError(err);
   } finally {
     busy = false;
   }
@@ -394,9 +474,10 @@ function notePanel(action, run, needsNote) {
   return h("section", { class: "action card" }, note ? field(t("noteFor", { action: t("act_" + action) }), note) : null, status, actionButton(action, go, cls));
 }
 
-function verifyPanel(allowed, run) {
+function verifyPanel(issue, allowed, run) {
   const status = h("p", { class: "error", role: "alert" });
   const note = h("textarea", { rows: 2, maxLength: 2000 });
+  const serious = seriousNotes(issue);
   const fail = () => {
     if (!note.value.trim()) {
       status.textContent = t("needNote");
@@ -404,11 +485,18 @@ function verifyPanel(allowed, run) {
     }
     run("verify_fail", { note: note.value.trim() }, status);
   };
-  const pass = () => run("verify_pass", note.value.trim() ? { note: note.value.trim() } : {}, status);
+  const pass = () => {
+    if (serious.length && !note.value.trim()) {
+      status.textContent = t("needOverrideNote");
+      return note.focus();
+    }
+    run("verify_pass", note.value.trim() ? { note: note.value.trim() } : {}, status, (err) => err.problem && err.problem.code === "override_note_required" && note.focus());
+  };
   return h(
     "section",
     { class: "action card verify" },
-    field(t("note"), note),
+    serious.length ? h("div", { class: "notice flagged", role: "note" }, h("b", { text: t("flaggedTitle") }), flagList(serious)) : null,
+    field(serious.length ? t("overrideNote") : t("note"), note),
     status,
     h("div", { class: "row" }, allowed.has("verify_pass") ? actionButton("verify_pass", pass, "good") : null, allowed.has("verify_fail") ? actionButton("verify_fail", fail, "danger") : null),
   );
@@ -418,7 +506,7 @@ function verifyPanel(allowed, run) {
 function deadlinePanel(issue, action, run, withOffice) {
   const status = h("p", { class: "error", role: "alert" });
   const hours = (category(issue.category) || {}).deadline_hours || 72;
-  const start = action === "extend_deadline" && issue.deadline ? new Date(issue.deadline) : new Date();
+  const start = action !== "dispatch" && issue.deadline ? new Date(issue.deadline) : new Date();
   const deadline = h("input", { type: "datetime-local", required: true, value: localInputValue(new Date(start.getTime() + hours * 3600e3)) });
   const note = withOffice ? null : h("textarea", { rows: 2, maxLength: 2000 });
   const office = withOffice ? h("select", { required: true }) : null;
@@ -531,12 +619,17 @@ function rectifyPanel(issue) {
     showPending();
   };
   const submit = async () => {
+    const amount = quantity.value.trim();
+    if (amount !== "" && !(Number(amount) >= 0 && Number.isFinite(Number(amount)))) return (status.textContent = t("badQuantity"), quantity.focus());
     await send();
     if (!currentAfter(issue).length && !(await pending()).length) return (status.textContent = t("needAfter"));
-    await outbox.addAction({ issue, action: "submit_rectification", target: "rectified" });
+    const body = amount === "" ? {} : { quantity: Number(amount) };
+    await outbox.addAction({ issue, action: "submit_rectification", body, target: "rectified" });
     toast(t("queuedAction", { action: t("act_submit_rectification") }));
     location.hash = "#/outbox";
   };
+  // 整改数量, in the category's unit (e.g. 12000 m² of bare soil covered); optional.
+  const quantity = h("input", { type: "number", inputmode: "decimal", min: "0", step: "any", value: issue.quantity ?? "", "aria-describedby": `qty-unit-${issue.id}` });
   showPending();
   return h(
     "section",
@@ -545,6 +638,7 @@ function rectifyPanel(issue) {
     h("p", { class: "muted", text: t("afterHint") }),
     photos.nodes,
     waiting,
+    field(t("rectifiedQuantity"), quantity, h("span", { class: "unit", id: `qty-unit-${issue.id}`, text: issue.quantity_unit })),
     status,
     h("button", { type: "button", class: "secondary big", text: t("uploadAfter"), onclick: upload }),
     actionButton("submit_rectification", submit),
