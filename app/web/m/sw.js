@@ -17,6 +17,7 @@ const SHELL = [
   "/m/report.js",
   "/m/issues.js",
   "/m/mine.js",
+  "/m/map.js",
   "/m/manifest.webmanifest",
   "/m/icon.svg",
 ];
