@@ -7,7 +7,7 @@ third of an authenticated request's time). Only what reads the database runs the
 
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Depends, Header, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -160,11 +160,27 @@ async def get_issue_filters(
     bbox: Annotated[str | None, Query(description="minLon,minLat,maxLon,maxLat")] = None,
     updated_since: datetime | None = None,
     q: Annotated[str | None, Query(max_length=100)] = None,
+    reported_by: Annotated[
+        Literal["me"] | None, Query(description="me: only the issues you reported (我的上报)")
+    ] = None,
+    extension_pending: Annotated[
+        bool | None, Query(description="true: a 延期申请 awaits a supervisor's decision")
+    ] = None,
 ) -> IssueFilters:
     """The filters of GET /api/v1/issues, shared by the map and the ledger exports."""
     aware = as_aware(updated_since, settings.zone) if updated_since else None
     since = moments.check_moment(aware, "updated_since") if aware else None
-    return IssueFilters(status or [], category, org_unit, overdue, bbox, since, q)
+    return IssueFilters(
+        status or [],
+        category,
+        org_unit,
+        overdue,
+        bbox,
+        since,
+        q,
+        reported_by_me=reported_by == "me",
+        extension_pending=extension_pending,
+    )
 
 
 IssueFiltersDep = Annotated[IssueFilters, Depends(get_issue_filters)]

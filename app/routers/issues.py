@@ -1,6 +1,6 @@
 """Issues: report, list, read, add photos, act on the state machine, read the audit trail."""
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import File, Form, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
@@ -49,7 +49,7 @@ from app.responses import model_json
 from app.routers.api import ONE_ITEM_ERRORS, UPLOAD_ERRORS, authenticated_router
 from app.services import audit, reporting
 from app.services import issues as service
-from app.services.issue_list import MAX_GEOJSON_LIMIT, MAX_LIMIT, list_issues
+from app.services.issue_list import MAX_GEOJSON_LIMIT, MAX_LIMIT, by_deadline, list_issues
 from app.services.present import (
     events_public,
     feature_collection,
@@ -122,10 +122,15 @@ def list_issues_route(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
     cursor: str | None = None,
     crs: CrsParam = Crs.WGS84,
+    sort: Annotated[
+        Literal["changes", "deadline"],
+        Query(description="changes: the change feed (default); deadline: nearest first"),
+    ] = "changes",
 ) -> Response:
-    """Issues you may see, oldest change first; follow `next_cursor` to continue."""
+    """Issues you may see, oldest change first (or nearest deadline); follow `next_cursor`."""
     now = utcnow()
-    page, next_cursor, has_more = list_issues(session, user, filters, now, limit, cursor)
+    pages = by_deadline if sort == "deadline" else list_issues
+    page, next_cursor, has_more = pages(session, user, filters, now, limit, cursor)
     items = issues_public(session, page, user, now, crs, english=english)
     return model_json(IssuePage(items=items, next_cursor=next_cursor, has_more=has_more))
 

@@ -5,7 +5,7 @@ import binascii
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Row, and_, or_, tuple_
@@ -27,6 +27,7 @@ ISSUE_COLUMNS = list(sa_inspect(Issue).columns)
 MAX_LIMIT = 200
 MAX_GEOJSON_LIMIT = 5000
 _MAX_SEQ = 2**63 - 1
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -38,6 +39,10 @@ class IssueFilters:
     bbox: str | None = None
     updated_since: datetime | None = None
     q: str | None = None
+    # 我的上报: only the issues the caller reported (reported_by=me).
+    reported_by_me: bool = False
+    # The supervisors' queue of 延期申请: issues with a pending extension request (or without).
+    extension_pending: bool | None = None
 
 
 def encode_cursor(change_seq: int, issue_id: int) -> str:
@@ -97,11 +102,65 @@ def filtered(
         )
     if filters.updated_since:
         query = query.where(col(Issue.updated_at) >= filters.updated_since)
+    if filters.reported_by_me:
+        query = query.where(Issue.reported_by_id == user.id)
+    if filters.extension_pending is not None:
+        pending = col(Issue.extension_deadline_at).is_not(None)
+        query = query.where(pending if filters.extension_pending else ~pending)
     if filters.q:
         pattern = "%" + re.sub(r"([\\%_])", r"\\\1", filters.q) + "%"  # the text, literally
         columns = (Issue.description, Issue.code, Issue.address)
         query = query.where(or_(*(col(c).ilike(pattern, escape="\\") for c in columns)))
     return query
+
+
+def encode_deadline_cursor(deadline: datetime | None, issue_id: int) -> str:
+    at = None if deadline is None else (deadline - EPOCH) // timedelta(microseconds=1)
+    raw = json.dumps(["d", at, issue_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_deadline_cursor(cursor: str) -> tuple[int | None, int]:
+    """The (deadline in µs since the epoch or None, issue id) a deadline cursor points after."""
+    try:
+        value = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if isinstance(value, list) and len(value) == 3 and value[0] == "d":
+            _, at, issue_id = value
+            if (at is None or _whole(at, _MAX_SEQ)) and _whole(issue_id, MAX_ID):
+                return at, issue_id
+        raise ValueError
+    except (ValueError, TypeError, binascii.Error, json.JSONDecodeError):
+        raise ValidationFailed("cursor is not one this server handed out", field="cursor") from None
+
+
+def by_deadline(
+    session: Session,
+    user: User,
+    filters: IssueFilters,
+    now: datetime,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> tuple[list[IssueRow], str | None, bool]:
+    """One page of the supervisors' queue, nearest deadline first and issues without one last
+    (then by id): a keyset over (deadline is null, deadline, id), so pages neither skip nor
+    repeat an issue whose deadline stays put."""
+    query = filtered(session, user, filters, now)
+    deadline, no_deadline = col(Issue.deadline_at), col(Issue.deadline_at).is_(None)
+    if cursor:
+        at, issue_id = decode_deadline_cursor(cursor)
+        if at is None:
+            query = query.where(no_deadline, col(Issue.id) > issue_id)
+        else:
+            moment = EPOCH + timedelta(microseconds=at)
+            later = or_(deadline > moment, and_(deadline == moment, col(Issue.id) > issue_id))
+            query = query.where(or_(later, no_deadline))
+    query = query.order_by(no_deadline, deadline, col(Issue.id)).limit(limit + 1)
+    rows = list(session.connection().execute(query.with_only_columns(*ISSUE_COLUMNS)).all())
+    page, has_more = rows[:limit], len(rows) > limit
+    last = page[-1] if page else None
+    if last is None:
+        return page, cursor, has_more
+    return page, encode_deadline_cursor(last.deadline_at, last.id), has_more
 
 
 def list_issues(

@@ -111,10 +111,12 @@ class _Context:
     reported_by: str
     rectified_by: str | None
     verified_by: str | None
+    extension_requested_by: str | None
 
 
 def _context_query() -> Any:
     reporter, rectifier, verifier = aliased(User), aliased(User), aliased(User)
+    requester = aliased(User)
     return (
         select_columns(
             col(Issue.id),
@@ -124,12 +126,14 @@ def _context_query() -> Any:
             col(reporter.username),
             col(rectifier.username),
             col(verifier.username),
+            col(requester.username),
         )
         .join(OrgUnit, col(OrgUnit.id) == col(Issue.org_unit_id))
         .join(Category, col(Category.code) == col(Issue.category_code))
         .join(reporter, col(reporter.id) == col(Issue.reported_by_id))
         .outerjoin(rectifier, col(rectifier.id) == col(Issue.rectified_by_id))
         .outerjoin(verifier, col(verifier.id) == col(Issue.verified_by_id))
+        .outerjoin(requester, col(requester.id) == col(Issue.extension_requested_by_id))
         .where(col(Issue.id).in_(bindparam("ids", expanding=True)))
     )
 
@@ -220,6 +224,7 @@ def _issue(
         "quantity_unit": context.quantity_unit,
         "rectified_quantity": i.rectified_quantity,
         "duplicate_of": i.duplicate_of_id,
+        "extension_request": _extension_request(i, context),
         "version": i.version,
         "updated_at": i.updated_at,
         "photos": [_photo(p, crs, english) for p in photos],
@@ -232,6 +237,17 @@ def _issue(
         ),
         "outside_grid": i.outside_grid,
         "navigation": navigation(i.lat, i.lon, i.code),
+    }
+
+
+def _extension_request(i: Issue | Row[Any], context: _Context) -> dict[str, Any] | None:
+    if i.extension_deadline_at is None:
+        return None
+    return {
+        "deadline": i.extension_deadline_at,
+        "note": i.extension_note or "",
+        "requested_by": context.extension_requested_by,
+        "requested_at": i.extension_requested_at,
     }
 
 

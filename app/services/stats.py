@@ -43,7 +43,7 @@ from app.models.issue import IssueStatus
 from app.services import orgs, stats_query
 from app.services.moments import MAX_YEAR, MIN_YEAR, check_day
 from app.services.permissions import user_org
-from app.services.stats_query import Columns
+from app.services.stats_query import Columns, QuantityRow, quantities
 
 S = IssueStatus
 # Grades by score: the first threshold reached.
@@ -266,14 +266,6 @@ class Counts(BaseModel):
     by_org_unit: dict[str, int] = Field(description="…by responsible unit")
 
 
-class QuantityRow(BaseModel):
-    category: str
-    name: str
-    unit: str
-    quantity: float = Field(description="summed over the issues closed in the period")
-    issues: int
-
-
 class Stats(BaseModel):
     from_: datetime = Field(serialization_alias="from")
     to: datetime = Field(description="the end of the period, excluded")
@@ -341,7 +333,7 @@ def period_stats(
         open=sum(columns["open"]),
         overdue=sum(columns["overdue"]),
         due_within_24h=sum(columns["due_within_24h"]),
-        quantities=_quantities(columns),
+        quantities=quantities(columns),
         indicators=indicators(tally),
         volume=tally.volume,
         # The scope is its own peer group: full volume band when it had work.
@@ -352,35 +344,6 @@ def period_stats(
 
 def _nonzero(counts: dict[str, int]) -> dict[str, int]:
     return {key: n for key, n in sorted(counts.items()) if n}
-
-
-def _quantities(columns: Columns) -> list[QuantityRow]:
-    issues: dict[str, int] = defaultdict(int)
-    amounts: dict[str, float] = defaultdict(float)
-    names: dict[str, tuple[str, str]] = {}
-    closed = zip(
-        columns["category"],
-        columns["category_name"],
-        columns["category_unit"],
-        columns["closed_in_period"],
-        columns["quantity"],
-        strict=True,
-    )
-    for category, name, unit, count, quantity in closed:
-        if count:
-            issues[category] += count
-            amounts[category] += quantity or 0.0
-            names[category] = (name, unit)
-    return [
-        QuantityRow(
-            category=code,
-            name=names[code][0],
-            unit=names[code][1],
-            quantity=round(amounts[code], 2),
-            issues=issues[code],
-        )
-        for code in sorted(issues)
-    ]
 
 
 # --- /rankings -------------------------------------------------------------------------------

@@ -6,10 +6,12 @@ grouped by responsible unit (and category and status). The definitions of the co
 services/stats.py.
 """
 
+from collections import defaultdict
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
+from pydantic import BaseModel, Field
 from sqlalchemy import (
     ARRAY,
     ColumnElement,
@@ -180,6 +182,7 @@ def _counts(issue: Any, events: Any) -> list[Any]:
         _count_if(_within(issue.c.reported_at)).label("reported"),
         _count_if(closed_in_period).label("closed_in_period"),
         func.sum(case((closed_in_period, issue.c.quantity))).label("quantity"),
+        func.sum(case((closed_in_period, issue.c.rectified_quantity))).label("rectified_quantity"),
         _count_if(due).label("due"),
         _count_if(and_(due, closed_at < END)).label("closed"),
         _count_if(and_(due, closed_at <= deadline)).label("closed_on_time"),
@@ -208,6 +211,7 @@ PERIOD_ISSUE_COLUMNS = (
     Issue.deadline_at,
     Issue.rectified_at,
     Issue.quantity,
+    Issue.rectified_quantity,
 )
 
 
@@ -219,6 +223,51 @@ def _id_among(dialect: str, issue_ids: Any) -> ColumnElement[bool]:
         ids = select_columns(func.array_agg(issue_ids)).scalar_subquery()
         return col(Issue.id) == any_(cast(ids, ARRAY(Integer)))
     return col(Issue.id).in_(select_columns(issue_ids))
+
+
+class QuantityRow(BaseModel):
+    category: str
+    name: str
+    unit: str
+    quantity: float = Field(description="summed over the issues closed in the period")
+    rectified_quantity: float = Field(
+        description="整改数量: what submit_rectification gave, summed over the same issues"
+    )
+    issues: int
+
+
+def quantities(columns: Columns) -> list[QuantityRow]:
+    """Per category, the quantities of the issues closed in the period (as reported, and as
+    rectified)."""
+    issues: dict[str, int] = defaultdict(int)
+    amounts: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    names: dict[str, tuple[str, str]] = {}
+    closed = zip(
+        columns["category"],
+        columns["category_name"],
+        columns["category_unit"],
+        columns["closed_in_period"],
+        columns["quantity"],
+        columns["rectified_quantity"],
+        strict=True,
+    )
+    for category, name, unit, count, quantity, rectified in closed:
+        if count:
+            issues[category] += count
+            amounts[category][0] += quantity or 0.0
+            amounts[category][1] += rectified or 0.0
+            names[category] = (name, unit)
+    return [
+        QuantityRow(
+            category=code,
+            name=names[code][0],
+            unit=names[code][1],
+            quantity=round(amounts[code][0], 2),
+            rectified_quantity=round(amounts[code][1], 2),
+            issues=issues[code],
+        )
+        for code in sorted(issues)
+    ]
 
 
 def columns(session: Session, query: Executable, params: dict[str, Any] | None = None) -> Columns:

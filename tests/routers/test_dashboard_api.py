@@ -52,6 +52,7 @@ def test_stats_shape_and_values(client, zone, week):
         "name": "黄土裸露",
         "unit": "m²",
         "quantity": 12.0,
+        "rectified_quantity": 0.0,
         "issues": 1,
     }
     assert body["indicators"] == {

@@ -96,7 +96,9 @@ class Builder:
     def dispatch(self, issue_id: int, when: str, deadline: str, office: str = "A") -> None:
         self.act(issue_id, "d_super", "dispatch", when, org_unit=office, deadline=at(deadline))
 
-    def rectify(self, issue_id: int, when: str, worker: str = "a_worker") -> None:
+    def rectify(
+        self, issue_id: int, when: str, worker: str = "a_worker", quantity: float | None = None
+    ) -> None:
         moment = at(when)
         form = PhotoForm(kind=PhotoKind.AFTER, lat=LAT, lon=LON, accuracy_m=5)
         uploads = reporting.Uploads({"files": [self._photo(moment)]})
@@ -104,7 +106,7 @@ class Builder:
             self.session, self.settings, self.storage, self.zone.users[worker]
         )
         reporting.add_photos(caller, issue_id, form, uploads, now=moment)
-        self.act(issue_id, worker, "submit_rectification", when)
+        self.act(issue_id, worker, "submit_rectification", when, quantity=quantity)
 
     def verify(self, issue_id: int, when: str, passed: bool = True, checker: str = "a_super"):
         action = "verify_pass" if passed else "verify_fail"
@@ -123,7 +125,7 @@ def build_week(session: Session, settings: Settings, zone: Zone) -> dict[str, in
     # I1: everything on time.
     ids["I1"] = i = b.report("03-03 09:00", "flyposter", 3)
     b.dispatch(i, "03-03 10:00", "03-05 18:00")
-    b.rectify(i, "03-04 12:00")
+    b.rectify(i, "03-04 12:00", quantity=4)  # 整改数量: one more poster found on the spot
     b.verify(i, "03-04 15:00")
     # I2: rework; fixed again after the deadline, closed late.
     ids["I2"] = i = b.report("03-03 09:10")
@@ -329,10 +331,32 @@ def test_counts_live_counts_and_quantities(session, settings, zone):
     assert got.counts.by_org_unit == {"A": 6, "A1G": 3, "B": 1}
     assert (got.open, got.overdue, got.due_within_24h) == (2, 1, 0)  # I3 and I10; I3 overdue
     # Closed in W: I1 (3), I2, I9, I11 (5) flyposters; I4 garbage 2.5; I6 (Sunday 23:30) 12 m².
+    # rectified_quantity: what submit_rectification gave (only I1's 4), summed the same way.
     assert [q.model_dump() for q in got.quantities] == [
-        {"category": "bare_soil", "name": "黄土裸露", "unit": "m²", "quantity": 12.0, "issues": 1},
-        {"category": "flyposter", "name": "非法小广告", "unit": "处", "quantity": 8.0, "issues": 4},
-        {"category": "garbage", "name": "暴露垃圾", "unit": "m³", "quantity": 2.5, "issues": 1},
+        {
+            "category": "bare_soil",
+            "name": "黄土裸露",
+            "unit": "m²",
+            "quantity": 12.0,
+            "rectified_quantity": 0.0,
+            "issues": 1,
+        },
+        {
+            "category": "flyposter",
+            "name": "非法小广告",
+            "unit": "处",
+            "quantity": 8.0,
+            "rectified_quantity": 4.0,
+            "issues": 4,
+        },
+        {
+            "category": "garbage",
+            "name": "暴露垃圾",
+            "unit": "m³",
+            "quantity": 2.5,
+            "rectified_quantity": 0.0,
+            "issues": 1,
+        },
     ]
     # I7, closed Monday 00:30, belongs to the next week, with I5.
     following = district_stats(session, settings, zone, period=week(date(2025, 3, 10)))
