@@ -335,8 +335,9 @@ def test_extension_requested_then_approved(page: Page, live_server: LiveServer) 
     queue = _queue(page, "延期申请")
     queue.get_by_role("link", name=re.compile(issue["code"])).click()
     expect(page.get_by_role("note").filter(has_text="延期申请")).to_contain_text("材料未到")
+    expect(page.get_by_role("button", name="批准延期", exact=True)).to_be_visible()
     assert {"approve_extension", "refuse_extension"} <= _action_buttons(page)
-    page.get_by_role("button", name="批准延期").click()
+    page.get_by_role("button", name="批准延期", exact=True).click()
     expect(page.get_by_role("heading", name="审核")).to_be_visible()
     approved = live_server.issue(issue["id"])
     assert approved["extension_request"] is None
@@ -370,6 +371,10 @@ def test_returned_by_the_office_then_refused(page: Page, live_server: LiveServer
 
     sign_in(page, "d_super")
     _queue(page, "待受理").get_by_role("link", name=re.compile(issue["code"])).click()
+    expect(page.get_by_role("button", name="不予受理")).to_be_visible()
+    expect(page.get_by_role("note").filter(has_text="a_worker 退回")).to_contain_text(
+        "不属于本办事处辖区"
+    )
     assert "reject" in _action_buttons(page)
     page.get_by_label("不予受理说明").fill("非城市管理问题")
     page.get_by_role("button", name="不予受理").click()

@@ -324,6 +324,7 @@ function drawIssue(root, issue, back, reload, notice) {
     issue.description ? h("p", { class: "desc big-text", text: issue.description }) : null,
     h("ul", { class: "facts" }, facts.map((f) => h("li", { text: f }))),
     extensionNotice(issue),
+    returnNotice(issue),
     wherePanel(issue),
     photoPanel(issue),
     actionsPanel(issue, back, reload),
@@ -388,6 +389,21 @@ function extensionNotice(issue) {
   const x = issue.extension_request;
   if (!x) return null;
   return h("div", { class: "notice extension", role: "note" }, h("b", { text: t("extensionAsked", { time: formatTime(x.deadline) }) }), h("p", { text: `${x.note} — ${x.requested_by}, ${formatTime(x.requested_at)}` }));
+}
+
+/** A returned issue (退回, "not ours") says why, from its audit trail, to the supervisor. */
+function returnNotice(issue) {
+  if (issue.status !== "accepted" || session.user.role !== "supervisor") return null;
+  const box = h("div", { class: "notice", role: "note", hidden: true });
+  api(`/api/v1/issues/${issue.id}/events`)
+    .then((events) => {
+      const last = events.filter((e) => e.action === "return").at(-1);
+      if (!last) return;
+      fill(box, h("b", { text: t("returnedBy", { who: last.actor, time: formatTime(last.at) }) }), h("p", { text: last.note || "" }));
+      box.hidden = false;
+    })
+    .catch(() => {});
+  return box;
 }
 
 function decidePanel(allowed, run) {
