@@ -305,6 +305,13 @@ def test_verifier_reads_the_flags_in_chinese_before_passing_a_reused_photo(
     page.get_by_role("button", name="验收通过").click()
     expect(page.get_by_role("alert")).to_have_text("照片有异常标记：验收通过前请填写说明")
     assert live_server.issue(issue["id"])["status"] == "rectified"
+    # In English the server words them in English (the app sends Accept-Language: en).
+    page.get_by_role("button", name="Switch to English").click()
+    expect(page.locator(".notice.flagged")).to_contain_text(
+        "The after-photo matches a before-photo"
+    )
+    page.get_by_role("button", name="切换到中文").click()
+    expect(flagged).to_contain_text("整改后照片与整改前相同")
     page.get_by_label("验收说明（照片有异常，通过需填写）").fill("现场复核，已整改，照片为同一角度")
     page.get_by_role("button", name="验收通过").click()
     expect(page.get_by_role("heading", name="审核")).to_be_visible()

@@ -1,6 +1,6 @@
 // 任务 (a unit's dispatched issues), 审核 (a supervisor's queues) and one issue with its actions.
 import {
-  add, api, fill, authImage, categories, categoryName, field, formatBytes, formatDuration, formatTime, h, localInputValue,
+  add, api, fill, authImage, categories, categoryName, field, formatBytes, formatDuration, formatTime, h, lang, localInputValue,
   orgUnits, problemText, session, store, t, toast,
 } from "./core.js";
 import * as outbox from "./outbox.js";
@@ -292,7 +292,10 @@ export function issueView(root, arg) {
     await withCategories();
     let issue;
     try {
-      issue = await api(`/api/v1/issues/${id}`);
+      // One issue's ETag is its version in either language, and Chromium revalidates a copy whose
+      // Vary (Accept-Language) does not match: a 304 would hand back the other language's flag
+      // sentences. The English answer therefore has its own URL (the server ignores `lang`).
+      issue = await api(`/api/v1/issues/${id}${lang === "en" ? "?lang=en" : ""}`);
     } catch (err) {
       issue = err.status === 0 ? cachedIssue(id) : null;
       if (!issue) {
