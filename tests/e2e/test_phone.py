@@ -461,7 +461,7 @@ def test_supervisor_dispatches_worker_rectifies_supervisor_verifies(
         worker.get_by_role("link", name=re.compile(issue["code"])).click()
         expect(worker.get_by_role("heading", name="整改前")).to_be_visible()
         expect(worker.get_by_role("button", name="查看大图：整改前照片 1")).to_be_visible()
-        assert _action_buttons(worker) == {"submit_rectification", "return"}
+        assert _action_buttons(worker) == {"submit_rectification", "return", "request_extension"}
         assert controls_without_names(worker) == []
         after = PhotoFile("after.jpg", factories.fresh_jpeg())
         worker.get_by_label("整改后照片").set_input_files([after.payload()])
