@@ -286,6 +286,11 @@ def test_office_worker_finds_the_address_map_and_navigation(
     link = where.get_by_role("link", name="高德地图导航").get_attribute("href") or ""
     assert geo.distance_m(*reversed(_lon_lat(link, "position")), gcj_lat, gcj_lon) < 5
     assert not _overflows(page)
+    page.get_by_role("button", name="Switch to English").click()
+    expect(page.get_by_role("link", name="Navigate with AMap")).to_be_visible()
+    expect(page.get_by_role("button", name="Ask for more time")).to_be_visible()
+    assert controls_without_names(page) == []
+    assert not _overflows(page)
 
 
 def test_verifier_reads_the_flags_in_chinese_before_passing_a_reused_photo(
