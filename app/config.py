@@ -4,7 +4,7 @@ from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MB = 1024 * 1024
@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     flag_far_from_issue_m: float = 100
     flag_future_minutes: float = 10
     flag_stale_hours: float = 72
+    # The zone's bounding area when no grid is imported (with a grid: the grid's extent), as
+    # minLon,minLat,maxLon,maxLat in WGS-84; empty: none. A photo whose EXIF position lies
+    # outside it, widened by zone_margin_m, is flagged outside_zone and never locates an issue.
+    zone_bbox: str = ""
+    zone_margin_m: float = Field(default=1000, ge=0)
     # Hamming distance between 64-bit pHashes at or under which two photos count as the same
     # picture. Re-encoded or downscaled copies measure 0–1; a fresh photo of the same scene with
     # 5 % of it changed measures about 6, unrelated scenes 20 or more.
@@ -92,6 +97,18 @@ class Settings(BaseSettings):
     webhook_overdue_scan_seconds: float = Field(default=60, gt=0)
     # Private, loopback and link-local addresses are refused as webhook URLs unless allowed.
     webhook_allow_private: bool = False
+
+    @field_validator("zone_bbox")
+    @classmethod
+    def _bbox(cls, value: str) -> str:
+        """Refused at startup rather than at the first upload: minLon,minLat,maxLon,maxLat."""
+        if value:
+            parts = [float(part) for part in value.split(",")]
+            if len(parts) != 4 or not (
+                -180 <= parts[0] <= parts[2] <= 180 and -90 <= parts[1] <= parts[3] <= 90
+            ):
+                raise ValueError("zone_bbox is minLon,minLat,maxLon,maxLat in WGS-84")
+        return value
 
     @property
     def max_upload_bytes(self) -> int:

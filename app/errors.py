@@ -27,9 +27,10 @@ class AppError(Exception):
     # Sent with every answer of this error (and documented in the OpenAPI document).
     headers: ClassVar[dict[str, str]] = {}
 
-    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+    def __init__(self, detail: str | None = None, *, zh: str | None = None, **extra: Any) -> None:
         super().__init__(detail or self.title_en)
         self.detail = detail or self.title  # what the service said, else the title
+        self.detail_zh = zh  # the same in Chinese, where the service says it
         self._given = detail is not None
         self.extra = extra
 
@@ -40,7 +41,9 @@ class AppError(Exception):
     def texts(self, english: bool) -> tuple[str, str]:
         """(title, detail) in the reader's language; without a detail the title says it."""
         title = self.title_in(english)
-        return title, self.detail if self._given else title
+        if not self._given:
+            return title, title
+        return title, self.detail if english or self.detail_zh is None else self.detail_zh
 
     def localized(self, english: bool) -> tuple[str, str, dict[str, Any]]:
         """(title, detail, extension members) as the reader's language has them."""

@@ -17,6 +17,7 @@ from app.models import Issue, Photo
 from app.models.photo import PhotoKind
 from app.services.geo import distance_m
 from app.services.photos import IngestedPhoto
+from app.services.zone_area import Area, outside
 
 
 class Flag(StrEnum):
@@ -32,11 +33,17 @@ class Flag(StrEnum):
     AFTER_MATCHES_BEFORE = "after_matches_before"
     EDITED = "edited"
     EXIF_UNREADABLE = "exif_unreadable"
+    # The EXIF position lies outside the zone's bounding area (app/services/zone_area.py).
+    OUTSIDE_ZONE = "outside_zone"
 
 
 # After-photo flags that make `verify_pass` need a note (the override goes on the audit trail).
+# outside_zone: an after-photo whose camera says it was taken outside the zone cannot show the
+# spot fixed, whatever the phone reported when sending it (and far_from_issue may not catch it:
+# that compares the photo's position, which is the EXIF one only when the photo has one).
 NEEDS_OVERRIDE_NOTE = frozenset(
     {
+        Flag.OUTSIDE_ZONE,
         Flag.FAR_FROM_ISSUE,
         Flag.TAKEN_BEFORE_REPORT,
         Flag.AFTER_MATCHES_BEFORE,
@@ -167,6 +174,8 @@ class UploadContext:
     uploaded_at: datetime
     # The earliest capture time among the issue's before-photos (None: none has one).
     earliest_before_at: datetime | None = None
+    # The zone's bounding area (None: none is known).
+    area: Area | None = None
 
 
 def photo_flags(
@@ -181,13 +190,16 @@ def photo_flags(
     exif = photo.exif
     if exif.gps is None:
         flags.add(Flag.NO_GPS)
-    elif context.device_lat is not None and context.device_lon is not None:
-        tolerance = max(
-            settings.flag_device_gps_min_m,
-            settings.flag_device_gps_accuracy_factor * (context.accuracy_m or 0),
-        )
-        if distance_m(*exif.gps, context.device_lat, context.device_lon) > tolerance:
-            flags.add(Flag.GPS_FAR_FROM_DEVICE)
+    else:
+        if outside(context.area, exif.gps):
+            flags.add(Flag.OUTSIDE_ZONE)
+        if context.device_lat is not None and context.device_lon is not None:
+            tolerance = max(
+                settings.flag_device_gps_min_m,
+                settings.flag_device_gps_accuracy_factor * (context.accuracy_m or 0),
+            )
+            if distance_m(*exif.gps, context.device_lat, context.device_lon) > tolerance:
+                flags.add(Flag.GPS_FAR_FROM_DEVICE)
     flags |= _time_flags(settings, photo, context)
     if exif.software and any(editor in exif.software.lower() for editor in EDITORS):
         flags.add(Flag.EDITED)

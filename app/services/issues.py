@@ -125,11 +125,16 @@ def _extension_fits(rule: Rule, issue: Issue | Row[Any], user: User) -> AppError
     pending = issue.extension_deadline_at is not None
     if rule.extension_pending is None or rule.extension_pending == pending:
         if rule.extension_pending and issue.extension_requested_by_id == user.id:
-            return Forbidden("an extension request is decided by someone other than who asked")
+            return Forbidden(
+                "an extension request is decided by someone other than who asked",
+                zh="延期申请须由申请人以外的人审批",
+            )
         return None
     if pending:
-        return InvalidTransition("an extension request is already pending")
-    return InvalidTransition("no extension request is pending")
+        return InvalidTransition(
+            "an extension request is already pending", zh="已有待审批的延期申请"
+        )
+    return InvalidTransition("no extension request is pending", zh="没有待审批的延期申请")
 
 
 # --- The state machine -----------------------------------------------------------------------
@@ -197,12 +202,16 @@ def _check(
     if issue.status not in rule.sources:
         raise InvalidTransition(
             f"{action} is not possible from {issue.status}",
+            zh=f"问题处于 {issue.status} 状态，不能执行 {action}",
             allowed_from=sorted(rule.sources),
         )
     if user.role not in rule.roles:
-        raise Forbidden(f"a {user.role} may not {action}")
+        raise Forbidden(f"a {user.role} may not {action}", zh=f"{user.role} 角色不能执行 {action}")
     if not acts_on(session, user, issue):
-        raise Forbidden(f"only the responsible unit or above may {action} this issue")
+        raise Forbidden(
+            f"only the responsible unit or above may {action} this issue",
+            zh=f"只有责任单位及其上级可以执行 {action}",
+        )
     if (refused := _extension_fits(rule, issue, user)) is not None:
         raise refused
     if rule.not_by_rectifier and _rectified_by(
@@ -210,10 +219,18 @@ def _check(
     ):
         raise Forbidden("the rectification must be checked by someone other than who made it")
     if request.quantity is not None and action != Action.SUBMIT_RECTIFICATION:
-        raise ValidationFailed("only submit_rectification takes a quantity", field="quantity")
+        raise ValidationFailed(
+            "only submit_rectification takes a quantity",
+            zh="只有提交整改时可填写整改数量",
+            field="quantity",
+        )
     missing = [name for name in rule.needs if getattr(request, name) in (None, "")]
     if missing:
-        raise ValidationFailed(f"{action} needs {', '.join(missing)}", missing=missing)
+        raise ValidationFailed(
+            f"{action} needs {', '.join(missing)}",
+            zh=f"{action} 需要填写 {', '.join(missing)}",
+            missing=missing,
+        )
 
 
 EFFECTS: dict[Action, fx.Effect] = {

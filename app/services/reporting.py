@@ -43,6 +43,7 @@ from app.services.permissions import (
 )
 from app.services.photos import IngestedPhoto, ingest_photo
 from app.services.storage import Claim, Storage, Upload, sha256_of
+from app.services.zone_area import Area, outside, zone_area
 
 T = TypeVar("T")
 Ingested = dict[str, list[IngestedPhoto]]
@@ -307,7 +308,8 @@ def _new_issue(
 ) -> Issue:
     """The issue row, numbered and flushed (a report fixed on the spot starts rectified)."""
     session, user = caller.session, caller.user
-    lat, lon, source = _resolve_location(form, before)
+    area = zone_area(session, caller.settings)
+    lat, lon, source = _resolve_location(form, before, area)
     change_seq, updated_at = changes.next_change(session, now)
     issue = Issue(
         code=_next_code(session, caller.settings, now),
@@ -335,15 +337,24 @@ def _new_issue(
 
 
 def _resolve_location(
-    form: LocationForm, before: list[IngestedPhoto]
+    form: LocationForm, before: list[IngestedPhoto], area: Area | None
 ) -> tuple[float, float, LocationSource]:
-    """The form's position, else the first before-photo's EXIF GPS, else location_required."""
+    """The form's position, else the EXIF GPS of the first before-photo that has one inside the
+    zone (one outside is flagged outside_zone and never locates an issue), else
+    location_required."""
     if form.lat is not None and form.lon is not None:
         lat, lon = to_wgs84(form.lat, form.lon, form.crs)
         return lat, lon, _form_source(form)
     if (form.lat is None) != (form.lon is None):
         raise ValidationFailed("send both lat and lon, or neither", field="lat")
-    gps = before[0].exif.gps if before else None
+    found = [photo.exif.gps for photo in before if photo.exif.gps is not None]
+    gps = next((point for point in found if not outside(area, point)), None)
+    if found and gps is None:
+        raise LocationRequired(
+            "The photo's GPS position lies outside the zone: allow the phone's location, "
+            "or choose the point on the map",
+            zh="照片的 GPS 位置在辖区之外：请开启手机定位，或在地图上选择位置",
+        )
     if gps is None:
         raise LocationRequired(
             "No location: allow the phone's location, or send a photo with GPS in its EXIF"
@@ -378,6 +389,7 @@ def _add_photo_rows(
         else (None, None)
     )
     context = checks.UploadContext(issue, kind, device[0], device[1], form.accuracy_m, now)
+    context.area = zone_area(session, settings)
     if kind != PhotoKind.BEFORE:
         context.earliest_before_at = checks.earliest_before_capture(session, settings, _id(issue))
     rows = []

@@ -51,9 +51,13 @@ def _deadline(step: Step) -> datetime | None:
         return None
     deadline = as_aware(deadline, step.settings.zone)
     if deadline <= step.now:
-        raise ValidationFailed("the deadline must be in the future", field="deadline")
+        raise ValidationFailed(
+            "the deadline must be in the future", zh="期限须晚于当前时间", field="deadline"
+        )
     if deadline > step.now + MAX_DEADLINE_AHEAD:
-        raise ValidationFailed("the deadline must be within a year", field="deadline")
+        raise ValidationFailed(
+            "the deadline must be within a year", zh="期限须在一年以内", field="deadline"
+        )
     return deadline
 
 
@@ -113,7 +117,9 @@ def _later_deadline(step: Step) -> datetime:
     assert deadline is not None
     if issue.deadline_at is not None and deadline <= issue.deadline_at:
         raise ValidationFailed(
-            "the new deadline must be later than the current one", field="deadline"
+            "the new deadline must be later than the current one",
+            zh="新期限须晚于当前期限",
+            field="deadline",
         )
     return deadline
 

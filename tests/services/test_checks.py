@@ -588,6 +588,7 @@ def test_every_override_flag_needs_a_note_and_no_other_does(client, zone, sessio
     assert "override_flags" not in _events(client, zone, issue["id"])[-1]["data"]
     # Before-photos' flags never block a pass: only the after-photos are the rectification.
     assert set(NEEDS_OVERRIDE_NOTE) == {
+        Flag.OUTSIDE_ZONE,
         Flag.FAR_FROM_ISSUE,
         Flag.TAKEN_BEFORE_REPORT,
         Flag.AFTER_MATCHES_BEFORE,

@@ -21,6 +21,7 @@ from app.models.issue import IssueStatus, TransitionRequest
 from app.services.issues import TRANSITIONS, Action, apply_transition
 from tests.factories import Zone, act, add_photos, dispatched_issue, report
 from tests.routers.test_transitions import get, issue_in_status, ok
+from tests.services.test_stats import Builder, at, district_stats, make_quick_zone
 
 S = IssueStatus
 NEW_BRANCHES = (
@@ -325,3 +326,58 @@ def test_rectified_quantity_is_stored_and_bad_ones_are_refused(
     assert done["rectified_quantity"] == 12000
     last = client.get(f"/api/v1/issues/{issue['id']}/events", headers=zone.headers("d_super"))
     assert last.json()[-1]["data"]["quantity"] == 12000
+
+
+def test_the_new_refusals_speak_chinese_unless_english_is_asked_for(
+    client: TestClient, zone: Zone
+) -> None:
+    issue = dispatched_issue(client, zone)
+    url = f"/api/v1/issues/{issue['id']}/transitions"
+    cases = [
+        ("d_super", {"action": "approve_extension"}, 409, "没有待审批的延期申请"),
+        ("viewer", {"action": "approve_extension"}, 403, "viewer 角色不能执行 approve_extension"),
+        ("a_worker", {"action": "request_extension", "note": "x"}, 422, "request_extension 需要"),
+        (
+            "a_worker",
+            {"action": "request_extension", "note": "x", "deadline": "2020-01-01T00:00:00Z"},
+            422,
+            "期限须晚于当前时间",
+        ),
+    ]
+    for username, body, status, chinese in cases:
+        match = {"If-Match": f'"{issue["version"]}"'}
+        zh = client.post(url, json=body, headers=zone.headers(username, **match))
+        en = client.post(
+            url, json=body, headers=zone.headers(username, **match, **{"Accept-Language": "en"})
+        )
+        assert (zh.status_code, en.status_code) == (status, status), (body, zh.text)
+        assert zh.json()["code"] == en.json()["code"]
+        assert chinese in zh.json()["detail"], zh.text
+        assert zh.json()["detail"] != en.json()["detail"]
+        assert en.json()["detail"].isascii(), en.text
+
+
+def test_an_approved_extension_counts_in_the_indicators_as_extend_deadline_does(
+    session: Session, settings: Settings
+) -> None:
+    """Three issues due Wed 18:00, fixed and closed Thursday: one given more time by an approved
+    request, one by a supervisor's extend_deadline, one whose request was refused."""
+    zone = make_quick_zone(session)
+    b = Builder(session, settings, zone)
+    approved, extended, refused = (b.report("03-03 09:00") for _ in range(3))
+    for i in (approved, extended, refused):
+        b.dispatch(i, "03-03 10:00", "03-05 18:00")
+    later = at("03-07 18:00")
+    for i in (approved, refused):
+        b.act(i, "a_worker", "request_extension", "03-04 09:00", deadline=later, note="需延期")
+    b.act(approved, "d_super", "approve_extension", "03-04 10:00")
+    b.act(extended, "d_super", "extend_deadline", "03-04 10:00", deadline=later, note="延期")
+    b.act(refused, "d_super", "refuse_extension", "03-04 10:00", note="工期充足")
+    for i in (approved, extended, refused):
+        b.rectify(i, "03-06 09:00")
+        b.verify(i, "03-06 15:00")
+    got = district_stats(session, settings, zone).indicators
+    assert (got.due, got.closed, got.closed_on_time) == (3, 3, 2)
+    assert (got.dispatched, got.rectified_on_time) == (3, 2)
+    deadlines = [session.get(Issue, i).deadline_at for i in (approved, extended)]  # type: ignore[union-attr]
+    assert deadlines == [later, later]
