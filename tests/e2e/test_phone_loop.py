@@ -302,6 +302,9 @@ def test_verifier_reads_the_flags_in_chinese_before_passing_a_reused_photo(
     _act(live_server, "a_worker", issue["id"], "submit_rectification")
 
     sign_in(page, "d_super")
+    page.get_by_role("searchbox", name="搜索").fill(issue["code"])
+    card = _queue(page, "待验收").locator("li", has_text=issue["code"])
+    expect(card.locator(".flag-chip")).to_have_text("照片异常")  # seen in the queue already
     page.goto(f"/m/#/issue/{issue['id']}")
     flagged = page.locator(".notice.flagged")
     expect(flagged).to_contain_text("整改后照片与整改前相同")
