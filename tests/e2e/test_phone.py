@@ -436,6 +436,7 @@ def test_supervisor_dispatches_worker_rectifies_supervisor_verifies(
 
     # The district supervisor accepts and dispatches from the review queue.
     sign_in(page, "d_super")
+    page.get_by_role("searchbox", name="搜索").fill(issue["code"])  # among a few hundred
     _queue(page, "待受理").get_by_role("link", name=re.compile(issue["code"])).click()
     expect(page.get_by_role("heading", name=re.compile(issue["code"]))).to_be_visible()
     assert _action_buttons(page) <= set(live_server.issue(issue["id"])["allowed_actions"])

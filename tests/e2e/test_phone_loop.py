@@ -385,6 +385,7 @@ def test_returned_by_the_office_then_refused(page: Page, live_server: LiveServer
     page.get_by_role("button", name="退出登录").click()
 
     sign_in(page, "d_super")
+    page.get_by_role("searchbox", name="搜索").fill(issue["code"])  # among a few hundred
     _queue(page, "待受理").get_by_role("link", name=re.compile(issue["code"])).click()
     expect(page.get_by_role("button", name="不予受理")).to_be_visible()
     expect(page.get_by_role("note").filter(has_text="a_worker 退回")).to_contain_text(
