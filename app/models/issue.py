@@ -46,11 +46,17 @@ class Issue(SQLModel, table=True):
     # 4000: what Open311 accepts; the JSON API's form still takes at most 2000.
     description: str = Field(default="", max_length=4000)
     status: str = Field(index=True, max_length=20)
-    lat: float
+    # Indexed for the nearest address (app/services/wayfinding.py): issues near a point are
+    # read through a narrow band of latitude, not a scan.
+    lat: float = Field(index=True)
     lon: float
     accuracy_m: float | None = None
     location_source: str = Field(max_length=10)
     address: str | None = Field(default=None, max_length=300)
+    # Reported without an address: the nearest other issue's address within 300 m then, and its
+    # distance (app/services/wayfinding.py), for the answers' address_hint.
+    nearby_address: str | None = Field(default=None, max_length=300)
+    nearby_address_m: float | None = None
     org_unit_id: int = Field(foreign_key="org_units.id", index=True)
     reported_by_id: int = Field(foreign_key="users.id", index=True)
     reported_at: datetime = time_field(nullable=False, index=True)
@@ -74,7 +80,8 @@ class Issue(SQLModel, table=True):
     # Cleared when a supervisor decides or the issue leaves `dispatched`; the events keep it.
     extension_deadline_at: datetime | None = time_field(index=True)
     extension_note: str | None = Field(default=None, max_length=2000)
-    extension_requested_by_id: int | None = Field(default=None, foreign_key="users.id")
+    # A user's id, without a foreign key (see migration 0009: SQLite could not drop it again).
+    extension_requested_by_id: int | None = None
     extension_requested_at: datetime | None = time_field()
     version: int = Field(default=1)
     updated_at: datetime = time_field(nullable=False, default_factory=utcnow)
@@ -176,8 +183,8 @@ class IssuePublic(BaseModel):
     outside_grid: bool = False
     # 高德地图 / 百度地图 links to the issue's point (always of the stored point, whatever crs).
     navigation: Navigation
-    # The address, else the nearest known one with its distance ("距 XX 约 120 m"), else the
-    # grid cell's name, else None; Chinese, or English with Accept-Language: en.
+    # The address, else the nearest known one when reported, with its distance ("距 XX 约
+    # 120 m"), else the grid cell's name, else None; Chinese, or English with Accept-Language: en.
     address_hint: str | None = None
 
 

@@ -25,7 +25,7 @@ from app.services.flag_text import describe, facts_of
 from app.services.geo import from_wgs84
 from app.services.issues import allowed_actions
 from app.services.permissions import user_org
-from app.services.wayfinding import address_hints, navigation
+from app.services.wayfinding import address_hint, navigation
 
 
 def photos_public(
@@ -168,7 +168,6 @@ def issues_public(
         photos_by_issue[photo.issue_id].append(photo)
     contexts = {row[0]: _Context(*row[1:]) for row in connection.execute(_CONTEXTS, {"ids": ids})}
     viewer_path = user_org(session, viewer).path
-    hints = address_hints(session, issues, english=english)
     answers: list[dict[str, Any]] = []
     for issue in issues:
         context = contexts[issue.id]
@@ -180,9 +179,7 @@ def issues_public(
             if p.kind == PhotoKind.AFTER and p.dispatch_round == issue.dispatch_round
         }
         actions = allowed_actions(issue, viewer, within, after_by)
-        answer = _issue(issue, photos, context, now, crs, actions, english)
-        answer["address_hint"] = hints[issue.id or 0]
-        answers.append(answer)
+        answers.append(_issue(issue, photos, context, now, crs, actions, english))
     return _ISSUES_PUBLIC.validate_python(answers)
 
 
@@ -237,6 +234,7 @@ def _issue(
         ),
         "outside_grid": i.outside_grid,
         "navigation": navigation(i.lat, i.lon, i.code),
+        "address_hint": address_hint(i, english=english),
     }
 
 

@@ -43,6 +43,7 @@ from app.services.permissions import (
 )
 from app.services.photos import IngestedPhoto, ingest_photo
 from app.services.storage import Claim, Storage, Upload, sha256_of
+from app.services.wayfinding import nearest_address
 from app.services.zone_area import Area, outside, zone_area
 
 T = TypeVar("T")
@@ -311,6 +312,7 @@ def _new_issue(
     area = zone_area(session, caller.settings)
     lat, lon, source = _resolve_location(form, before, area)
     change_seq, updated_at = changes.next_change(session, now)
+    nearby = None if form.address else nearest_address(session, lat, lon)
     issue = Issue(
         code=_next_code(session, caller.settings, now),
         category_code=category.code,
@@ -321,6 +323,8 @@ def _new_issue(
         accuracy_m=form.accuracy_m,
         location_source=source,
         address=form.address,
+        nearby_address=nearby[0] if nearby else None,
+        nearby_address_m=round(nearby[1], 1) if nearby else None,
         # 属地: the grid cell's unit (services/grid.py); the reporter's without a grid.
         **grid.placement(session, lat, lon, user.org_unit_id, route=not on_the_spot),
         reported_by_id=_id(user),

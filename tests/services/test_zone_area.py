@@ -12,10 +12,12 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from app.config import Settings
+from app.demo.zone import load_demo
 from app.main import create_app
 from app.models import Issue, Photo
 from app.services import grid_import
 from app.services.checks import NEEDS_OVERRIDE_NOTE, Flag
+from app.services.zone_area import zone_area
 from tests import grid_samples
 from tests.factories import (
     LAT,
@@ -145,3 +147,12 @@ def test_an_after_photo_from_outside_needs_an_override_note(
 def test_a_bad_zone_bbox_setting_is_refused_at_startup(bad: str) -> None:
     with pytest.raises(ValidationError):
         Settings(zone_bbox=bad)
+
+
+def test_the_demo_zone_has_an_area_around_its_issues(session: Session, settings: Settings) -> None:
+    load_demo(session, settings)
+    area = zone_area(session, settings)
+    assert area is not None
+    points = session.exec(select(Issue.lat, Issue.lon)).all()
+    assert points and all(area.contains(lat, lon) for lat, lon in points)
+    assert not area.contains(*PARIS)
