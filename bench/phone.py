@@ -138,9 +138,8 @@ def one_run(browser: Browser, base: str, token: str, user: str) -> tuple[float, 
 
 
 def budget() -> tuple[int, int]:
-    files = {n: f for n, f in phone_files().items() if n.endswith((".js", ".css"))}
-    raw = sum(len(f.body) for f in files.values())
-    return raw, sum(len(gzip.compress(f.body)) for f in files.values())
+    bodies = [p.read_bytes() for p in phone_files() if p.suffix in (".js", ".css")]
+    return sum(map(len, bodies)), sum(len(gzip.compress(b)) for b in bodies)
 
 
 def main() -> int:

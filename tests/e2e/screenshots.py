@@ -6,6 +6,7 @@ Chinese text needs a CJK font on the machine (Debian: fonts-wqy-microhei or font
 """
 
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -81,8 +82,26 @@ def worker_screens(context: BrowserContext, out: Path) -> None:
     page.get_by_role("button", name="提交").click()
     expect(page.locator("ul.outbox > li").first).to_contain_text("排队中")
     shoot(page, out, "outbox")
+    page.locator("ul.outbox > li").first.get_by_role(
+        "button", name=re.compile("^删除这一项")
+    ).click()
+    expect(page.get_by_role("alertdialog")).to_be_visible()
+    shoot(page, out, "outbox-remove")
+    page.get_by_role("alertdialog").get_by_role("button", name="取消").click()
     context.set_offline(False)
     expect(page.locator("ul.outbox > li").first).to_contain_text("已上报")
+    page.locator("ul.outbox > li").first.get_by_role("link").click()
+    expect(page.locator("ul.tasks > li").first).to_be_visible()
+    shoot(page, out, "mine")
+    page.goto("/m/#/report")
+    expect(page.locator("body[data-ready=report]")).to_be_attached()
+    page.get_by_role("radio", name="非法小广告").check()
+    page.get_by_label("照片", exact=True).set_input_files([real_photo().payload()])
+    page.get_by_label("立行立改（已当场整改）").check()
+    page.get_by_label("整改后照片", exact=True).set_input_files([real_photo().payload()])
+    spot = page.get_by_label("立行立改（已当场整改）")
+    spot.evaluate("el => el.closest('section').scrollIntoView({block: 'start'})")
+    shoot(page, out, "report-on-the-spot")
     page.close()
 
 
@@ -91,14 +110,25 @@ def rectifier_screens(context: BrowserContext, out: Path) -> None:
     sign_in(page, "xy_zhenggai")
     page.get_by_role("link", name="任务").click()
     expect(page.locator("ul.tasks > li").first).to_be_visible()
+    expect(page.locator("ul.tasks > li .distance").first).to_contain_text("距你")
     shoot(page, out, "tasks")
+    page.locator("ul.tasks > li a.task-link").first.click()
+    where = page.locator("section.where")
+    expect(where.locator("svg .cell").first).to_be_attached()
+    expect(where).to_contain_text("距你")
+    where.evaluate("el => window.scrollTo(0, el.getBoundingClientRect().top + scrollY - 64)")
+    shoot(page, out, "task-where")
     page.close()
 
 
 def supervisor_screens(context: BrowserContext, out: Path) -> None:
     page = context.new_page()
     sign_in(page, "xiangyun")
-    verify = page.locator("section.queue").first
+    expect(page.locator("section.queue").first).to_be_visible()
+    shoot(page, out, "review")
+    verify = page.locator(
+        "section.queue", has=page.get_by_role("heading", name=re.compile("待验收"))
+    )
     verify.get_by_role("link").first.click()
     expect(page.locator("section.photos.compare img")).to_have_count(2)
     page.locator("section.photos.compare").evaluate("el => el.scrollIntoView({block: 'start'})")

@@ -187,9 +187,64 @@ def test_a_refused_photo_fails_with_the_reason_and_stays(
 
     for _ in range(2):
         items.first.get_by_role("button", name=re.compile("^删除这一项")).click()
+        page.get_by_role("alertdialog").get_by_role("button", name="删除", exact=True).click()
     expect(items).to_have_count(0)
-    assert idb_outbox(page) == []
     expect(page.get_by_text("没有待传的内容")).to_be_visible()
+    _wait_outbox_empty(page)  # for good once the undo window has passed
+
+
+def _wait_outbox_empty(page: Page) -> None:
+    """IndexedDB's outbox empties (removal is final once the undo window has passed)."""
+    for _ in range(100):
+        if idb_outbox(page) == []:
+            return
+        page.wait_for_timeout(200)
+    raise AssertionError(f"still in the outbox: {idb_outbox(page)}")
+
+
+def test_removing_an_unsent_item_asks_first_and_can_be_undone(page: Page, phone: Any) -> None:
+    photo = real_photo()
+    sign_in(page, "grid_worker")
+    fill_report(page, "其他", unique("删除确认"), [photo.payload()])
+    phone.set_offline(True)
+    page.get_by_role("button", name="提交").click()
+    item = outbox_items(page).first
+    expect(item).to_contain_text("排队中")
+    remove = item.get_by_role("button", name=re.compile("^删除这一项"))
+
+    # Asked in the app's own words (no window.confirm); 取消 and Escape keep the item.
+    page.on("dialog", lambda d: pytest.fail(f"a browser dialog appeared: {d.message}"))
+    remove.click()
+    sheet = page.get_by_role("alertdialog", name="删除这一项？")
+    expect(sheet).to_contain_text("还没有上传")
+    expect(sheet.get_by_role("button", name="取消")).to_be_focused()
+    sheet.get_by_role("button", name="取消").click()
+    expect(sheet).to_have_count(0)
+    remove.click()
+    page.keyboard.press("Escape")
+    expect(sheet).to_have_count(0)
+    expect(outbox_items(page)).to_have_count(1)
+    assert len(idb_outbox(page)) == 1
+
+    # Removed: gone from the list, its photos still on the phone until the undo window ends.
+    remove.click()
+    sheet.get_by_role("button", name="删除", exact=True).click()
+    expect(outbox_items(page)).to_have_count(0)
+    [kept] = idb_outbox(page)
+    assert kept["files"] == [{"name": photo.name, "size": len(photo.data)}]
+    assert kept["removed_at"]
+    page.locator("#toast").get_by_role("button", name="撤销").click()
+    expect(outbox_items(page).first).to_contain_text("排队中")
+    [back] = idb_outbox(page)
+    assert "removed_at" not in back
+    assert back["files"] == kept["files"]
+
+    # Removed without undo: after the window it is deleted for good, photos and all.
+    outbox_items(page).first.get_by_role("button", name=re.compile("^删除这一项")).click()
+    sheet.get_by_role("button", name="删除", exact=True).click()
+    expect(outbox_items(page)).to_have_count(0)
+    _wait_outbox_empty(page)
+    phone.set_offline(False)
 
 
 def test_the_outbox_is_sent_on_the_next_start(page: Page, phone: Any, live_server: LiveServer):
@@ -313,8 +368,10 @@ def test_opens_offline_after_the_first_load(page: Page, phone: Any) -> None:
 # --- Tasks and supervisors ---------------------------------------------------------------------
 
 
-def _report_by_api(server: LiveServer, description: str) -> dict[str, Any]:
-    with server.api("grid_worker") as client:
+def _report_by_api(
+    server: LiveServer, description: str, username: str = "grid_worker"
+) -> dict[str, Any]:
+    with server.api(username) as client:
         response = client.post(
             "/api/v1/issues",
             data={
@@ -379,6 +436,7 @@ def test_supervisor_dispatches_worker_rectifies_supervisor_verifies(
 
     # The district supervisor accepts and dispatches from the review queue.
     sign_in(page, "d_super")
+    page.get_by_role("searchbox", name="搜索").fill(issue["code"])  # among a few hundred
     _queue(page, "待受理").get_by_role("link", name=re.compile(issue["code"])).click()
     expect(page.get_by_role("heading", name=re.compile(issue["code"]))).to_be_visible()
     assert _action_buttons(page) <= set(live_server.issue(issue["id"])["allowed_actions"])
@@ -404,7 +462,7 @@ def test_supervisor_dispatches_worker_rectifies_supervisor_verifies(
         worker.get_by_role("link", name=re.compile(issue["code"])).click()
         expect(worker.get_by_role("heading", name="整改前")).to_be_visible()
         expect(worker.get_by_role("button", name="查看大图：整改前照片 1")).to_be_visible()
-        assert _action_buttons(worker) == {"submit_rectification", "return"}
+        assert _action_buttons(worker) == {"submit_rectification", "return", "request_extension"}
         assert controls_without_names(worker) == []
         after = PhotoFile("after.jpg", factories.fresh_jpeg())
         worker.get_by_label("整改后照片").set_input_files([after.payload()])

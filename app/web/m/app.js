@@ -1,11 +1,13 @@
 // The phone app: start-up, the screens' router, the header and tabs, sign-in and the outbox.
 import {
-  add, api, fill, categories, categoryName, field, forgetImages, formatBytes, formatTime, h, hooks, lang, orgUnits,
-  session, setLang, store, t,
+  add, api, fill, categories, categoryName, confirmSheet, field, forgetImages, formatBytes, formatTime, h, hooks, lang, orgUnits,
+  session, setLang, store, t, toast,
 } from "./core.js";
 import * as outbox from "./outbox.js";
 import { reportView, resetDraft } from "./report.js";
-import { issueView, reviewView, tasksView } from "./issues.js";
+import { mineView } from "./mine.js";
+import { forgetGrid } from "./map.js";
+import { issueView, lists, resetFilters, reviewView, tasksView } from "./issues.js";
 
 const main = document.getElementById("main");
 const top = document.getElementById("top");
@@ -17,6 +19,7 @@ const ROUTES = {
   tasks: tasksView,
   review: reviewView,
   issue: issueView,
+  mine: mineView,
   outbox: outboxView,
 };
 
@@ -78,12 +81,13 @@ function renderTabs(active) {
   tabs.hidden = false;
   tabs.setAttribute("aria-label", t("navigation"));
   const work = role() === "supervisor" ? "review" : "tasks";
-  const current = active === "issue" ? work : active;
+  const current = active === "issue" ? (lists.last || "#/" + work).slice(2) : active;
   const tab = (name, label, extra = null) =>
     h("a", { href: `#/${name}`, class: "tab", "aria-current": name === current ? "page" : null }, h("span", { text: label }), extra);
   fill(
     tabs,
     tab("report", t("tabReport")),
+    tab("mine", t("tabMine")),
     tab(work, t(role() === "supervisor" ? "tabReview" : "tabTasks")),
     tab("outbox", t("tabOutbox"), h("span", { class: "badge", id: "outbox-badge", hidden: !badgeCount, text: String(badgeCount), "aria-label": t("outboxCount", { n: badgeCount }) })),
   );
@@ -127,6 +131,8 @@ async function signIn(event, username, password, button, error) {
   error.textContent = "";
   try {
     const body = await api("/api/v1/auth/login", { method: "POST", json: { username: username.value.trim(), password: password.value } });
+    await forgetImages(); // nothing seen under an earlier session survives a new one
+    if (store.get("lastUser") !== body.user.username) resetDraft(); // nor another's half-made report
     session.set(body.token, body.user);
     await Promise.all([categories({ refresh: true }), orgUnits({ refresh: true })]).catch(() => {});
     const home = role() === "supervisor" ? "#/review" : "#/report";
@@ -146,9 +152,12 @@ async function signOut() {
   session.expired = false;
   store.del("cache.tasks");
   store.del("cache.review");
+  store.del("cache.mine");
   forgetImages();
   resetDraft();
-  if ("caches" in window) caches.delete("gp-photos").catch(() => {});
+  resetFilters();
+  forgetGrid();
+  lists.last = null;
   if (location.hash === "#/login") render();
   else location.hash = "#/login";
   if (token) fetch("/api/v1/auth/logout", { method: "POST", headers: { Authorization: `Bearer ${token}` } }).catch(() => {});
@@ -158,6 +167,11 @@ hooks.unauthorized = () => {
   if (!session.token) return;
   session.clear();
   session.expired = true; // the outbox waits; the same user signing in sends it on
+  forgetImages();
+  forgetGrid();
+  store.del("cache.tasks");
+  store.del("cache.review");
+  store.del("cache.mine");
   render();
 };
 
@@ -166,7 +180,8 @@ function describe(item) {
   const s = item.summary || {};
   if (item.kind === "report") {
     const category = (store.get("categories", []) || []).find((c) => c.code === (item.fields || {}).category);
-    return `${t("kindReport")} · ${category ? categoryName(category) : (item.fields || {}).category}`;
+    const spot = s.on_the_spot ? ` · ${t("onTheSpot")}` : "";
+    return `${t("kindReport")} · ${category ? categoryName(category) : (item.fields || {}).category}${spot}`;
   }
   if (item.kind === "photos") return `${s.code} · ${s.kind === "after" ? t("afterPhotos") : t("kindPhotos")}`;
   return `${s.code} · ${t("act_" + item.action)}`;
@@ -223,7 +238,7 @@ function stateText(item, all) {
 
 function outboxItem(item, all, urls) {
   const what = describe(item);
-  const files = item.files || [];
+  const files = outbox.filesOf(item);
   if (files.length && !urls.has(item.id)) urls.set(item.id, URL.createObjectURL(files[0].blob));
   const bytes = files.reduce((n, f) => n + f.size, 0);
   const result = item.result || {};
@@ -242,16 +257,23 @@ function outboxItem(item, all, urls) {
       item.state === "sending" ? h("progress", { max: 1, value: 0, "aria-label": t("stateSending") }) : null,
       item.state === "sending" ? h("p", { class: "bytes", "data-progress": item.id }) : null,
       item.state === "queued" && item.next_at > Date.now() ? h("p", { class: "retry-at", "data-retry": String(item.next_at) }) : null,
-      item.state === "done" ? h("p", { class: "result", text: doneText }) : null,
+      item.state === "done" ? h("p", { class: "result" }, item.kind === "report" && result.id ? h("a", { href: `#/mine/${result.id}`, "aria-label": `${doneText}，${t("seeMine")}`, text: doneText }) : doneText) : null,
       item.error && item.state !== "done" ? h("p", { class: item.state === "failed" ? "reason error" : "reason", text: item.state === "failed" ? outbox.errorText(item.error) : t("lastError", { reason: outbox.errorText(item.error) }) }) : null,
       h(
         "div",
         { class: "row" },
         retryable ? h("button", { type: "button", class: "secondary", text: t("retryNow"), onclick: () => outbox.retry(item.id) }) : null,
-        h("button", { type: "button", class: "danger", text: t("remove"), "aria-label": t("removeItem", { what }), onclick: () => outbox.remove(item.id) }),
+        h("button", { type: "button", class: "danger", text: t("remove"), "aria-label": t("removeItem", { what }), onclick: () => askRemove(item, what) }),
       ),
     ),
   );
+}
+
+/** An unsent item is removed only after asking, and can be brought back for a few seconds. */
+async function askRemove(item, what) {
+  if (item.state !== "done" && !(await confirmSheet({ title: t("removeAsk"), text: t("removeAskText", { what }), ok: t("remove") }))) return;
+  await outbox.removeSoon(item.id);
+  toast(t("removed", { what }), "info", { undo: () => outbox.undoRemove(item.id), ms: outbox.UNDO_MS });
 }
 
 /** Update bytes-sent and retry countdowns in place, so buttons never move under a finger. */

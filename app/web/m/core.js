@@ -128,7 +128,7 @@ const WORDS = {
     needDeadline: "请选择整改期限",
     office: "派往单位",
     deadline: "整改期限",
-    duplicateOf: "重复的问题编号",
+    duplicateOf: "重复于哪个问题",
     confirm: "确认",
     cancel: "取消",
     actionSent: "已{action}",
@@ -175,6 +175,63 @@ const WORDS = {
     err_idempotency_conflict: "重复提交冲突，请删除后重新上报",
     err_validation_error: "填写有误：{detail}",
     err_unauthenticated: "登录已过期，请重新登录",
+    undo: "撤销",
+    removeAsk: "删除这一项？",
+    removeAskText: "{what} 还没有上传。删除后，它的照片也从手机上删掉。",
+    removed: "已删除：{what}",
+    chosenAfterPhotos: "已选的整改后照片",
+    removeAfterPhoto: "移除第 {n} 张整改后照片",
+    noAfterPhotos: "还没有整改后照片。",
+    newAfterPhotoAlt: "整改后新照片 {n}",
+    onTheSpot: "立行立改（已当场整改）",
+    onTheSpotHint: "当场已整改：再拍整改后的同一位置。提交后由他人验收。",
+    takeAfterPhoto: "拍整改后照片",
+    moreBefore: "补充整改前照片",
+    uploadBefore: "上传补充照片",
+    beforeQueued: "补充照片已加入待传",
+    pickDuplicate: "请选择重复的原问题",
+    noNearby: "{m} 米内没有其他未办结的问题。",
+    metresAway: "相距 {m} 米",
+    search: "搜索",
+    searchHint: "编号或描述",
+    allUnits: "全部单位",
+    unitFilter: "单位",
+    sortBy: "排序",
+    sort_reported: "最早上报",
+    sort_deadline: "期限最近",
+    onlyOverdue: "只看超期",
+    queueExtension: "延期申请",
+    queueWorking: "整改中",
+    queueOverdue: "已超期",
+    showMore: "显示更多（还有 {n} 件）",
+    mineTitle: "我的上报",
+    mineEmpty: "还没有上报。",
+    changed: "有更新",
+    tabMine: "我的上报",
+    seeMine: "在我的上报中查看",
+    seeMineList: "查看我的上报",
+    metres: "{m} 米",
+    kilometres: "{km} 公里",
+    mapLabel: "{what} 所在位置的地图",
+    mapIssue: "问题位置",
+    mapPhone: "你的位置",
+    distanceFromYou: "距你 {d}",
+    noPosition: "未获得你的位置",
+    where: "位置和导航",
+    navWith: "{app}导航",
+    app_amap: "高德地图",
+    app_baidu: "百度地图",
+    extensionAsked: "延期申请：申请延至 {time}",
+    act_request_extension: "申请延期",
+    act_approve_extension: "批准延期",
+    act_refuse_extension: "不批准延期",
+    needOverrideNote: "照片有异常标记：验收通过前请填写说明",
+    flaggedTitle: "照片异常，请核实：",
+    overrideNote: "验收说明（照片有异常，通过需填写）",
+    rectifiedQuantity: "整改数量",
+    badQuantity: "整改数量须为不小于 0 的数字",
+    returnedBy: "{who} 退回（{time}）：",
+    flaggedChip: "照片异常",
     days: "{n}天",
     hours: "{n}小时",
     minutes: "{n}分钟",
@@ -280,7 +337,7 @@ const WORDS = {
     needDeadline: "Please choose a deadline",
     office: "Dispatch to",
     deadline: "Deadline",
-    duplicateOf: "Duplicate of issue number",
+    duplicateOf: "Duplicate of which issue",
     confirm: "Confirm",
     cancel: "Cancel",
     actionSent: "{action}: done",
@@ -327,6 +384,63 @@ const WORDS = {
     err_idempotency_conflict: "Conflicting resubmission; remove it and report again",
     err_validation_error: "Invalid input: {detail}",
     err_unauthenticated: "Session expired; sign in again",
+    undo: "Undo",
+    removeAsk: "Remove this item?",
+    removeAskText: "{what} has not been uploaded. Its photos are removed from the phone too.",
+    removed: "Removed: {what}",
+    chosenAfterPhotos: "Chosen after-photos",
+    removeAfterPhoto: "Remove after-photo {n}",
+    noAfterPhotos: "No after-photos yet.",
+    newAfterPhotoAlt: "New after-photo {n}",
+    onTheSpot: "Fixed on the spot (立行立改)",
+    onTheSpotHint: "Fixed already: photograph the same spot after the fix. Someone else verifies it.",
+    takeAfterPhoto: "Take after-photo",
+    moreBefore: "More before-photos",
+    uploadBefore: "Upload before-photos",
+    beforeQueued: "Before-photos added to the outbox",
+    pickDuplicate: "Choose the issue this one duplicates",
+    noNearby: "No other open issue within {m} m.",
+    metresAway: "{m} m away",
+    search: "Search",
+    searchHint: "Code or text",
+    allUnits: "All units",
+    unitFilter: "Unit",
+    sortBy: "Sort",
+    sort_reported: "Oldest report",
+    sort_deadline: "Nearest deadline",
+    onlyOverdue: "Overdue only",
+    queueExtension: "Extension requests",
+    queueWorking: "Being fixed",
+    queueOverdue: "Overdue",
+    showMore: "Show more ({n} left)",
+    mineTitle: "My reports",
+    mineEmpty: "No reports yet.",
+    changed: "Updated",
+    tabMine: "My reports",
+    seeMine: "See it in My reports",
+    seeMineList: "See my reports",
+    metres: "{m} m",
+    kilometres: "{km} km",
+    mapLabel: "Map of where {what} is",
+    mapIssue: "The issue",
+    mapPhone: "You",
+    distanceFromYou: "{d} from you",
+    noPosition: "Your position is unknown",
+    where: "Where it is",
+    navWith: "Navigate with {app}",
+    app_amap: "AMap",
+    app_baidu: "Baidu Maps",
+    extensionAsked: "Extension asked: until {time}",
+    act_request_extension: "Ask for more time",
+    act_approve_extension: "Approve extension",
+    act_refuse_extension: "Refuse extension",
+    needOverrideNote: "The photos are flagged: write a note before passing",
+    flaggedTitle: "Flagged photos — check before deciding:",
+    overrideNote: "Note (flagged photos: needed to pass)",
+    rectifiedQuantity: "Quantity rectified",
+    badQuantity: "The quantity must be a number of at least 0",
+    returnedBy: "Returned by {who} ({time}):",
+    flaggedChip: "Flagged",
     days: "{n} d",
     hours: "{n} h",
     minutes: "{n} min",
@@ -381,13 +495,49 @@ export function field(labelText, control, hint = null) {
 }
 
 let toastTimer = 0;
-export function toast(message, kind = "info") {
+/** A short message above the tabs; with `undo`, a 撤销 button that calls it (while shown). */
+export function toast(message, kind = "info", { undo = null, ms = 4000 } = {}) {
   const el = document.getElementById("toast");
   if (!el) return;
-  el.textContent = message;
-  el.className = `toast show ${kind}`;
+  fill(el, h("span", { text: message }), undo ? h("button", { type: "button", class: "undo", text: t("undo"), onclick: () => (hide(), undo()) }) : null);
+  el.className = `toast show ${kind}${undo ? " with-undo" : ""}`;
+  const hide = () => (el.className = "toast");
   clearTimeout(toastTimer);
-  toastTimer = setTimeout(() => (el.className = "toast"), 4000);
+  toastTimer = setTimeout(hide, ms);
+}
+
+/** The app's own confirmation (not window.confirm): resolves true for `ok`, false otherwise. */
+export function confirmSheet({ title, text = "", ok, danger = true }) {
+  return new Promise((resolve) => {
+    const opener = document.activeElement;
+    const done = (answer) => {
+      overlay.remove();
+      document.removeEventListener("keydown", onKey);
+      if (opener && opener.isConnected) opener.focus();
+      resolve(answer);
+    };
+    const onKey = (e) => e.key === "Escape" && done(false);
+    const titleId = nextId("sheet");
+    const overlay = h(
+      "div",
+      { class: "sheet-back", onclick: (e) => e.target === overlay && done(false) },
+      h(
+        "div",
+        { class: "sheet card", role: "alertdialog", "aria-modal": "true", "aria-labelledby": titleId },
+        h("h2", { id: titleId, text: title }),
+        text ? h("p", { text }) : null,
+        h(
+          "div",
+          { class: "row" },
+          h("button", { type: "button", class: "secondary big", text: t("cancel"), onclick: () => done(false) }),
+          h("button", { type: "button", class: `${danger ? "danger" : "primary"} big`, "data-confirm": "", text: ok, onclick: () => done(true) }),
+        ),
+      ),
+    );
+    document.addEventListener("keydown", onKey);
+    add(document.body, overlay);
+    overlay.querySelector("button").focus(); // 取消 first: a stray tap keeps the item
+  });
 }
 
 // --- Identifiers ------------------------------------------------------------------------------
@@ -466,7 +616,9 @@ export class ApiError extends Error {
 }
 
 function authHeaders(extra = {}) {
-  return session.token ? { Authorization: `Bearer ${session.token}`, ...extra } : extra;
+  // The server's problem texts (and flag sentences) come in the app's language.
+  const base = { "Accept-Language": lang === "en" ? "en" : "zh-CN", ...extra };
+  return session.token ? { Authorization: `Bearer ${session.token}`, ...base } : base;
 }
 
 /** JSON in, JSON out; throws ApiError (status 0 when the network failed). */
@@ -608,7 +760,13 @@ export function authImage(path, alt, cls = "thumb") {
   return img;
 }
 
+/** Forget every photo this page or the service worker holds (sign-in, sign-out, expiry). */
 export function forgetImages() {
   for (const url of imageURLs.values()) URL.revokeObjectURL(url);
   imageURLs.clear();
+  if (!("caches" in window)) return Promise.resolve();
+  return caches
+    .keys()
+    .then((names) => Promise.all(names.filter((n) => n.startsWith("gp-photos")).map((n) => caches.delete(n))))
+    .catch(() => {});
 }

@@ -31,9 +31,14 @@ async function tx(mode, work) {
   });
 }
 
-export async function items() {
+async function everything() {
   const all = (await tx("readonly", (s) => s.getAll())) || [];
   return all.sort((a, b) => a.created_at - b.created_at);
+}
+
+/** The outbox as the user sees it: without the items removed a moment ago (still undoable). */
+export async function items() {
+  return (await everything()).filter((i) => !i.removed_at);
 }
 
 const put = (item) => tx("readwrite", (s) => s.put(item));
@@ -45,6 +50,38 @@ export async function remove(id) {
   await tx("readwrite", (s) => s.delete(id));
   progress.delete(id);
   changed();
+}
+
+// Removing is undoable for a while: the item (with its photos) stays, marked, unsent, until then.
+export const UNDO_MS = 6000;
+
+export async function removeSoon(id) {
+  const item = await getOne(id);
+  if (!item) return;
+  item.removed_at = Date.now();
+  await put(item);
+  if (current && current.id === id) current.controller.abort();
+  progress.delete(id);
+  changed();
+  setTimeout(purge, UNDO_MS + 100);
+}
+
+export async function undoRemove(id) {
+  const item = await getOne(id);
+  if (!item) return false;
+  delete item.removed_at;
+  if (item.state === "queued") item.next_at = 0;
+  await put(item);
+  changed();
+  kick();
+  return true;
+}
+
+/** Delete for good what was removed longer ago than the undo window (also after a restart). */
+export async function purge() {
+  const gone = (await everything()).filter((i) => i.removed_at && Date.now() - i.removed_at >= UNDO_MS);
+  for (const item of gone) await tx("readwrite", (s) => s.delete(item.id));
+  if (gone.length) changed();
 }
 
 // --- Listeners and live progress (kept in memory: bytes sent are not worth a disk write) -----
@@ -86,13 +123,14 @@ async function putNew(item) {
     await put(item);
   } catch (err) {
     if (!item.files || !item.files.length) throw err;
-    for (const f of item.files) f.blob = new Blob([await f.blob.arrayBuffer()], { type: f.type });
+    for (const f of [...item.files, ...(item.after_files || [])]) f.blob = new Blob([await f.blob.arrayBuffer()], { type: f.type });
     await put(item);
   }
 }
 
-export async function addReport({ fields, files, summary }) {
-  const item = newItem("report", { fields, files: packFiles(files), summary });
+/** A report; with `after` photos it was fixed on the spot (立行立改: one request, both kinds). */
+export async function addReport({ fields, files, after = [], summary }) {
+  const item = newItem("report", { fields, files: packFiles(files), after_files: packFiles(after), summary });
   await putNew(item);
   changed();
   kick();
@@ -158,7 +196,7 @@ export function blocked(item, all) {
 }
 
 export function sendable(item, all) {
-  return item.state === "queued" && session.user && item.owner === session.user.username && !blocked(item, all);
+  return item.state === "queued" && !item.removed_at && session.user && item.owner === session.user.username && !blocked(item, all);
 }
 
 /** Process the queue, one item at a time (one bar of signal is better spent on one upload). */
@@ -217,7 +255,9 @@ async function send(item) {
     current = null;
   }
   progress.delete(item.id);
-  if (!(await getOne(item.id))) return true; // removed by the user while it was being sent
+  const stored = await getOne(item.id);
+  if (!stored) return true; // removed by the user while it was being sent
+  if (stored.removed_at) item.removed_at = stored.removed_at; // …or being removed: keep the mark
   const { status, body, retryAfter = 0 } = outcome;
   if (status >= 200 && status < 300) {
     item.state = "done";
@@ -225,6 +265,7 @@ async function send(item) {
     item.result = outcome.result;
     item.error = null;
     item.files = []; // the server has them; free the phone's storage
+    item.after_files = [];
   } else if (status === 401) {
     item.state = "queued";
     item.attempts -= 1;
@@ -253,14 +294,18 @@ function errorOf(status, body) {
 
 export const errorText = (error) => problemText(error.status, error);
 
-function formOf(fields, files, fileField) {
+function formOf(fields, files, fileField, after = []) {
   const form = new FormData();
   for (const [name, value] of Object.entries(fields || {})) {
     if (value !== null && value !== undefined && value !== "") form.append(name, String(value));
   }
   for (const f of files) form.append(fileField, f.blob, f.name);
+  for (const f of after) form.append("after_photos", f.blob, f.name);
   return form;
 }
+
+/** Every photo an item carries (before and, for 立行立改, after). */
+export const filesOf = (item) => [...(item.files || []), ...(item.after_files || [])];
 
 function post(item, path, form, signal) {
   return upload(path, form, {
@@ -275,7 +320,7 @@ function post(item, path, form, signal) {
 
 const SENDERS = {
   async report(item, signal) {
-    const response = await post(item, "/api/v1/issues", formOf(item.fields, item.files, "photos"), signal);
+    const response = await post(item, "/api/v1/issues", formOf(item.fields, item.files, "photos", item.after_files || []), signal);
     if (response.status === 201) response.result = { id: response.body.id, code: response.body.code };
     return response;
   },
@@ -313,7 +358,8 @@ async function prune() {
 /** On app start: resume what a closed tab left half-sent, and retry when the network returns. */
 export async function start() {
   if (navigator.storage && navigator.storage.persist) navigator.storage.persist().catch(() => {});
-  for (const item of await items()) {
+  await purge();
+  for (const item of await everything()) {
     if (item.state === "sending" || item.state === "queued") {
       item.state = "queued";
       item.next_at = 0;

@@ -4,7 +4,7 @@ import * as outbox from "./outbox.js";
 
 const MAX_PHOTOS = 10;
 // Kept while the user switches tabs: a half-made report is not lost by looking at the outbox.
-const draft = { category: null, files: [], description: "", quantity: "" };
+const draft = { category: null, files: [], description: "", quantity: "", onTheSpot: false, after: [] };
 const position = { state: "idle", coords: null, reason: "" };
 let watchId = null;
 
@@ -16,6 +16,7 @@ export function reportView(root) {
   const tiles = h("div", { class: "tiles" });
   const unitLabel = h("span", { class: "unit", id: "quantity-unit" });
   const previews = h("ul", { class: "previews", "aria-label": t("chosenPhotos") });
+  const afterPreviews = h("ul", { class: "previews", "aria-label": t("chosenAfterPhotos") });
   const locationBox = h("div", { class: "location-text", role: "status", "aria-live": "polite" });
   const error = h("p", { class: "error", role: "alert" });
 
@@ -38,29 +39,32 @@ export function reportView(root) {
     error.textContent = "";
   };
 
-  const drawPreviews = () => {
-    for (const url of urls.splice(0)) URL.revokeObjectURL(url);
+  const drawList = (list, files, altKey) =>
     fill(
-      previews,
-      ...draft.files.map((file, i) => {
+      list,
+      ...files.map((file, i) => {
         const url = URL.createObjectURL(file);
         urls.push(url);
         return h(
           "li",
           { class: "preview" },
-          h("img", { src: url, alt: t("newPhotoAlt", { n: i + 1 }) }),
+          h("img", { src: url, alt: t(altKey, { n: i + 1 }) }),
           h("span", { class: "size", text: formatBytes(file.size) }),
-          h("button", { type: "button", class: "remove", "aria-label": t("removePhoto", { n: i + 1 }), text: "×", onclick: () => (draft.files.splice(i, 1), drawPreviews()) }),
+          h("button", { type: "button", class: "remove", "aria-label": t(altKey === "newPhotoAlt" ? "removePhoto" : "removeAfterPhoto", { n: i + 1 }), text: "×", onclick: () => (files.splice(i, 1), drawPreviews()) }),
         );
       }),
+      files.length ? null : h("li", { class: "empty", text: t(altKey === "newPhotoAlt" ? "noPhotos" : "noAfterPhotos") }),
     );
-    if (!draft.files.length) add(previews, h("li", { class: "empty", text: t("noPhotos") }));
+  const drawPreviews = () => {
+    for (const url of urls.splice(0)) URL.revokeObjectURL(url);
+    drawList(previews, draft.files, "newPhotoAlt");
+    drawList(afterPreviews, draft.after, "newAfterPhotoAlt");
   };
-  const addFiles = (input) => {
-    draft.files.push(...input.files); // the File objects themselves: never re-encoded
+  const addFiles = (input, files = draft.files) => {
+    files.push(...input.files); // the File objects themselves: never re-encoded
     input.value = "";
-    if (draft.files.length > MAX_PHOTOS) {
-      draft.files.length = MAX_PHOTOS;
+    if (files.length > MAX_PHOTOS) {
+      files.length = MAX_PHOTOS;
       toast(t("tooManyPhotos"), "error");
     }
     error.textContent = "";
@@ -90,6 +94,17 @@ export function reportView(root) {
   description.value = draft.description;
   const quantity = h("input", { name: "quantity", type: "number", inputmode: "decimal", min: "0", step: "any", value: draft.quantity, "aria-describedby": "quantity-unit", oninput: (e) => (draft.quantity = e.target.value) });
   const submit = h("button", { type: "submit", class: "primary big", text: t("submit") });
+  // 立行立改: fixed on the spot, so the report carries after-photos too and waits for verification.
+  const afterCamera = h("input", { type: "file", accept: "image/*", capture: "environment", multiple: true, class: "file", id: "after-camera", "aria-label": t("afterPhotos"), onchange: (e) => addFiles(e.target, draft.after) });
+  const afterBox = h(
+    "div",
+    { class: "on-the-spot", hidden: !draft.onTheSpot },
+    h("p", { class: "muted", text: t("onTheSpotHint") }),
+    afterCamera,
+    h("label", { for: afterCamera.id, class: "button secondary big", text: t("takeAfterPhoto") }),
+    afterPreviews,
+  );
+  const spot = h("input", { type: "checkbox", id: "on-the-spot", checked: draft.onTheSpot, onchange: (e) => ((draft.onTheSpot = e.target.checked), (afterBox.hidden = !draft.onTheSpot)) });
 
   add(form, 
     h("fieldset", { class: "group", role: "radiogroup" }, h("legend", { text: t("category") }), tiles),
@@ -99,6 +114,8 @@ export function reportView(root) {
       h("h2", { text: t("photos") }),
       h("div", { class: "row" }, camera, h("label", { for: camera.id, class: "button primary big", text: t("takePhoto") }), gallery, h("label", { for: gallery.id, class: "button secondary big", text: t("fromGallery") })),
       previews,
+      h("label", { class: "check", for: spot.id }, spot, h("span", { text: t("onTheSpot") })),
+      afterBox,
     ),
     h(
       "section",
@@ -118,6 +135,7 @@ export function reportView(root) {
     const category = rows.find((c) => c.code === draft.category);
     if (!category) return fail(t("pickCategory"), tiles);
     if (!draft.files.length) return fail(t("needPhoto"), previews);
+    if (draft.onTheSpot && !draft.after.length) return fail(t("needAfter"), afterPreviews);
     submit.disabled = true;
     try {
       await queueReport(category);
@@ -146,7 +164,7 @@ export function reportView(root) {
 
 /** Forget the half-made report (on sign-out: the next user must not inherit its photos). */
 export function resetDraft() {
-  Object.assign(draft, { category: null, files: [], description: "", quantity: "" });
+  Object.assign(draft, { category: null, files: [], description: "", quantity: "", onTheSpot: false, after: [] });
 }
 
 async function queueReport(category) {
@@ -158,7 +176,8 @@ async function queueReport(category) {
     fields.accuracy_m = Math.round(position.coords.accuracy * 10) / 10;
     fields.location_source = "device";
   } // else the server takes the first photo's EXIF GPS, or answers location_required
-  await outbox.addReport({ fields, files: [...draft.files], summary: { category: category.code } });
+  const after = draft.onTheSpot ? [...draft.after] : [];
+  await outbox.addReport({ fields, files: [...draft.files], after, summary: { category: category.code, on_the_spot: after.length > 0 } });
   resetDraft();
   toast(navigator.onLine === false ? t("queuedOffline") : t("queued"));
 }

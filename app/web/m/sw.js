@@ -2,7 +2,12 @@
 // The server writes a hash of every app file into VERSION, so any change installs a fresh cache.
 const VERSION = "__SHELL_VERSION__";
 const SHELL_CACHE = "gp-shell-" + VERSION;
-const PHOTO_CACHE = "gp-photos"; // thumbnails and large views: immutable; cleared on sign-out
+// Thumbnails and large views are immutable, but whose eyes they are for is not: one cache per
+// token ("gp-photos-" + its SHA-256), so a photo cached for one session is never answered to
+// another user (or to the same user's next session); the caches of other tokens are deleted
+// as soon as a new one is seen, and a token's own cache when the server refuses it.
+// Photos are revalidated (304) while online, so the cache saves the bytes, never the check.
+const PHOTO_CACHE = "gp-photos-";
 const SHELL = [
   "/m/",
   "/m/app.css",
@@ -11,6 +16,8 @@ const SHELL = [
   "/m/outbox.js",
   "/m/report.js",
   "/m/issues.js",
+  "/m/mine.js",
+  "/m/map.js",
   "/m/manifest.webmanifest",
   "/m/icon.svg",
 ];
@@ -56,10 +63,40 @@ async function fromCache(name, key, request) {
 }
 
 async function photo(request) {
-  const cache = await caches.open(PHOTO_CACHE);
+  const auth = request.headers.get("Authorization") || "";
+  if (!auth) return fetch(request);
+  const name = PHOTO_CACHE + (await hex(auth));
+  await forgetPhotos(name);
+  const cache = await caches.open(name);
   const cached = await cache.match(request.url);
-  if (cached) return cached;
-  const response = await fetch(request);
-  if (response.ok) cache.put(request.url, response.clone());
+  // A cached photo is still asked about (If-None-Match: a 304 carries no body), so that a token
+  // expired or revoked since gets the server's refusal, not the bytes; offline, the cache answers.
+  const headers = new Headers(request.headers);
+  if (cached && cached.headers.get("ETag")) headers.set("If-None-Match", cached.headers.get("ETag"));
+  let response;
+  try {
+    response = await fetch(request.url, { headers, cache: "no-store" });
+  } catch (err) {
+    if (cached) return cached;
+    throw err;
+  }
+  if (response.status === 304 && cached) return cached;
+  if (response.ok) await cache.put(request.url, response.clone());
+  else if (response.status === 401 || response.status === 403) await caches.delete(name);
   return response;
 }
+
+/** Delete every photo cache but `keep` (none: all of them; the page asks on sign-in and out). */
+async function forgetPhotos(keep = null) {
+  const names = await caches.keys();
+  await Promise.all(names.filter((n) => n.startsWith("gp-photos") && n !== keep).map((n) => caches.delete(n)));
+}
+
+async function hex(text) {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+self.addEventListener("message", (event) => {
+  if (event.data && event.data.type === "forget-photos") event.waitUntil(forgetPhotos());
+});
