@@ -132,6 +132,15 @@ class PhotoTooLarge(AppError):
     title_en = "Photo too large"
 
 
+class PayloadTooLarge(AppError):
+    """A JSON (or any non-multipart) body over the limit, refused while it streams in."""
+
+    status = 413
+    code = "payload_too_large"
+    title = "请求内容过大"
+    title_en = "Request body too large"
+
+
 class UnsupportedMediaType(AppError):
     status = 415
     code = "unsupported_media_type"
@@ -208,7 +217,11 @@ _HTTP_CODES = {
 
 def english(request: Request) -> bool:
     """The reader asked for English first (Accept-Language: en…); Chinese otherwise."""
-    first = request.headers.get("accept-language", "").split(",")[0]
+    return english_in(request.headers)
+
+
+def english_in(headers: Headers) -> bool:
+    first = headers.get("accept-language", "").split(",")[0]
     return first.strip().lower().startswith("en")
 
 
@@ -220,7 +233,12 @@ def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> JS
 
 async def _app_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
-    title, detail = exc.texts(english(request))
+    return app_error_response(exc, english(request))
+
+
+def app_error_response(exc: AppError, english: bool) -> JSONResponse:
+    """The problem+json answer of an error, with its headers (for middleware too)."""
+    title, detail = exc.texts(english)
     response = problem(exc.status, exc.code, title, detail, **exc.extra)
     response.headers.update(exc.headers)
     if "retry_after_s" in exc.extra:  # when to try again, as the body says it too

@@ -12,6 +12,7 @@ from starlette_compress import CompressMiddleware, add_compress_type
 from app.config import MB, Settings, get_settings
 from app.errors import BodyLimitAsProblem, install_error_handlers
 from app.etags import ConditionalGetMiddleware
+from app.gate import AuthenticateFirst
 from app.openapi import finish_schema, install_docs
 from app.routers import (
     account,
@@ -81,6 +82,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     app.add_middleware(ConditionalGetMiddleware, settings=settings)
+    # Outside the conditional GETs: the token is looked up (once) before them and before any
+    # body byte is read (app/gate.py).
+    app.add_middleware(AuthenticateFirst, settings=settings)
     # JSON lists are large and phones are on weak links: answers are compressed with the best
     # coding the client takes (zstd, then brotli, then gzip). A 50-issue page (131 kB) takes
     # 0.09 ms and 14 kB with zstd level 1 against 0.9 ms and 16.6 kB with gzip level 5, which
