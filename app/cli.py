@@ -21,6 +21,8 @@ def _session() -> Session:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from app.serving import uvicorn_options
+
     settings = get_settings()
     migrate(settings.database_url)
     # Read by the app's settings in the server process: the flag wins, then a setting from the
@@ -30,7 +32,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     elif "image_processes" not in settings.model_fields_set:
         os.environ["GRIDPROOF_IMAGE_PROCESSES"] = str(min(64, len(os.sched_getaffinity(0))))
     get_settings.cache_clear()
-    uvicorn.run("app.main:app", host=args.host, port=args.port, workers=args.workers)
+    uvicorn.run(
+        "app.main:app", host=args.host, port=args.port, workers=args.workers, **uvicorn_options()
+    )
     return 0
 
 

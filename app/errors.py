@@ -141,6 +141,24 @@ class PayloadTooLarge(AppError):
     title_en = "Request body too large"
 
 
+class UriTooLong(AppError):
+    """Answered by the server itself (app/serving.py), before the app sees the request."""
+
+    status = 414
+    code = "uri_too_long"
+    title = "请求地址过长"
+    title_en = "The request target is too long"
+
+
+class HeadersTooLarge(AppError):
+    """Answered by the server itself (app/serving.py), before the app sees the request."""
+
+    status = 431
+    code = "headers_too_large"
+    title = "请求头过大"
+    title_en = "The request headers are too large"
+
+
 class UnsupportedMediaType(AppError):
     status = 415
     code = "unsupported_media_type"
@@ -226,9 +244,16 @@ def english_in(headers: Headers) -> bool:
 
 
 def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> JSONResponse:
+    return JSONResponse(
+        problem_body(status, code, title, detail, **extra),
+        status_code=status,
+        media_type=PROBLEM_JSON,
+    )
+
+
+def problem_body(status: int, code: str, title: str, detail: str, **extra: Any) -> dict[str, Any]:
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
-    body |= {"code": code, **extra}
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+    return body | {"code": code, **extra}
 
 
 async def _app_error(request: Request, exc: Exception) -> JSONResponse:
@@ -289,11 +314,15 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    return internal_error_response(exc, english(request))
+
+
+def internal_error_response(exc: Exception, english: bool) -> JSONResponse:
     logger.error("unhandled error", exc_info=exc)
     return problem(
         500,
         "internal_error",
-        "Internal server error" if english(request) else "服务器内部错误",
+        "Internal server error" if english else "服务器内部错误",
         "Something went wrong on our side; the request may be retried. The error has been logged.",
     )
 

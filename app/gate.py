@@ -35,6 +35,7 @@ from app.errors import (
     Unauthenticated,
     app_error_response,
     english_in,
+    internal_error_response,
 )
 from app.models.base import utcnow
 from app.services import auth, changes, upload_throttle
@@ -78,7 +79,8 @@ def take_upload(settings: Settings, caller: auth.Caller) -> None:
 
 
 class AuthenticateFirst:
-    """Pure ASGI middleware: see the module docstring."""
+    """Pure ASGI middleware: see the module docstring. It wraps the whole middleware stack
+    (app/main.py), so it renders its own errors, unexpected ones included."""
 
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
@@ -97,6 +99,9 @@ class AuthenticateFirst:
         except DBAPIError as exc:
             lost = DatabaseUnavailable(f"the token could not be checked: {type(exc).__name__}")
             await app_error_response(lost, english_in(headers))(scope, receive, send)
+            return
+        except Exception as exc:  # outside the app's error middleware: answered here
+            await internal_error_response(exc, english_in(headers))(scope, receive, send)
             return
         if guard is None:
             await self.app(scope, receive, send)

@@ -14,6 +14,7 @@ from app.errors import (
     AppError,
     BadRequest,
     DatabaseUnavailable,
+    HeadersTooLarge,
     IdempotencyConflict,
     ImageTooManyPixels,
     ImageUnreadable,
@@ -24,13 +25,17 @@ from app.errors import (
     TooManyRequests,
     Unauthenticated,
     UnsupportedMediaType,
+    UriTooLong,
     ValidationFailed,
 )
 from app.openapi import problem_responses
 
 # Every authenticated route reads the token's user, so every one may also lose the database;
-# a body that is not multipart is refused past its limit before the route reads it (gate.py).
-AUTHENTICATED = problem_responses(Unauthenticated, DatabaseUnavailable, PayloadTooLarge)
+# a body that is not multipart is refused past its limit before the route reads it (gate.py),
+# and a head over the server's limits before the app sees it (serving.py).
+AUTHENTICATED = problem_responses(
+    Unauthenticated, DatabaseUnavailable, PayloadTooLarge, UriTooLong, HeadersTooLarge
+)
 
 
 def authenticated_router(responses: dict[int | str, Any] | None = None, **kwargs: Any) -> APIRouter:

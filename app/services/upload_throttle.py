@@ -71,5 +71,6 @@ def _insert_first(session: Session, throttle_key: str, now: datetime, arrival: d
         insert(LoginThrottle)
         .values(key=throttle_key, failures=1, last_failure_at=now, blocked_until=arrival)
         .on_conflict_do_nothing(index_elements=["key"])
+        .returning(col(LoginThrottle.key))
     )
-    return session.connection().execute(statement).rowcount == 1
+    return session.connection().execute(statement).first() is not None
