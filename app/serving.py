@@ -32,6 +32,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._in_head = True  # waiting for (the rest of) a request's head
         self._head_bytes = 0  # bytes received while waiting for it
+        self._header_bytes = 0  # of the request line and the headers handed over so far
         self._refusal: AppError | None = None
 
     def data_received(self, data: bytes) -> None:
@@ -50,14 +51,15 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             raise ValueError("request target too long")  # httptools stops: send_400_response
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if self._head_bytes > MAX_HEAD_BYTES:
+        super().on_header(name, value)
+        self._header_bytes += len(name) + len(value) + 4
+        if len(self.url) + self._header_bytes > MAX_HEAD_BYTES:
             self._refusal = HeadersTooLarge(HEAD_LIMIT)
             raise ValueError("request head too large")
-        super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        self._head_bytes = 0
+        self._head_bytes = self._header_bytes = 0
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
