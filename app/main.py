@@ -26,6 +26,7 @@ from app.routers import (
     pages,
     photos,
     public,
+    users,
     webhooks,
 )
 from app.services import sweep
@@ -101,6 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(dashboard.router)
     app.include_router(exports.router)
     app.include_router(webhooks.router)
+    app.include_router(users.router)
     app.include_router(open311.router, max_body_size=settings.max_request_bytes)
     app.include_router(dashboard_page.router)
     app.mount(

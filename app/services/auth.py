@@ -147,23 +147,6 @@ def _verifies(stored: str, password: str) -> bool:
         return False
 
 
-def disable_user(session: Session, username: str) -> int:
-    """The user may no longer sign in, and every token of theirs is revoked; how many were."""
-    user = session.exec(select(User).where(User.username == username)).first()
-    if user is None:
-        raise ValidationFailed(f"no user {username!r}")
-    now = utcnow()
-    user.disabled_at = user.disabled_at or now
-    session.add(user)
-    revoked = session.connection().execute(
-        update(ApiToken)
-        .where(col(ApiToken.user_id) == user.id, col(ApiToken.revoked_at).is_(None))
-        .values(revoked_at=now)
-    )
-    session.commit()
-    return int(revoked.rowcount or 0)
-
-
 def revoke_token(session: Session, token: str) -> None:
     row = session.exec(select(ApiToken).where(ApiToken.token_sha256 == token_digest(token))).one()
     row.revoked_at = utcnow()
