@@ -29,6 +29,7 @@ from app.routers import (
     users,
     webhooks,
 )
+from app.security_headers import SecurityHeaders
 from app.services import sweep
 from app.services.decoders import start_decoders, stop_decoders
 from app.services.storage import Storage
@@ -45,7 +46,8 @@ class GridproofAPI(FastAPI):
         # The gate answers before the app's body limit (whose 413 would replace a 401 to a
         # large anonymous body) and before everything else (app/gate.py).
         gate = AuthenticateFirst(super().build_middleware_stack(), self.state.settings)
-        return BodyLimitAsProblem(gate)
+        # Outermost: every answer (the gate's and the body limit's too) gets the headers.
+        return SecurityHeaders(BodyLimitAsProblem(gate))
 
     def openapi(self) -> dict[str, Any]:
         if not self.openapi_schema:
@@ -110,6 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         pages.PageFiles(directory=dashboard_page.DASHBOARD_DIR),
         name="dashboard-assets",
     )
+    app.mount("/vendor", pages.PageFiles(directory=pages.VENDOR_DIR), name="vendor")
     install_docs(app)
     app.include_router(pages.router)  # / → /m/, and the service worker
     app.mount("/m", pages.phone_app, name="phone-app")

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request, Response
 
 from app import etags
 from app.models.issue import IssueStatus
+from app.security_headers import page_csp
 from app.services.issues import OPEN_STATUSES
 
 DASHBOARD_DIR = Path(__file__).resolve().parent.parent / "web" / "dashboard"
@@ -32,6 +33,6 @@ def _page(mtime_ns: int) -> tuple[bytes, str]:
 def dashboard(request: Request) -> Response:
     """The command centre's wall screen: polls the API with If-None-Match."""
     body, etag = _page((DASHBOARD_DIR / "index.html").stat().st_mtime_ns)
-    headers = {"Cache-Control": "no-cache", "ETag": etag}
+    headers = {"Cache-Control": "no-cache", "ETag": etag, "Content-Security-Policy": page_csp()}
     cached = etags.not_modified(request, etag, headers)
     return cached or Response(body, media_type="text/html; charset=utf-8", headers=headers)

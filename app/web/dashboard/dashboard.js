@@ -21,9 +21,12 @@ const STATUS = {
   duplicate: ["重复上报", "#8c8c8c"],
 };
 const OVERDUE_COLOR = "#ff4d4f";
-const LEAFLET = "https://unpkg.com/leaflet@1.9.4/dist/leaflet";
+// Served from here (app/web/vendor/README.md): no third-party script on the origin of the tokens.
+const LEAFLET = "/vendor/leaflet-1.9.4/leaflet";
 // AutoNavi (高德) road tiles are drawn in GCJ-02: the points are asked for with ?crs=gcj02.
-const TILES = "https://webrd0{s}.is.autonavi.com/appmaptile?lang=zh_cn&size=1&scale=1&style=8&x={x}&y={y}&z={z}";
+// No tiles from another host unless the server is configured with some (the CSP allows them
+// then): until then the grid drawn from our own data is the map.
+const TILES = "";
 const RECENT_DAYS = 14;
 const PAIRS = 8;
 
@@ -118,6 +121,7 @@ function el(tag, attrs = {}, ...children) {
   for (const [name, value] of Object.entries(attrs)) {
     if (value === null || value === undefined || value === false) continue;
     if (name === "class") node.className = value;
+    else if (name === "style") node.style.cssText = value; // CSSOM: allowed by style-src 'self'
     else node.setAttribute(name, value);
   }
   for (const child of children.flat()) {
@@ -470,7 +474,7 @@ function probeTile() {
 
 /** Use the base map when both Leaflet and the tiles answer within a few seconds. */
 async function chooseMap() {
-  if (MAP_MODE === "svg") return;
+  if (MAP_MODE === "svg" || !TILES) return;
   try {
     await withTimeout(Promise.all([loadLeaflet(), probeTile()]), 5000);
     map.mode = "leaflet";
@@ -663,6 +667,9 @@ function start() {
     if (value) signedIn(value);
   });
   $("sign-out").addEventListener("click", () => {
+    // The token is revoked on the server, not only forgotten here.
+    const old = token();
+    if (old) fetch(`${API}/auth/logout`, { method: "POST", headers: { Authorization: `Bearer ${old}` }, keepalive: true }).catch(() => {});
     localStorage.removeItem(TOKEN_KEY);
     http.etags.clear();
     http.bodies.clear();
