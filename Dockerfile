@@ -6,6 +6,8 @@ COPY migrations ./migrations
 RUN pip install --no-cache-dir -e .
 ENV GRIDPROOF_UPLOAD_DIR=/var/lib/gridproof/uploads
 VOLUME /var/lib/gridproof/uploads
+# The checkpoint signing key (GRIDPROOF_AUDIT_KEY_FILE defaults beside the uploads): keep it.
+VOLUME /var/lib/gridproof/keys
 EXPOSE 8000
 # `serve` applies pending migrations first. Decoding processes: set them to the CPUs the
 # container is given (Python 3.11 sees the host's cores, not a cgroup quota).

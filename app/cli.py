@@ -124,7 +124,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     with _session() as session:
-        problems, checked = verification.verify(session, settings, args.issue)
+        problems, checked = verification.verify(
+            session, settings, args.issue, derivatives=not args.skip_derivatives
+        )
     for problem in problems:
         print(problem)
     print(
@@ -132,6 +134,20 @@ def cmd_verify(args: argparse.Namespace) -> int:
         f"{'OK' if not problems else f'{len(problems)} problem(s)'}"
     )
     return 1 if problems else 0
+
+
+def cmd_checkpoint(args: argparse.Namespace) -> int:
+    from app.services import checkpoints
+
+    settings = get_settings()
+    if args.public_key:
+        print(checkpoints.public_key_pem(checkpoints.private_key(settings).public_key()), end="")
+        return 0
+    with _session() as session:
+        signed = checkpoints.sign_heads(session, settings)
+    key = checkpoints.private_key(settings).public_key()
+    print(f"{signed} chain head(s) signed with key {checkpoints.key_id(key)}")
+    return 0
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -231,7 +247,19 @@ def _add_data(commands: Commands) -> None:
 
     verify = commands.add_parser("verify", help="re-hash originals and re-check audit chains")
     verify.add_argument("--issue", type=int)
+    verify.add_argument(
+        "--skip-derivatives",
+        action="store_true",
+        help="do not re-derive each photo's thumb and large to compare (the slow part)",
+    )
     verify.set_defaults(func=cmd_verify)
+    checkpoint = commands.add_parser(
+        "checkpoint", help="sign every audit chain head not signed yet (Ed25519)"
+    )
+    checkpoint.add_argument(
+        "--public-key", action="store_true", help="only print the public key (PEM) to publish"
+    )
+    checkpoint.set_defaults(func=cmd_checkpoint)
     sweep = commands.add_parser(
         "sweep",
         help="remove temp files and claims of dead requests, and originals and derivatives "

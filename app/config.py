@@ -89,10 +89,22 @@ class Settings(BaseSettings):
     # request's own.
     public_base_url: str = ""
 
+    # The Ed25519 key that signs checkpoints of the audit chains (PEM, made at the first start
+    # with mode 0600); unset: keys/audit-ed25519.pem beside the upload folder (not in it: the
+    # photo store is swept, replicated and served). Never in the repository: keep it where
+    # settings say and back it up. Its public key is published (/api/v1/audit/checkpoints).
+    audit_key_file: Path | None = None
+    # Every chain head not yet signed is signed at each server start and then this often, by
+    # a thread of each server process (off: only `gridproof checkpoint` and evidence ZIPs sign).
+    checkpoint_interval_hours: float = Field(default=24, gt=0)
+    checkpoint_thread: bool = True
+
     # Webhooks: deliveries are sent by a thread of each server process (see the README).
     webhook_worker: bool = True
     webhook_poll_seconds: float = Field(default=2, gt=0)
     webhook_timeout_seconds: float = Field(default=10, gt=0)
+    # The whole delivery (connect, send, the answer to its last byte), however it trickles.
+    webhook_deadline_seconds: float = Field(default=30, gt=0)
     webhook_retry_base_seconds: float = Field(default=30, gt=0)
     webhook_retry_max_seconds: float = Field(default=3600, gt=0)
     webhook_retry_hours: float = Field(default=24, gt=0)
@@ -113,6 +125,10 @@ class Settings(BaseSettings):
     def max_request_bytes(self) -> int:
         """Largest multipart body: before and after photos at their limit, plus the form."""
         return 2 * self.max_photos_per_request * self.max_upload_bytes + MB
+
+    @property
+    def audit_key_path(self) -> Path:
+        return self.audit_key_file or self.upload_dir.parent / "keys" / "audit-ed25519.pem"
 
     @property
     def zone(self) -> ZoneInfo:

@@ -194,11 +194,27 @@ class LocationRequired(AppError):
     title_en = "No location: send lat/lon or a photo with GPS in its EXIF"
 
 
+class UnknownAddress(AppError):
+    status = 400
+    code = "unknown_address"
+    title = "找不到这个地址：请提供经纬度，或使用网格名称、已上报过的地址"
+    title_en = "Address not found: send lat and long, or a grid cell's name or a known address"
+
+
 class GridImportRefused(AppError):
     status = 422
     code = "grid_import_refused"
     title = "网格文件被拒绝，未写入任何数据"
     title_en = "The grid file was refused; nothing was written"
+
+
+class OriginalCorrupted(AppError):
+    """A stored original whose bytes no longer hash to its recorded SHA-256: never served."""
+
+    status = 500
+    code = "original_corrupted"
+    title = "原始照片文件与其记录的 SHA-256 不符，已拒绝提供；请运行 gridproof verify"
+    title_en = "The stored original no longer matches its SHA-256; run `gridproof verify`"
 
 
 class DatabaseUnavailable(AppError):

@@ -16,6 +16,8 @@ from app.gate import AuthenticateFirst
 from app.openapi import finish_schema, install_docs
 from app.routers import (
     account,
+    audit,
+    audit_page,
     dashboard,
     dashboard_page,
     evidence,
@@ -30,7 +32,7 @@ from app.routers import (
     webhooks,
 )
 from app.security_headers import SecurityHeaders
-from app.services import sweep
+from app.services import checkpoints, sweep
 from app.services.decoders import start_decoders, stop_decoders
 from app.services.storage import Storage
 from app.services.webhook_worker import DeliveryWorker
@@ -63,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         Storage(settings.upload_dir).ensure_dirs()
         stop_sweeping = await run_in_threadpool(sweep.start, settings)
         await run_in_threadpool(start_decoders, settings)
+        stop_checkpoints = await run_in_threadpool(checkpoints.start, settings)
         worker = DeliveryWorker(settings) if settings.webhook_worker else None
         if worker:
             worker.start()
@@ -71,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if worker:
                 await run_in_threadpool(worker.stop)
+            await run_in_threadpool(stop_checkpoints)
             await run_in_threadpool(stop_sweeping)
             await run_in_threadpool(stop_decoders)
 
@@ -101,12 +105,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(issues.router, max_body_size=settings.max_request_bytes)
     app.include_router(photos.router)
     app.include_router(evidence.router)
+    app.include_router(audit.router)
     app.include_router(dashboard.router)
     app.include_router(exports.router)
     app.include_router(webhooks.router)
     app.include_router(users.router)
     app.include_router(open311.router, max_body_size=settings.max_request_bytes)
     app.include_router(dashboard_page.router)
+    app.include_router(audit_page.router)
+    app.mount("/audit/assets", pages.PageFiles(directory=audit_page.AUDIT_DIR), name="audit-assets")
     app.mount(
         "/dashboard/assets",
         pages.PageFiles(directory=dashboard_page.DASHBOARD_DIR),

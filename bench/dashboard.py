@@ -1,12 +1,13 @@
 """Dashboard benchmark: /stats, a list page and a 304 against the framework floor, at 100k and 10k.
 
-    .venv/bin/python bench/dashboard.py [--rounds N] [--sizes 100000,10000]
+    .venv/bin/python bench/dashboard.py [--rounds N] [--sizes 100000,10000] [--database sqlite]
 
 It prints figures and never fails on a missed target (exit status 0 unless something broke).
 For each size, in one run on this machine:
 
 1. creates a fresh PostgreSQL database (postgresql://postgres@127.0.0.1:5432, or
-   GRIDPROOF_BENCH_PG), applies the migrations (`app.db.migrate`) and loads with COPY a district
+   GRIDPROOF_BENCH_PG; with `--database sqlite` an SQLite file, loaded with executemany instead
+   of COPY, indexes kept), applies the migrations (`app.db.migrate`) and loads with COPY a district
    of 8 offices, 40 communities and 160 grid cells, its users, N issues, their events (report,
    accept, dispatch, submit_rectification, verify_fail, verify_pass, reject …; about 5 per
    issue) and 3·N photo rows. The issues arrive at a constant 1,000 a week, so 100,000 issues are
@@ -21,7 +22,8 @@ For each size, in one run on this machine:
    server (`uvicorn app.main:app`, one worker, access log off) on that database;
 3. sends, over one keep-alive connection (httpx.Client), sequential requests in rounds, each
    round one request of each kind: GET /healthz (the framework floor: a constant JSON),
-   GET /api/v1/stats (this week), GET /api/v1/issues?limit=50, a revalidation of /stats with
+   GET /api/v1/stats (this week), GET /api/v1/issues?limit=50, the same page in the dashboards'
+   compact view (`&view=compact`), a revalidation of /stats with
    If-None-Match set to the ETag of a first GET (only if the server gives ETags), and, for
    information, GET /api/v1/rankings (this week's offices). Latency is measured at the client,
    request start to body read; median and p95 are printed;
@@ -38,6 +40,7 @@ import os
 import random
 import signal
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -84,7 +87,7 @@ class Zone:
     names: dict[int, str] = field(default_factory=dict)
 
 
-def load_zone(conn: psycopg.Connection) -> Zone:
+def load_zone(db: Loader) -> Zone:
     zone = Zone()
     units: list[tuple[int, str, str, str, int | None, str]] = [
         (1, "D", "经开区", "district", None, "/1/")
@@ -119,17 +122,14 @@ def load_zone(conn: psycopg.Connection) -> Zone:
                 users.append((user_id, f"g{grid}", "worker", "worker", grid))
                 zone.grid_worker[grid] = user_id
     now = datetime.now(UTC)
-    with conn.cursor() as cur:
-        with cur.copy("COPY org_units (id, code, name, kind, parent_id, path) FROM STDIN") as copy:
-            for row in units:
-                copy.write_row(row)
-        columns = "id, username, display_name, role, org_unit_id, created_at"
-        with cur.copy(f"COPY users ({columns}) FROM STDIN") as copy:
-            for user_id, username, display, role, org in users:
-                copy.write_row((user_id, username, display, role, org, now))
-                zone.names[user_id] = username
-        cur.execute("SELECT setval('org_units_id_seq', %s)", (len(units),))
-        cur.execute("SELECT setval('users_id_seq', %s)", (len(users),))
+    db.copy("org_units", "id, code, name, kind, parent_id, path", units)
+    rows = []
+    for user_id, username, display, role, org in users:
+        rows.append((user_id, username, display, role, org, now))
+        zone.names[user_id] = username
+    db.copy("users", "id, username, display_name, role, org_unit_id, created_at", rows)
+    db.set_sequence("org_units", len(units))
+    db.set_sequence("users", len(users))
     return zone
 
 
@@ -193,10 +193,9 @@ NEXT_STATUS = {
 CHUNK = 10_000  # issues per round of COPYs (one COPY at a time per connection)
 
 
-def load_issues(conn: psycopg.Connection, zone: Zone, count: int, now: datetime) -> None:
+def load_issues(db: Loader, zone: Zone, count: int, now: datetime) -> None:
     rng = random.Random(count)
-    with conn.cursor() as cur:
-        categories = cur.execute("SELECT code, deadline_hours FROM categories").fetchall()
+    categories = db.query("SELECT code, deadline_hours FROM categories")
     span = timedelta(weeks=count / PER_WEEK)
     start = now - span
     moments = sorted(start + span * rng.random() for _ in range(count))
@@ -211,18 +210,73 @@ def load_issues(conn: psycopg.Connection, zone: Zone, count: int, now: datetime)
             issues.append(row)
             events += event_rows
             photos += photo_rows
-        copy_rows(conn, f"COPY issues ({ISSUE_COLUMNS}) FROM STDIN", issues)
-        copy_rows(conn, f"COPY issue_events ({EVENT_COLUMNS}) FROM STDIN", events)
-        copy_rows(conn, f"COPY photos ({PHOTO_COLUMNS}) FROM STDIN", photos)
-    with conn.cursor() as cur:
-        cur.execute("SELECT setval('issues_id_seq', %s)", (count,))
-        cur.execute("UPDATE change_counter SET value = %s", (count,))
+        db.copy("issues", ISSUE_COLUMNS, issues)
+        db.copy("issue_events", EVENT_COLUMNS, events)
+        db.copy("photos", PHOTO_COLUMNS, photos)
+    db.set_sequence("issues", count)
+    db.execute("UPDATE change_counter SET value = %s", (count,))
 
 
-def copy_rows(conn: psycopg.Connection, statement: str, rows: list[tuple[object, ...]]) -> None:
-    with conn.cursor() as cur, cur.copy(statement) as copy:  # type: ignore[arg-type]
-        for row in rows:
-            copy.write_row(row)
+class Loader:
+    """Where the synthetic rows go: PostgreSQL with COPY, or SQLite with executemany."""
+
+    def copy(self, table: str, columns: str, rows: list[tuple[object, ...]]) -> None:
+        raise NotImplementedError
+
+    def query(self, sql: str) -> list[tuple[object, ...]]:
+        raise NotImplementedError
+
+    def execute(self, sql: str, params: tuple[object, ...]) -> None:
+        raise NotImplementedError
+
+    def set_sequence(self, table: str, value: int) -> None:
+        """The table's id sequence after loading `value` rows with explicit ids."""
+
+
+class PostgresLoader(Loader):
+    def __init__(self, conn: psycopg.Connection) -> None:
+        self.conn = conn
+
+    def copy(self, table: str, columns: str, rows: list[tuple[object, ...]]) -> None:
+        statement = f"COPY {table} ({columns}) FROM STDIN"
+        with self.conn.cursor() as cur, cur.copy(statement) as copy:  # type: ignore[arg-type]
+            for row in rows:
+                copy.write_row(row)
+
+    def query(self, sql: str) -> list[tuple[object, ...]]:
+        return list(self.conn.execute(sql).fetchall())  # type: ignore[arg-type]
+
+    def execute(self, sql: str, params: tuple[object, ...]) -> None:
+        self.conn.execute(sql, params)  # type: ignore[arg-type]
+
+    def set_sequence(self, table: str, value: int) -> None:
+        self.conn.execute(f"SELECT setval('{table}_id_seq', %s)", (value,))  # type: ignore[arg-type]
+
+
+class SqliteLoader(Loader):
+    """SQLite stores times as UTC text (as app.models.base.UTCDateTime does through SQLAlchemy)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    @staticmethod
+    def _value(value: object) -> object:
+        if isinstance(value, datetime):
+            return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+        return value
+
+    def copy(self, table: str, columns: str, rows: list[tuple[object, ...]]) -> None:
+        marks = ", ".join("?" * len(columns.split(",")))
+        self.conn.executemany(
+            f"INSERT INTO {table} ({columns}) VALUES ({marks})",
+            ([self._value(v) for v in row] for row in rows),
+        )
+
+    def query(self, sql: str) -> list[tuple[object, ...]]:
+        return list(self.conn.execute(sql).fetchall())
+
+    def execute(self, sql: str, params: tuple[object, ...]) -> None:
+        self.conn.execute(sql.replace("%s", "?"), [self._value(p) for p in params])
 
 
 def one_issue(
@@ -393,12 +447,17 @@ def database_url(name: str) -> str:
 
 
 @contextmanager
-def fresh_database(size: int) -> Iterator[tuple[str, str]]:
+def fresh_database(size: int, engine: str = "postgresql") -> Iterator[str]:
+    """A new, empty database's URL: PostgreSQL, or an SQLite file in a temporary folder."""
+    if engine == "sqlite":
+        with tempfile.TemporaryDirectory() as folder:
+            yield f"sqlite:///{folder}/bench.db"
+        return
     name = f"gp_bench_dashboard_{os.getpid()}_{size}"
     admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     admin(f"CREATE DATABASE {name}")
     try:
-        yield name, database_url(name)
+        yield database_url(name)
     finally:
         admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
@@ -464,11 +523,14 @@ class Figures:
         return values[min(len(values) - 1, int(0.95 * len(values)))] if values else None
 
 
-FLOOR, STATS, LIST, REVALIDATE, RANKINGS = "floor", "stats", "list", "304", "rankings"
+FLOOR, STATS, LIST, COMPACT, REVALIDATE, RANKINGS = (
+    "floor", "stats", "list", "compact", "304", "rankings",
+)  # fmt: skip
 LABELS = {
     FLOOR: "GET /healthz (floor)",
     STATS: "GET /api/v1/stats",
     LIST: "GET /api/v1/issues?limit=50",
+    COMPACT: "GET /api/v1/issues?limit=50&view=compact",
     REVALIDATE: "GET /api/v1/stats + If-None-Match",
     RANKINGS: "GET /api/v1/rankings (no target)",
 }
@@ -490,6 +552,7 @@ def measure(
             FLOOR: ("/healthz", {}, 200),
             STATS: ("/api/v1/stats", auth, 200),
             LIST: ("/api/v1/issues?limit=50", auth, 200),
+            COMPACT: ("/api/v1/issues?limit=50&view=compact", auth, 200),
             RANKINGS: ("/api/v1/rankings", auth, 200),
         }
         if etag:
@@ -519,21 +582,45 @@ def measure(
     return timings, notes
 
 
-def run_size(size: int, rounds: int, warmup: int) -> Figures:
-    print(f"\n== {size:,} issues ==", flush=True)
-    with fresh_database(size) as (_name, url), tempfile.TemporaryDirectory() as uploads:
+COUNTS = (
+    "SELECT (SELECT count(*) FROM issues), (SELECT count(*) FROM issue_events), "
+    "(SELECT count(*) FROM photos)"
+)
+
+
+def load_postgres(url: str, size: int, now: datetime) -> tuple[int, ...]:
+    with psycopg.connect(url.replace("+psycopg", "")) as conn, bulk_load(conn):
+        zone = load_zone(PostgresLoader(conn))
+        load_issues(PostgresLoader(conn), zone, size, now)
+    with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+        counts = conn.execute(COUNTS).fetchone()
+    assert counts is not None
+    return tuple(counts)
+
+
+def load_sqlite(url: str, size: int, now: datetime) -> tuple[int, ...]:
+    conn = sqlite3.connect(url.removeprefix("sqlite:///"))
+    try:
+        conn.execute("PRAGMA foreign_keys = OFF")
+        conn.execute("PRAGMA synchronous = OFF")
+        zone = load_zone(SqliteLoader(conn))
+        load_issues(SqliteLoader(conn), zone, size, now)
+        conn.commit()
+        conn.execute("ANALYZE")
+        return tuple(conn.execute(COUNTS).fetchone())
+    finally:
+        conn.close()
+
+
+def run_size(size: int, rounds: int, warmup: int, engine: str) -> Figures:
+    print(f"\n== {size:,} issues on {engine} ==", flush=True)
+    with fresh_database(size, engine) as url, tempfile.TemporaryDirectory() as uploads:
         started = time.perf_counter()
         migrate(url)
         now = datetime.now(UTC)
-        with psycopg.connect(url.replace("+psycopg", "")) as conn, bulk_load(conn):
-            zone = load_zone(conn)
-            load_issues(conn, zone, size, now)
-        with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
-            conn.execute("VACUUM ANALYZE")
-            counts = conn.execute(
-                "SELECT (SELECT count(*) FROM issues), (SELECT count(*) FROM issue_events), "
-                "(SELECT count(*) FROM photos)"
-            ).fetchone()
+        load = load_sqlite if engine == "sqlite" else load_postgres
+        counts = load(url, size, now)
         load_s = time.perf_counter() - started
         assert counts is not None
         print(
@@ -550,17 +637,17 @@ def run_size(size: int, rounds: int, warmup: int) -> Figures:
 
 def report(results: list[Figures], rounds: int) -> None:
     print(f"\nClient-side latency, {rounds} sequential requests of each kind, keep-alive (ms):")
-    print(f"{'issues':>8}  {'request':<36} {'median':>8} {'p95':>8} {'× floor':>8}")
+    print(f"{'issues':>8}  {'request':<44} {'median':>8} {'p95':>8} {'× floor':>8}")
     for figures in results:
         floor = figures.median(FLOOR)
         for name, label in LABELS.items():
             median, p95 = figures.median(name), figures.p95(name)
             if median is None or p95 is None or floor is None:
                 note = figures.notes.get(name, "not measured")
-                print(f"{figures.size:>8,}  {label:<36} {note}")
+                print(f"{figures.size:>8,}  {label:<44} {note}")
                 continue
             ratio = median / floor
-            print(f"{figures.size:>8,}  {label:<36} {median:>8.2f} {p95:>8.2f} {ratio:>7.1f}×")
+            print(f"{figures.size:>8,}  {label:<44} {median:>8.2f} {p95:>8.2f} {ratio:>7.1f}×")
     print("\nTargets (medians):")
     by_size = {f.size: f for f in results}
     big, small = by_size.get(100_000), by_size.get(10_000)
@@ -572,7 +659,7 @@ def report(results: list[Figures], rounds: int) -> None:
         print(f"  304 within {TARGET_304:g}× floor: {big.notes.get(REVALIDATE, 'not measured')}")
     else:
         verdict(f"304 within {TARGET_304:g}× floor", revalidate / floor, TARGET_304)
-    for name in (STATS, LIST):
+    for name in (STATS, LIST, COMPACT):
         value = big.median(name)
         if value is not None:
             verdict(
@@ -581,7 +668,7 @@ def report(results: list[Figures], rounds: int) -> None:
                 TARGET_HEAVY,
             )
     if small is not None and small is not big:
-        for name in (STATS, LIST):
+        for name in (STATS, LIST, COMPACT):
             a, b = big.median(name), small.median(name)
             if a is not None and b is not None:
                 verdict(f"{LABELS[name]} at {big.size:,} vs {small.size:,}", a / b, TARGET_GROWTH)
@@ -601,11 +688,12 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=400)
     parser.add_argument("--warmup", type=int, default=40)
     parser.add_argument("--sizes", default="100000,10000")
+    parser.add_argument("--database", choices=["postgresql", "sqlite"], default="postgresql")
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
     started = time.perf_counter()
     print(f"{os.cpu_count()} CPUs, load average {load_average()} (other work shares this machine)")
-    results = [run_size(size, args.rounds, args.warmup) for size in sizes]
+    results = [run_size(size, args.rounds, args.warmup, args.database) for size in sizes]
     report(results, args.rounds)
     print(f"\n(total {time.perf_counter() - started:.0f} s; load average now {load_average()})")
     return 0

@@ -10,8 +10,11 @@ What it does, all in one run on this machine:
    its own EXIF block (GPS near 34.75 N 113.78 E, Orientation 6, DateTimeOriginal a second later
    each time, written by `app.demo.photos.exif_bytes`), so every upload has its own
    SHA-256 and is really stored;
-2. measures the floor in-process: bare Pillow doing the same work as the pipeline (twice: before
-   and between the server runs, as this machine drifts), `app.services.photos.ingest_photo`
+2. measures the floor in-process: bare Pillow doing the same work as the pipeline, with the
+   app's encoder setting (optimize=True) and without it (twice each: before and between the
+   server runs, as this machine drifts); the *best* of the two is the floor the target is
+   measured against (issue #19: server CPU per 12 MP photo against the best pure-library
+   pipeline in the same run), `app.services.photos.ingest_photo`
    itself (the pipeline without HTTP, database or framework), and the floor in 1 and in 2
    processes at once (the ceiling for any 2-worker speed-up here);
 3. starts the real server (`gridproof serve --image-processes W`: one HTTP process and W worker
@@ -191,6 +194,16 @@ class LoopResult:
     @property
     def per_s(self) -> float:
         return self.photos / self.wall_s
+
+
+def mean_loop(a: LoopResult, b: LoopResult) -> LoopResult:
+    """Two loops of the same work taken as one (their photos and times added)."""
+    return LoopResult(
+        a.photos + b.photos,
+        a.cpu_s + b.cpu_s,
+        a.wall_s + b.wall_s,
+        (a.other_cores + b.other_cores) / 2,
+    )
 
 
 def timed_loop(work: Callable[[bytes], object], photos: PhotoSource, n: int) -> LoopResult:
@@ -878,7 +891,7 @@ def run(folder: Path, n: int, mem_n: int, threads: int, quiet_s: float, rounds: 
     configs = {"1": (1, 1), "1-on-2": (1, 2), "2": (2, 2)}
     labels = {"1": "W=1 on 1 core", "1-on-2": "W=1 on 2 cores", "2": "W=2 on 2 cores"}
     by_round: list[dict[str, Throughput]] = []
-    floor_b = floor_a
+    floor_b, no_opt_b = floor_a, no_opt
     for r in range(rounds):
         done: dict[str, Throughput] = {}
         for key in list(configs)[:: 1 if r % 2 == 0 else -1]:
@@ -888,9 +901,11 @@ def run(folder: Path, n: int, mem_n: int, threads: int, quiet_s: float, rounds: 
             describe_batch(f"round {r + 1}, {labels[key]}", done[key])
             if r == 0 and key == "1":
                 floor_b = timed_loop(floor_one, phone, half)
+                no_opt_b = timed_loop(lambda data: floor_one(data, optimize=False), phone, half)
                 print(
                     f"  floor again between the runs: {floor_b.cpu_ms:.0f} ms CPU/photo "
-                    f"(before: {floor_a.cpu_ms:.0f}; the difference is this machine's drift)"
+                    f"(before: {floor_a.cpu_ms:.0f}; the difference is this machine's drift), "
+                    f"optimize=False {no_opt_b.cpu_ms:.0f} (before: {no_opt.cpu_ms:.0f})"
                 )
         print(
             f"  round {r + 1}: W=2 / W=1 = {done['2'].batch.per_s / done['1'].batch.per_s:.2f}×"
@@ -911,12 +926,12 @@ def run(folder: Path, n: int, mem_n: int, threads: int, quiet_s: float, rounds: 
         )
         for key in configs
     }
-    floor = LoopResult(
-        floor_a.photos + floor_b.photos,
-        floor_a.cpu_s + floor_b.cpu_s,
-        floor_a.wall_s + floor_b.wall_s,
-        (floor_a.other_cores + floor_b.other_cores) / 2,
-    )
+    floor = mean_loop(floor_a, floor_b)
+    # The issue's definition (#19): server CPU per photo against the *best* pure-library
+    # pipeline measured in the same run, whichever encoder setting that is.
+    no_opt_mean = mean_loop(no_opt, no_opt_b)
+    best = min(floor, no_opt_mean, key=lambda loop: loop.cpu_ms)
+    best_name = "optimize=True" if best is floor else "optimize=False"
 
     print(f"\n[3] memory: fresh W=1 server each, {mem_n} uploads one at a time (no warm-up)")
     mems = []
@@ -931,6 +946,7 @@ def run(folder: Path, n: int, mem_n: int, threads: int, quiet_s: float, rounds: 
 
     w1, w1_on_2, w2 = runs["1"].batch, runs["1-on-2"].batch, runs["2"].batch
     ratio = w1.cpu_ms / floor.cpu_ms
+    best_ratio = w1.cpu_ms / best.cpu_ms
     speedup = w2.per_s / w1.per_s
     # W=1 on 2 cores: the one decoding process is busy all the time while the HTTP process
     # works beside it, on the other core; at W=2 every photo costs its whole CPU out of the
@@ -942,18 +958,27 @@ def run(folder: Path, n: int, mem_n: int, threads: int, quiet_s: float, rounds: 
     mem_diff = mems[1].hwm_mb - mems[0].hwm_mb
     file_diff = (big.size() - phone.size()) / 2**20
     rows = [
-        ("floor CPU ms/photo (bare Pillow)", f"{floor.cpu_ms:.0f}  (mean of 2 loops)", ""),
-        ("ingest_photo() CPU ms/photo", f"{ingest.cpu_ms:.0f}", ""),
+        (
+            "best floor CPU ms/photo",
+            f"{best.cpu_ms:.0f}  ({best_name}; mean of 2 loops)",
+            "(the issue's floor)",
+        ),
         (
             "endpoint CPU ms/photo, W=1",
-            f"{w1.cpu_ms:.0f}  ({ratio:.2f}× floor)",
-            f"≤ {TARGET_RATIO}× floor: {verdict(ratio <= TARGET_RATIO)}",
+            f"{w1.cpu_ms:.0f}  ({best_ratio:.2f}× best floor)",
+            f"≤ {TARGET_RATIO}× (issue #19's definition): {verdict(best_ratio <= TARGET_RATIO)}",
         ),
         (
-            "  same, floor with optimize=False",
-            f"{no_opt.cpu_ms:.0f} → {w1.cpu_ms / no_opt.cpu_ms:.2f}× floor",
-            "(informative)",
+            "  against the app's own settings",
+            f"{floor.cpu_ms:.0f} (optimize=True, as the app) → {ratio:.2f}×",
+            "(our earlier measure)",
         ),
+        (
+            "  floor optimize=True / False",
+            f"{floor.cpu_ms:.0f} / {no_opt_mean.cpu_ms:.0f} ms (mean of 2 loops each)",
+            "",
+        ),
+        ("ingest_photo() CPU ms/photo", f"{ingest.cpu_ms:.0f}", ""),
         ("endpoint CPU ms/photo, W=2", f"{w2.cpu_ms:.0f}  ({w2.cpu_ms / floor.cpu_ms:.2f}×)", ""),
         ("photos/s W=1 on 1 core", f"{w1.per_s:.2f}", ""),
         (

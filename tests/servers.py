@@ -31,3 +31,45 @@ def serve_in_thread(settings: Settings) -> tuple[uvicorn.Server, threading.Threa
             raise RuntimeError("the test server did not start")
         time.sleep(0.05)
     return server, thread, port
+
+
+class Trickler:
+    """An HTTP receiver on 127.0.0.1 that answers 200 a byte at a time, every `interval` s.
+
+    Each read a client makes gets a byte well within any per-read timeout, so only a total
+    deadline cuts it off; `cut_off` says whether the client hung up before the answer ended."""
+
+    ANSWER = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
+
+    def __init__(self, interval: float = 0.25) -> None:
+        self.interval = interval
+        self.cut_off = False
+        self.requests = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def _serve(self) -> None:
+        with self._listener:
+            connection, _address = self._listener.accept()
+        with connection:
+            connection.settimeout(5)
+            connection.recv(65536)  # the request (small); its content is not the point
+            self.requests += 1
+            try:
+                for byte in self.ANSWER:
+                    time.sleep(self.interval)
+                    connection.sendall(bytes([byte]))
+            except OSError:
+                self.cut_off = True
+        self._done.set()
+
+    def wait(self, timeout: float = 30) -> bool:
+        """Until the answer was sent or cut off; False if neither happened in time."""
+        return self._done.wait(timeout)

@@ -2,6 +2,7 @@
 
 from app.models.category import Category
 from app.models.change import ChangeCounter
+from app.models.checkpoint import AuditCheckpoint
 from app.models.event import IssueEvent
 from app.models.grid import GridCell, GridImport
 from app.models.idempotency import IdempotencyRecord
@@ -15,6 +16,7 @@ from app.models.webhook import WebhookDelivery, WebhookSubscription
 
 __all__ = [
     "ApiToken",
+    "AuditCheckpoint",
     "Category",
     "ChangeCounter",
     "GridCell",

@@ -38,6 +38,8 @@ class Issue(SQLModel, table=True):
     __table_args__ = (
         Index("ix_issues_updated_at_id", "updated_at", "id"),
         Index("ix_issues_change_seq_id", "change_seq", "id"),
+        # Open311 address_string placement (services/geocode.py) matches addresses exactly.
+        Index("ix_issues_address", "address"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -145,6 +147,46 @@ class IssuePublic(BaseModel):
     # The grid cell the issue was routed to (None without a grid, or outside it).
     grid_cell: GridCellRef | None = None
     outside_grid: bool = False
+
+
+class IssueView(StrEnum):
+    """How much of each issue a list answers: all of it, or what a dashboard shows."""
+
+    FULL = "full"
+    COMPACT = "compact"
+
+
+class IssueCompact(BaseModel):
+    """An issue as a dashboard's list and map show it (`GET /issues?view=compact`): no photo
+    records, no people, no allowed actions; `GET /issues/{id}` has the rest."""
+
+    id: int
+    code: str
+    category: str
+    status: IssueStatus
+    lat: float
+    lon: float
+    org_unit: str
+    grid_cell: GridCellRef | None = None
+    outside_grid: bool = False
+    reported_at: datetime
+    deadline: datetime | None
+    overdue: bool
+    rework_count: int
+    source: str | None = None
+    version: int
+    updated_at: datetime
+    photo_count: int
+    # The first before-photo's thumbnail (as in the full answer's photos[].urls.thumb).
+    thumb: str | None
+    flags: list[str]
+    crs: Crs = Crs.WGS84
+
+
+class IssueCompactPage(BaseModel):
+    items: list[IssueCompact]
+    next_cursor: str | None
+    has_more: bool
 
 
 class IssuePage(BaseModel):

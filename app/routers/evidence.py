@@ -21,14 +21,19 @@ REVALIDATE = {"Cache-Control": "no-cache", "Vary": "Authorization"}
 
 @router.get("/evidence", response_model=dict[str, object], responses=ERRORS)
 def evidence(
-    issue: EvidenceIssue, request: Request, session: SessionDep, user: CurrentUser
+    issue: EvidenceIssue,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    user: CurrentUser,
 ) -> Response:
     """The issue, every photo with hash, EXIF and flags, the events, and chain_valid.
 
     The ETag is the hash of the body: the same tag is always the same bytes, and a 304 says
     that the copy the auditor holds is what the server would send now.
     """
-    answer = JSONResponse(service.evidence(session, issue, user, utcnow()), headers=REVALIDATE)
+    body = service.evidence(session, settings, issue, user, utcnow())
+    answer = JSONResponse(body, headers=REVALIDATE)
     etag = etags.content_etag(bytes(answer.body))
     answer.headers["ETag"] = etag
     return etags.not_modified(request, etag, REVALIDATE) or answer

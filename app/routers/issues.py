@@ -36,9 +36,11 @@ from app.models.base import utcnow
 from app.models.event import IssueEventPublic
 from app.models.geo import Crs
 from app.models.issue import (
+    IssueCompactPage,
     IssuePage,
     IssuePublic,
     IssueReport,
+    IssueView,
     PhotoForm,
     TransitionRequest,
 )
@@ -48,6 +50,7 @@ from app.responses import model_json
 from app.routers.api import ONE_ITEM_ERRORS, UPLOAD_ERRORS, authenticated_router
 from app.services import audit, reporting
 from app.services import issues as service
+from app.services.issue_compact import compact_page
 from app.services.issue_list import MAX_GEOJSON_LIMIT, MAX_LIMIT, list_issues
 from app.services.present import (
     events_public,
@@ -111,7 +114,11 @@ def report_issue(
     return _created(body.model_dump(mode="json"), replayed, f"/api/v1/issues/{issue.id}")
 
 
-@router.get("", response_model=IssuePage, responses=problem_responses(ValidationFailed))
+@router.get(
+    "",
+    response_model=IssuePage | IssueCompactPage,
+    responses=problem_responses(ValidationFailed),
+)
 def list_issues_route(
     session: SessionDep,
     user: CurrentUser,
@@ -119,9 +126,14 @@ def list_issues_route(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
     cursor: str | None = None,
     crs: CrsParam = Crs.WGS84,
+    view: Annotated[IssueView, Query(description="full, or compact for dashboards")] = (
+        IssueView.FULL
+    ),
 ) -> Response:
     """Issues you may see, oldest change first; follow `next_cursor` to continue."""
     now = utcnow()
+    if view == IssueView.COMPACT:
+        return model_json(compact_page(session, user, filters, now, limit, cursor, crs))
     page, next_cursor, has_more = list_issues(session, user, filters, now, limit, cursor)
     items = issues_public(session, page, user, now, crs)
     return model_json(IssuePage(items=items, next_cursor=next_cursor, has_more=has_more))

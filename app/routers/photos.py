@@ -7,7 +7,7 @@ from sqlmodel import Session
 
 from app import etags
 from app.deps import CurrentUser, PhotoId, SessionDep, StorageDep
-from app.errors import Forbidden, NotFound
+from app.errors import Forbidden, NotFound, OriginalCorrupted
 from app.models import Issue, Photo, User
 from app.models.photo import PhotoPublic
 from app.openapi import file_response, merge, problem_responses
@@ -15,12 +15,13 @@ from app.routers.api import ONE_ITEM_ERRORS, authenticated_router
 from app.services.permissions import get_visible, may_read_evidence
 from app.services.photos import CONTENT_TYPES, EXTENSIONS, format_of_content_type
 from app.services.present import photos_public
+from app.services.verification import verified_original
 
 router = authenticated_router(prefix="/api/v1/photos", tags=["photos"])
 DERIVATIVE = merge(file_response("JPEG", "image/jpeg"), problem_responses(*ONE_ITEM_ERRORS))
 ORIGINAL = merge(
     file_response("The uploaded bytes, with their own type", *CONTENT_TYPES.values()),
-    problem_responses(Forbidden, *ONE_ITEM_ERRORS),
+    problem_responses(Forbidden, OriginalCorrupted, *ONE_ITEM_ERRORS),
 )
 
 IMMUTABLE = "private, max-age=31536000, immutable"
@@ -85,7 +86,7 @@ def original(
     name = f"{issue.code}-{row.id}.{EXTENSIONS[format_of_content_type(row.content_type)]}"
     return _file(
         request,
-        storage.original_path(row.sha256),
+        verified_original(storage, row),
         etags.photo_etag(row.sha256),
         row.content_type,
         **{"Content-Disposition": f'attachment; filename="{name}"'},

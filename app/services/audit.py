@@ -4,6 +4,11 @@ hash = sha256(canonical JSON of the event, prev_hash included). Canonical JSON: 
 issue_id, seq, at, actor, action, from_status, to_status, note, data, prev_hash; keys sorted,
 separators "," and ":", non-ASCII kept as UTF-8, `at` in UTC as YYYY-MM-DDTHH:MM:SS.ffffffZ.
 The first event's prev_hash is 64 zeros.
+
+What an event's `data` records is covered with it: the report names the issue's code, category,
+description, address and place, and every photo event names each photo's facts (`photo_facts`:
+kind, SHA-256, capture time, EXIF facts, place and its source, flags), so that `gridproof verify`
+can compare the rows an auditor reads with the chain (services/chain_check.py).
 """
 
 import hashlib
@@ -13,7 +18,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from app.models import Issue, IssueEvent, User
+from app.models import Issue, IssueEvent, Photo, User
 from app.services import webhooks
 
 GENESIS = "0" * 64
@@ -41,6 +46,21 @@ def canonical_json(event: IssueEvent) -> bytes:
 
 def event_hash(event: IssueEvent) -> str:
     return hashlib.sha256(canonical_json(event)).hexdigest()
+
+
+def photo_facts(photo: Photo) -> dict[str, Any]:
+    """What a photo event records of each photo: every fact an auditor reads of it."""
+    return {
+        "id": photo.id,
+        "kind": photo.kind,
+        "sha256": photo.sha256,
+        "taken_at": photo.taken_at,
+        "exif": photo.exif,
+        "lat": photo.lat,
+        "lon": photo.lon,
+        "location_source": photo.location_source,
+        "flags": list(photo.flags),
+    }
 
 
 def append_event(

@@ -11,21 +11,31 @@ from sqlmodel import Session, col, select
 
 from app.config import Settings
 from app.models import Issue, IssueEvent, Photo, User
-from app.services import audit
+from app.services import audit, checkpoints
 from app.services.comparison import comparison_jpeg
 from app.services.geo import distance_m
 from app.services.photos import EXTENSIONS, format_of_content_type
 from app.services.present import events_public, issue_public, photos_public
-from app.services.storage import CHUNK, Storage
+from app.services.storage import CHUNK, Storage, sha256_of_path
 
 README = """Evidence bundle for issue {code} (id {issue_id}), as of {as_of} (its last event).
 
 manifest.json   the issue, every photo (SHA-256, EXIF, location and its source, flags,
                 uploader, times), the audit events and whether their chain held when this
-                bundle was made (chain_valid)
+                bundle was made (chain_valid); each original was re-hashed when the bundle
+                was made (original_sha256_matches) and only those that match are included
 events.json     the audit trail alone
 originals/      every photo exactly as uploaded, named <sha256>.<ext>
 comparison.jpg  the first before-photo and the latest after-photo side by side
+checkpoints.json  the server's Ed25519 signatures of this issue's chain heads (one made
+                with this bundle), public_key.pem the key they verify under
+verify_bundle.py  checks all of this offline with Python's standard library only
+
+Check everything:     python3 verify_bundle.py --public-key <the key as published>
+  (exit 0: OK; 1: one FAIL line per problem). Get the public key yourself
+  (GET /api/v1/audit/checkpoints, or from the operator) and keep the checkpoints you saved
+  earlier (--checkpoints saved.json): a chain re-written after a head was signed no longer
+  holds the hash that was signed, and fails.
 
 Check the photos:     cd originals && for f in *; do echo "${{f%.*}}  $f"; done | sha256sum -c
 Check the audit chain: for each event in events.json, in order of seq,
@@ -36,12 +46,18 @@ Check the audit chain: for each event in events.json, in order of seq,
 """
 
 
+RECIPE = Path(__file__).with_name("bundle_recipe") / "verify_bundle.py"
+
+
 def photo_filename(photo: Photo) -> str:
     return f"originals/{photo.sha256}.{EXTENSIONS[format_of_content_type(photo.content_type)]}"
 
 
-def evidence(session: Session, issue: Issue, viewer: User, now: datetime) -> dict[str, Any]:
-    """The issue, its photos, its events with their chain, and chain_valid recomputed now.
+def evidence(
+    session: Session, settings: Settings, issue: Issue, viewer: User, now: datetime
+) -> dict[str, Any]:
+    """The issue, its photos, its events with their chain, and chain_valid recomputed now;
+    each stored original re-hashed (original_sha256_matches: null when the file is missing).
 
     Nothing in it is the time of asking: the same state gives the same bytes (the route's ETag
     is their hash), and `as_of` is the time of the last event, which the chain covers.
@@ -52,6 +68,7 @@ def evidence(session: Session, issue: Issue, viewer: User, now: datetime) -> dic
     )
     events = audit.events_of(session, issue.id)
     problems = audit.chain_problems(events)
+    storage = Storage(settings.upload_dir)
     photo_entries = []
     for row, public in zip(photos, photos_public(session, photos), strict=True):
         entry = public.model_dump(mode="json")
@@ -61,6 +78,7 @@ def evidence(session: Session, issue: Issue, viewer: User, now: datetime) -> dic
             if row.lat is not None and row.lon is not None
             else None
         )
+        entry["original_sha256_matches"] = _original_matches(storage, row)
         photo_entries.append(entry)
     return {
         "issue": issue_public(session, issue, viewer, now).model_dump(mode="json"),
@@ -68,8 +86,14 @@ def evidence(session: Session, issue: Issue, viewer: User, now: datetime) -> dic
         "events": [e.model_dump(mode="json") for e in events_public(events)],
         "chain_valid": bool(events) and not problems,
         "chain_problems": problems,
+        "originals_rehashed": True,
         "as_of": audit.canonical_at(_as_of(issue, events)),
     }
+
+
+def _original_matches(storage: Storage, photo: Photo) -> bool | None:
+    path = storage.original_path(photo.sha256)
+    return sha256_of_path(path) == photo.sha256 if path.exists() else None
 
 
 def _as_of(issue: Issue, events: list[IssueEvent]) -> datetime:
@@ -80,15 +104,25 @@ def bundle(
     session: Session, settings: Settings, issue: Issue, viewer: User, now: datetime
 ) -> Iterator[bytes]:
     """The ZIP, prepared now (rows read, comparison made) and streamed file by file."""
-    manifest = evidence(session, issue, viewer, now)
+    assert issue.id is not None
+    manifest = evidence(session, settings, issue, viewer, now)
+    events = audit.events_of(session, issue.id)
+    heads = checkpoints.sign_bundle_head(settings, events[-1]) if events else []
+    signed = checkpoints.bundle_files(settings, heads)
     storage = Storage(settings.upload_dir)
+    # Only originals that hash to their name, as re-hashed for the manifest.
+    shipped = {p["file"] for p in manifest["photos"] if p["original_sha256_matches"]}
     originals = {}
     for photo in session.exec(select(Photo).where(Photo.issue_id == issue.id)):
-        originals[photo_filename(photo)] = storage.original_path(photo.sha256)
+        if photo_filename(photo) in shipped:
+            originals[photo_filename(photo)] = storage.original_path(photo.sha256)
     texts = {
         "manifest.json": json.dumps(manifest, ensure_ascii=False, indent=2),
         "events.json": json.dumps(manifest["events"], ensure_ascii=False, indent=2),
         "README.txt": README.format(code=issue.code, issue_id=issue.id, as_of=manifest["as_of"]),
+        "checkpoints.json": json.dumps(signed, indent=2),
+        "public_key.pem": signed["public_key_pem"],
+        "verify_bundle.py": RECIPE.read_text(),
     }
     files = {**originals, "comparison.jpg": comparison_jpeg(session, settings, issue)}
     # Stamped with the state's time, not the request's: the same state, the same bytes.

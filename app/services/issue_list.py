@@ -4,6 +4,7 @@ import base64
 import binascii
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -111,12 +112,14 @@ def list_issues(
     now: datetime,
     limit: int = 50,
     cursor: str | None = None,
+    columns: Sequence[Any] = ISSUE_COLUMNS,
 ) -> tuple[list[IssueRow], str, bool]:
     """One page of the change feed: (issues, cursor after the last one, whether more follow).
 
     Ordered by change_seq (then id, for rows loaded around the services with 0): every write
     moves the issue to the end, and numbers become visible in commit order, so a client that
     follows the cursor sees every issue at its latest version (see services/changes.py).
+    `columns`: Issue's (the default), or more read in the same query (issue_compact.py).
     """
     seq, issue_id = decode_cursor(cursor) if cursor else (0, 0)
     query = filtered(session, user, filters, now)
@@ -125,7 +128,7 @@ def list_issues(
     query = query.order_by(col(Issue.change_seq), col(Issue.id)).limit(limit + 1)
     # Plain rows, not ORM objects: a page is only read, and loading 50 issues as objects cost
     # a tenth of the answer's time.
-    rows = list(session.connection().execute(query.with_only_columns(*ISSUE_COLUMNS)).all())
+    rows = list(session.connection().execute(query.with_only_columns(*columns)).all())
     page, has_more = rows[:limit], len(rows) > limit
     if page:
         seq, issue_id = page[-1].change_seq, page[-1].id or 0

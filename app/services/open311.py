@@ -20,7 +20,7 @@ from app.errors import Forbidden, NotFound, Unauthenticated, ValidationFailed
 from app.models import Category, Issue, IssueContact, IssueEvent, OrgUnit, Photo, Role, User
 from app.models.base import Text, as_aware
 from app.models.issue import IssueReport, IssueStatus
-from app.services import auth, reporting, signing
+from app.services import auth, geocode, reporting, signing
 from app.services.permissions import visible_issues
 from app.services.photos import Upload
 from app.services.storage import Storage
@@ -160,13 +160,19 @@ def create_request(
     """Report an issue for an external system, through the JSON API's own report_issue."""
     if session.get(Category, form.service_code) is None:
         raise ValidationFailed(f"没有服务 {form.service_code!r}", field="service_code")
-    if (form.lat is None or form.long is None) and not media:
-        raise ValidationFailed("缺少位置：请提供 lat 和 long（或带 GPS 的照片 media）", field="lat")
+    lat, lon = form.lat, form.long
+    if (lat is None or lon is None) and not media:
+        if not form.address_string:
+            raise ValidationFailed(
+                "缺少位置：请提供 lat 和 long、address_string（或带 GPS 的照片 media）", field="lat"
+            )
+        place = geocode.locate(session, user, form.address_string)
+        lat, lon = place.lat, place.lon
     report = Open311Report(
         category=form.service_code,
         description=form.description,
-        lat=form.lat,
-        lon=form.long,
+        lat=lat,
+        lon=lon,
         address=form.address_string,
         quantity=form.quantity,
     )

@@ -183,6 +183,18 @@ def _derive(spooled: SpooledPhoto, settings: Settings, storage: Storage) -> Inge
         raise
 
 
+def derive_again(original: Path, settings: Settings, storage: Storage) -> dict[str, bytes]:
+    """The derivatives this pipeline makes of a stored original, made again (`gridproof
+    verify` compares them with the stored ones); nothing is left behind."""
+    with open(original, "rb") as source, spooled_copy(source, settings, storage) as spooled:
+        photo = _derive(spooled, settings, storage)
+        temps = list(photo.derivative_temps.values())
+        try:
+            return {name: temp.read_bytes() for name, temp in photo.derivative_temps.items()}
+        finally:
+            remove_quietly([*temps, spooled.path])
+
+
 def _process(
     spooled: SpooledPhoto, settings: Settings, storage: Storage, written: list[Path]
 ) -> IngestedPhoto:

@@ -105,6 +105,8 @@ def report_issue(
         data = {
             "code": issue.code,
             "category": issue.category_code,
+            "description": issue.description,
+            "address": issue.address,
             "lat": issue.lat,
             "lon": issue.lon,
             "location_source": issue.location_source,
@@ -445,7 +447,7 @@ def _id(row: Issue | User) -> int:
 
 
 def _photo_ref(photo: Photo) -> dict[str, Any]:
-    return {"id": photo.id, "kind": photo.kind, "sha256": photo.sha256}
+    return audit.photo_facts(photo)
 
 
 def _next_code(session: Session, settings: Settings, now: datetime) -> str:

@@ -2,7 +2,8 @@
 
 One thread per server process polls for due deliveries (and is woken by every commit that
 enqueued some); a pool of sender threads posts them, at most one at a time per subscription,
-each with its own timeout, so a slow endpoint delays neither the API nor other subscribers.
+each with its own timeout and a total deadline (deadline_http.py: a receiver trickling its
+answer is cut off), so a slow endpoint delays neither the API nor other subscribers.
 A delivery is leased before it is sent, so two processes never send it at once; a process
 killed mid-send leaves a lease that expires, and the delivery is sent again (receivers dedupe
 by the payload's `id`). Failures are retried with exponential backoff for
@@ -28,7 +29,7 @@ from app.db import get_engine, get_read_engine
 from app.errors import AppError, logger
 from app.models.base import utcnow
 from app.models.webhook import DeliveryStatus, WebhookDelivery, WebhookSubscription
-from app.services import webhooks
+from app.services import deadline_http, webhooks
 
 _WORKERS: "weakref.WeakSet[DeliveryWorker]" = weakref.WeakSet()
 
@@ -126,7 +127,7 @@ def claim_due(settings: Settings, busy: set[int], limit: int = 200) -> list[tupl
             firsts[subscription_id] = delivery_id or 0
     if not firsts:
         return []
-    lease = now + timedelta(seconds=settings.webhook_timeout_seconds + 60)
+    lease = now + timedelta(seconds=settings.webhook_deadline_seconds + 60)
     claimed = []
     with Session(get_engine(settings.database_url)) as session:
         for subscription_id, delivery_id in firsts.items():
@@ -185,11 +186,14 @@ def post(
         webhooks.SIGNATURE_HEADER: webhooks.sign(secret, int(time.time()), body),
     }
     try:
-        with httpx.Client(
-            timeout=settings.webhook_timeout_seconds, follow_redirects=False
-        ) as client:
-            response = client.post(url, content=body, headers=headers)
-    except httpx.HTTPError as exc:
+        response = deadline_http.post(
+            url,
+            body,
+            headers,
+            timeout=settings.webhook_timeout_seconds,
+            deadline=settings.webhook_deadline_seconds,
+        )
+    except (httpx.HTTPError, deadline_http.DeadlineExceeded) as exc:
         return None, f"{type(exc).__name__}: {exc}"[:500]
     if 200 <= response.status_code < 300:
         return response.status_code, None

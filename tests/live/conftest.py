@@ -6,6 +6,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -51,16 +52,24 @@ class Live:
         return Session(get_engine(self.settings.database_url), expire_on_commit=False)
 
 
-@pytest.fixture
-def live(database_url: str, tmp_path: Path) -> Iterator[Live]:
-    settings = live_settings(database_url, tmp_path)
-    with Session(get_engine(database_url), expire_on_commit=False) as session:
+@contextmanager
+def start_live(settings: Settings) -> Iterator[Live]:
+    """The zone, an external system's key and a server with these settings."""
+    with Session(get_engine(settings.database_url), expire_on_commit=False) as session:
         zone = factories.make_zone(session)
         _user, key = auth.create_user(session, "12345", "external", "D")
     server, thread, port = serve_in_thread(settings)
-    yield Live(f"http://127.0.0.1:{port}", settings, zone, key)
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield Live(f"http://127.0.0.1:{port}", settings, zone, key)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def live(database_url: str, tmp_path: Path) -> Iterator[Live]:
+    with start_live(live_settings(database_url, tmp_path)) as started:
+        yield started
 
 
 @dataclass

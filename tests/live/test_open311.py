@@ -11,8 +11,8 @@ from sqlmodel import func, select
 
 from app.models import Issue, IssueContact
 from app.models.base import utcnow
-from app.services import signing
-from tests import factories
+from app.services import grid_import, signing
+from tests import factories, grid_samples
 from tests.live.conftest import Live
 
 V2 = "/open311/v2"
@@ -202,6 +202,73 @@ def test_bad_input_gets_the_spec_error_list_and_writes_nothing(live: Live) -> No
     assert xml(missing, 404).findtext("error/code") == "404"
     assert httpx.get(f"{live.url}{V2}/requests.json").status_code == 403
     assert xml(httpx.get(f"{live.url}{V2}/nothing.xml"), 404).tag == "errors"
+
+
+def post_at(live: Live, address: str, fmt: str = "xml") -> httpx.Response:
+    """A report with an address_string and no lat/long."""
+    data = {"api_key": live.key, "service_code": "flyposter", "address_string": address}
+    return httpx.post(f"{live.url}{V2}/requests.{fmt}", data=data, timeout=30)
+
+
+def _issue_by_code(live: Live, code: str | None) -> Issue:
+    with live.session() as session:
+        return session.exec(select(Issue).where(Issue.code == code)).one()
+
+
+def test_an_address_string_is_placed_from_our_own_data(live: Live) -> None:
+    with live.session() as session:
+        grid_import.import_grid(session, grid_samples.dumps(grid_samples.zone_grid()))
+
+    # A 网格's name, exactly or inside a longer address: a point in that cell, routed there.
+    for address, cell, (west, south, east, north) in [
+        ("远大第一网格", "A1G", (113.77, 34.75, 113.78, 34.76)),
+        ("毛庄第一网格 东侧公交站", "B1G", (113.78, 34.75, 113.79, 34.76)),
+        ("b1g", "B1G", (113.78, 34.75, 113.79, 34.76)),  # its code, in any case
+    ]:
+        code = xml(post_at(live, address), 201).findtext("request/service_request_id")
+        issue = _issue_by_code(live, code)
+        assert issue.grid_cell_code == cell, address
+        assert west < issue.lon < east and south < issue.lat < north
+        assert issue.address == address
+
+    # An address reported before with a position: where those reports were.
+    first = post(live, lat="34.7512", long="113.7801", address_string="经开区第五大街8号")
+    assert first.status_code == 201, first.text
+    answer = post_at(live, " 经开区第五大街8号 ", "json")
+    assert answer.status_code == 201, answer.text
+    issue = _issue_by_code(live, answer.json()[0]["service_request_id"])
+    assert (issue.lat, issue.lon) == (pytest.approx(34.7512), pytest.approx(113.7801))
+
+
+def test_an_unknown_address_gets_the_spec_error_and_writes_nothing(live: Live) -> None:
+    with live.session() as session:
+        grid_import.import_grid(session, grid_samples.dumps(grid_samples.zone_grid()))
+    before = issue_count(live)
+    # Not ours; only an office's or the district's name (an area, not a place); blank.
+    for address in ["火星路1号", "九龙办事处", "经开区", "   "]:
+        root = xml(post_at(live, address), 400)
+        assert root.tag == "errors" and root.findtext("error/code") == "400"
+        description = root.findtext("error/description", "")
+        assert description.startswith(("unknown_address", "validation_error")), description
+    body = post_at(live, "火星路1号", "json").json()
+    assert body[0]["code"] == 400 and body[0]["description"].startswith("unknown_address")
+    assert issue_count(live) == before
+
+
+def test_a_name_two_cells_share_is_refused_not_guessed(live: Live) -> None:
+    grid = grid_samples.zone_grid()
+    twin = next(f for f in grid["features"] if f["properties"]["code"] == "B1G")
+    twin["properties"]["name"] = "远大第一网格"  # the same name as A1G
+    with live.session() as session:
+        grid_import.import_grid(session, grid_samples.dumps(grid))
+    before = issue_count(live)
+    body = post_at(live, "远大第一网格 门口", "json").json()
+    assert body[0]["code"] == 400
+    assert body[0]["description"].startswith("unknown_address")
+    assert "A1G" in body[0]["description"] and "B1G" in body[0]["description"]
+    assert issue_count(live) == before
+    # Its code still places it.
+    assert post_at(live, "A1G").status_code == 201
 
 
 def test_status_mapping_and_filters(live: Live) -> None:

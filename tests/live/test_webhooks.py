@@ -17,8 +17,15 @@ from app.models import Issue, WebhookDelivery
 from app.models.base import utcnow
 from app.services import audit
 from tests import factories
-from tests.live.conftest import Live, Receiver, live_settings, verify_signature, wait_for
-from tests.servers import free_port
+from tests.live.conftest import (
+    Live,
+    Receiver,
+    live_settings,
+    start_live,
+    verify_signature,
+    wait_for,
+)
+from tests.servers import Trickler, free_port
 
 EVENTS = ["issue.created", "issue.status_changed", "issue.overdue", "issue.flags_raised"]
 
@@ -127,6 +134,26 @@ def test_a_slow_receiver_delays_no_one_else(live: Live, receiver: Receiver) -> N
         assert len(slow.received) <= 2
     finally:
         slow.stop()
+
+
+def test_a_trickling_receiver_is_cut_off_at_the_deadline(
+    database_url: str, tmp_path: Path, receiver: Receiver
+) -> None:
+    """A receiver sending its answer a byte at a time does not keep the sender past the total
+    deadline: the attempt is logged as failed (and retried), and the others are served."""
+    settings = live_settings(database_url, tmp_path).model_copy(
+        update={"webhook_deadline_seconds": 1, "webhook_retry_base_seconds": 600}
+    )
+    with start_live(settings) as live:
+        trickler = Trickler(interval=0.25)  # the whole answer would take about 17 s
+        trickled = subscribe(live, trickler.url, ["issue.created"])
+        subscribe(live, receiver.url, ["issue.created"])
+        report(live)
+        assert trickler.wait()
+        assert trickler.cut_off
+        rows = wait_for(lambda: [r for r in log(live, trickled["id"]) if r["attempts"] == 1])
+        assert rows[0]["status"] == "pending" and "DeadlineExceeded" in rows[0]["last_error"]
+        assert len(wait_for(lambda: receiver.received)) == 1
 
 
 def test_a_rolled_back_change_delivers_nothing(live: Live, receiver: Receiver) -> None:

@@ -304,6 +304,9 @@ def test_evidence_zip_contents(client, zone, tmp_path):
             "events.json",
             "README.txt",
             "comparison.jpg",
+            "checkpoints.json",
+            "public_key.pem",
+            "verify_bundle.py",
         }
         # One original per distinct upload (the resubmitted before-photo is one file).
         assert originals == {p["file"] for p in evidence["photos"]}

@@ -43,7 +43,7 @@ function render() {
   fill(main, root);
   main.dataset.view = name;
   if (name === "login") loginView(root);
-  else if (name === "role") add(root, h("p", { class: "card", text: t("notForRole", { role: role() }) }));
+  else if (name === "role") add(root, h("p", { class: "card" }, t("notForRole", { role: role() }), role() === "auditor" ? [" ", h("a", { href: "/audit", text: "打开审计查证页 /audit" })] : null));
   else cleanup = ROUTES[name](root, arg) || null;
   window.scrollTo(0, 0);
 }
