@@ -1,6 +1,7 @@
 """The `gridproof` command (also `python -m app`)."""
 
 import argparse
+import getpass
 import os
 import sys
 from collections.abc import Sequence
@@ -11,7 +12,7 @@ from sqlmodel import Session
 from app.cli_webhooks import add_commands as add_webhook_commands
 from app.config import get_settings
 from app.db import get_engine, migrate
-from app.errors import AppError
+from app.errors import AppError, ValidationFailed
 
 
 def _session() -> Session:
@@ -20,6 +21,8 @@ def _session() -> Session:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
+
+    from app.serving import uvicorn_options
 
     settings = get_settings()
     migrate(settings.database_url)
@@ -30,7 +33,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     elif "image_processes" not in settings.model_fields_set:
         os.environ["GRIDPROOF_IMAGE_PROCESSES"] = str(min(64, len(os.sched_getaffinity(0))))
     get_settings.cache_clear()
-    uvicorn.run("app.main:app", host=args.host, port=args.port, workers=args.workers)
+    uvicorn.run(
+        "app.main:app", host=args.host, port=args.port, workers=args.workers, **uvicorn_options()
+    )
     return 0
 
 
@@ -52,18 +57,42 @@ def cmd_org_add(args: argparse.Namespace) -> int:
 def cmd_user_add(args: argparse.Namespace) -> int:
     from app.services import auth
 
+    if args.password is not None:
+        print(
+            "gridproof: a password on the command line lands in the shell's history and in ps; "
+            "use --password-stdin (the first line of standard input) or --password-prompt",
+            file=sys.stderr,
+        )
+        return 2
+    password = _read_password(args)
     with _session() as session:
-        user, token = auth.create_user(session, args.username, args.role, args.org, args.password)
+        user, token = auth.create_user(session, args.username, args.role, args.org, password)
         print(f"user {user.username} ({user.role}) created; API token:")
         print(token)
     return 0
 
 
+def _read_password(args: argparse.Namespace) -> str | None:
+    """The new user's password: the first line of stdin, or asked twice on the terminal; None
+    (a user who signs in with the printed token only) without either flag."""
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif args.password_prompt:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            raise ValidationFailed("the two passwords differ")
+    else:
+        return None
+    if not password:
+        raise ValidationFailed("the password is empty")
+    return password
+
+
 def cmd_user_disable(args: argparse.Namespace) -> int:
-    from app.services import auth
+    from app.services import user_admin
 
     with _session() as session:
-        revoked = auth.disable_user(session, args.username)
+        revoked = user_admin.disable_by_name(session, args.username).tokens_revoked
     print(f"user {args.username} disabled; {revoked} token(s) revoked")
     return 0
 
@@ -190,7 +219,15 @@ def _add_people(commands: Commands) -> None:
         choices=["worker", "supervisor", "auditor", "viewer", "admin", "external"],
     )
     user_add.add_argument("--org", required=True, help="org unit code")
-    user_add.add_argument("--password")
+    secret = user_add.add_mutually_exclusive_group()
+    secret.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    secret.add_argument(
+        "--password-prompt", action="store_true", help="ask for the password on the terminal"
+    )
+    # Refused with a reason (never taken from the command line): see cmd_user_add.
+    user_add.add_argument("--password", help=argparse.SUPPRESS)
     user_add.set_defaults(func=cmd_user_add)
     user_disable = user.add_parser("disable", help="stop a user signing in; revoke all tokens")
     user_disable.add_argument("username")

@@ -20,6 +20,9 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(default=220_000_000, gt=0)
     max_full_decode_pixels: int = Field(default=60_000_000, gt=0)
     max_photos_per_request: int = 10
+    # Largest body that is not multipart (JSON): refused with 413 payload_too_large as it
+    # streams in, before the route reads it (app/gate.py).
+    max_json_kb: int = Field(default=256, ge=1)
     timezone: str = "Asia/Shanghai"
     issue_code_prefix: str = "JK"
     thumb_px: int = 320
@@ -69,6 +72,11 @@ class Settings(BaseSettings):
     login_backoff_max_s: float = Field(default=900, gt=0)
     # Password hashes (64 MiB of argon2id each) computed at once in a server process.
     login_max_concurrent_hashes: int = Field(default=2, ge=1)
+
+    # Photo uploads (multipart requests) per token: a burst of upload_burst, then one every
+    # upload_window_s / upload_burst seconds (429 with Retry-After beyond; state in the database).
+    upload_burst: int = Field(default=60, ge=1)
+    upload_window_s: float = Field(default=600, gt=0)
 
     # Ledger exports running at once in this server process, per user and in all (429 beyond).
     exports_per_user: int = Field(default=2, ge=1)
@@ -137,6 +145,10 @@ class Settings(BaseSettings):
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * MB)
+
+    @property
+    def max_json_bytes(self) -> int:
+        return self.max_json_kb * 1024
 
     @property
     def max_request_bytes(self) -> int:

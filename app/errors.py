@@ -157,6 +157,33 @@ class PhotoTooLarge(AppError):
     title_en = "Photo too large"
 
 
+class PayloadTooLarge(AppError):
+    """A JSON (or any non-multipart) body over the limit, refused while it streams in."""
+
+    status = 413
+    code = "payload_too_large"
+    title = "请求内容过大"
+    title_en = "Request body too large"
+
+
+class UriTooLong(AppError):
+    """Answered by the server itself (app/serving.py), before the app sees the request."""
+
+    status = 414
+    code = "uri_too_long"
+    title = "请求地址过长"
+    title_en = "The request target is too long"
+
+
+class HeadersTooLarge(AppError):
+    """Answered by the server itself (app/serving.py), before the app sees the request."""
+
+    status = 431
+    code = "headers_too_large"
+    title = "请求头过大"
+    title_en = "The request headers are too large"
+
+
 class UnsupportedMediaType(AppError):
     status = 415
     code = "unsupported_media_type"
@@ -256,19 +283,35 @@ _HTTP_CODES = {
 
 def english(request: Request) -> bool:
     """The reader asked for English first (Accept-Language: en…); Chinese otherwise."""
-    first = request.headers.get("accept-language", "").split(",")[0]
+    return english_in(request.headers)
+
+
+def english_in(headers: Headers) -> bool:
+    first = headers.get("accept-language", "").split(",")[0]
     return first.strip().lower().startswith("en")
 
 
 def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> JSONResponse:
+    return JSONResponse(
+        problem_body(status, code, title, detail, **extra),
+        status_code=status,
+        media_type=PROBLEM_JSON,
+    )
+
+
+def problem_body(status: int, code: str, title: str, detail: str, **extra: Any) -> dict[str, Any]:
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
-    body |= {"code": code, **extra}
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+    return body | {"code": code, **extra}
 
 
 async def _app_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
-    title, detail, extra = exc.localized(english(request))
+    return app_error_response(exc, english(request))
+
+
+def app_error_response(exc: AppError, english: bool) -> JSONResponse:
+    """The problem+json answer of an error, with its headers (for middleware too)."""
+    title, detail, extra = exc.localized(english)
     response = problem(exc.status, exc.code, title, detail, **extra)
     response.headers.update(exc.headers)
     if "retry_after_s" in exc.extra:  # when to try again, as the body says it too
@@ -319,11 +362,15 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    return internal_error_response(exc, english(request))
+
+
+def internal_error_response(exc: Exception, english: bool) -> JSONResponse:
     logger.error("unhandled error", exc_info=exc)
     return problem(
         500,
         "internal_error",
-        "Internal server error" if english(request) else "服务器内部错误",
+        "Internal server error" if english else "服务器内部错误",
         "Something went wrong on our side; the request may be retried. The error has been logged.",
     )
 

@@ -4,11 +4,11 @@ The ETag of a GET under /api/v1 is a hash of the last change number (services/ch
 asks (user, role and unit: their scope), the full URL with its query, and the clock rounded to
 `etag_clock_seconds` (some answers depend on the time, not only on writes).
 
-A request with If-None-Match is revalidated before routing, with one indexed query (the token's
-user joined with the counter row): a dashboard polling every few seconds costs next to nothing
-while nothing changes, and the route never runs. A request without it costs no extra query: the
-route's own token lookup reads the change number in the same query (deps.get_current_user hands
-it over with `remember`), and the answer is labelled with it.
+The caller and the change number come from the one token lookup of the request, made by
+`gate.AuthenticateFirst` before routing (`remember_scope`): a request with If-None-Match whose
+tag still holds is answered 304 here, and the route never runs, so that a dashboard polling
+every few seconds costs one indexed query while nothing changes. Without it, the route's
+answer is labelled with the same number.
 
 Either way the number (and the clock) is read before the route reads any data, so an answer is
 never labelled newer than it is: a write that lands meanwhile changes the number, and the next
@@ -26,15 +26,12 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from sqlalchemy.exc import DBAPIError
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import Settings
-from app.db import get_read_engine
 from app.services import changes
 
 API_PREFIX = "/api/v1/"
@@ -43,9 +40,9 @@ ETAG_FORMAT = "1"
 _STATE_KEY = "gridproof_revalidation"
 
 
-def remember(request: Request, state: changes.Revalidation) -> None:
-    """Hand the caller and the change number read by the route's token lookup to the middleware."""
-    setattr(request.state, _STATE_KEY, state)
+def remember_scope(scope: Scope, state: changes.Revalidation) -> None:
+    """Hand the caller and the change number read by the token lookup to the middleware."""
+    scope.setdefault("state", {})[_STATE_KEY] = state
 
 
 def etag_for(state: changes.Revalidation, target: str, clock: int) -> str:
@@ -111,13 +108,6 @@ def clock_bucket(settings: Settings) -> int:
     return int(time.time() // seconds) if seconds else 0
 
 
-def _bearer(headers: Headers) -> str | None:
-    scheme, _, token = headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    return token.strip() or None
-
-
 def _cache_headers(etag: str) -> dict[str, str]:
     return {"ETag": etag, "Cache-Control": "no-cache", "Vary": "Authorization"}
 
@@ -142,36 +132,29 @@ class ConditionalGetMiddleware:
         ):
             await self.app(scope, receive, send)
             return
-        headers = Headers(scope=scope)
-        if_none_match = headers.get("if-none-match")
-        token = _bearer(headers)
+        if_none_match = Headers(scope=scope).get("if-none-match")
         target = scope["path"] + "?" + scope["query_string"].decode("latin-1")
         # The clock too is read before the route runs: an answer computed in one interval must
         # not be labelled with the next one.
         clock = clock_bucket(self.settings)
-        # Shared with the route (request.state), which may hand over the change number it read.
-        shared = scope.setdefault("state", {})
-        state = None
-        if if_none_match and token:
-            state = await run_in_threadpool(self._revalidation, token)
-            # No or bad token: the route answers 401.
-            if state is not None:
-                etag = etag_for(state, target, clock)
-                # Not `*`: only the route knows whether there is anything (a 404 is no 304),
-                # and a route with its own ETag answers for it.
-                if etag.removeprefix("W/") in _tags(if_none_match):
-                    response = Response(status_code=304, headers=_cache_headers(etag))
-                    await response(scope, receive, send)
-                    return
+        # Set by the gate's token lookup (no or bad token: none, and the route answers 401).
+        state: changes.Revalidation | None = scope.get("state", {}).get(_STATE_KEY)
+        if if_none_match and state is not None:
+            etag = etag_for(state, target, clock)
+            # Not `*`: only the route knows whether there is anything (a 404 is no 304), and a
+            # route with its own ETag answers for it.
+            if etag.removeprefix("W/") in _tags(if_none_match):
+                response = Response(status_code=304, headers=_cache_headers(etag))
+                await response(scope, receive, send)
+                return
         unsent = False  # a 200 turned into a 304 (for `*`): its body is dropped
 
         async def send_labelled(message: Message) -> None:
             nonlocal unsent
             if message["type"] == "http.response.start" and message["status"] == 200:
-                known = state or shared.get(_STATE_KEY)
                 response_headers = MutableHeaders(scope=message)
-                if known is not None and "etag" not in response_headers:
-                    etag = etag_for(known, target, clock)
+                if state is not None and "etag" not in response_headers:
+                    etag = etag_for(state, target, clock)
                     if matches(if_none_match, etag):
                         unsent = True
                         message = _not_modified_start(etag)
@@ -186,11 +169,3 @@ class ConditionalGetMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_labelled)
-
-    def _revalidation(self, token: str) -> changes.Revalidation | None:
-        try:
-            with get_read_engine(self.settings.database_url).connect() as connection:
-                return changes.revalidation(connection, token, self.settings)
-        except DBAPIError:
-            # The database is unreachable: let the route answer (with its own error).
-            return None

@@ -12,6 +12,7 @@ from starlette_compress import CompressMiddleware, add_compress_type
 from app.config import MB, Settings, get_settings
 from app.errors import BodyLimitAsProblem, install_error_handlers
 from app.etags import ConditionalGetMiddleware
+from app.gate import AuthenticateFirst
 from app.openapi import finish_schema, install_docs
 from app.routers import (
     account,
@@ -27,8 +28,10 @@ from app.routers import (
     pages,
     photos,
     public,
+    users,
     webhooks,
 )
+from app.security_headers import SecurityHeaders
 from app.services import checkpoints, sweep
 from app.services.decoders import start_decoders, stop_decoders
 from app.services.storage import Storage
@@ -42,7 +45,11 @@ add_compress_type("text/xml")
 
 class GridproofAPI(FastAPI):
     def build_middleware_stack(self) -> ASGIApp:
-        return BodyLimitAsProblem(super().build_middleware_stack())
+        # The gate answers before the app's body limit (whose 413 would replace a 401 to a
+        # large anonymous body) and before everything else (app/gate.py).
+        gate = AuthenticateFirst(super().build_middleware_stack(), self.state.settings)
+        # Outermost: every answer (the gate's and the body limit's too) gets the headers.
+        return SecurityHeaders(BodyLimitAsProblem(gate))
 
     def openapi(self) -> dict[str, Any]:
         if not self.openapi_schema:
@@ -84,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
+    # Inside the gate (GridproofAPI), which looks the token up once before it.
     app.add_middleware(ConditionalGetMiddleware, settings=settings)
     # JSON lists are large and phones are on weak links: answers are compressed with the best
     # coding the client takes (zstd, then brotli, then gzip). A 50-issue page (131 kB) takes
@@ -101,6 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(dashboard.router)
     app.include_router(exports.router)
     app.include_router(webhooks.router)
+    app.include_router(users.router)
     app.include_router(open311.router, max_body_size=settings.max_request_bytes)
     app.include_router(dashboard_page.router)
     app.include_router(audit_page.router)
@@ -110,6 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         pages.PageFiles(directory=dashboard_page.DASHBOARD_DIR),
         name="dashboard-assets",
     )
+    app.mount("/vendor", pages.PageFiles(directory=pages.VENDOR_DIR), name="vendor")
     install_docs(app)
     app.include_router(pages.router)  # / → /m/, and the service worker
     app.mount("/m", pages.phone_app, name="phone-app")

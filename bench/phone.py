@@ -68,13 +68,14 @@ def start_server(workdir: Path, port: int) -> subprocess.Popen[bytes]:
         "GRIDPROOF_UPLOAD_DIR": str(workdir / "uploads"),
     }
 
-    def gridproof(*args: str) -> None:
+    def gridproof(*args: str, stdin: bytes | None = None) -> None:
         command = [sys.executable, "-m", "app", *args]
-        subprocess.run(command, cwd=ROOT, env=env, check=True, capture_output=True)
+        subprocess.run(command, cwd=ROOT, env=env, check=True, capture_output=True, input=stdin)
 
     gridproof("migrate")
     gridproof("org", "add", "JKQ", "--name", "经开区", "--kind", "district")
-    gridproof("user", "add", "bench", "--role", "worker", "--org", "JKQ", "--password", PASSWORD)
+    user = ("user", "add", "bench", "--role", "worker", "--org", "JKQ", "--password-stdin")
+    gridproof(*user, stdin=PASSWORD.encode() + b"\n")
     server = subprocess.Popen(
         [sys.executable, "-m", "app", "serve", "--port", str(port)],
         cwd=ROOT,

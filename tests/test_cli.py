@@ -1,5 +1,6 @@
 """The `gridproof` command, run in-process against both engines."""
 
+import io
 import os
 import subprocess
 from collections.abc import Iterator
@@ -91,7 +92,7 @@ def test_org_add_is_idempotent_for_the_same_values(cli_settings, capsys):
     assert isinstance(a, OrgUnit) and a.name == "祥云办事处"
 
 
-def test_user_add_prints_a_token_that_works(cli_settings, capsys):
+def test_user_add_prints_a_token_that_works(cli_settings, capsys, monkeypatch):
     assert run(capsys, "org", "add", "D", "--name", "经开区", "--kind", "district")[0] == 0
     status, out, err = run(capsys, "user", "add", "alice", "--role", "supervisor", "--org", "D")
     assert status == 0, err
@@ -107,9 +108,10 @@ def test_user_add_prints_a_token_that_works(cli_settings, capsys):
             "supervisor",
             "D",
         )
-    # A password makes sign-in possible too.
+    # A password makes sign-in possible too: read from standard input, never the command line.
+    monkeypatch.setattr("sys.stdin", io.StringIO("s3cret-pw\n"))
     status, out, _err = run(
-        capsys, "user", "add", "bob", "--role", "worker", "--org", "D", "--password", "s3cret-pw"
+        capsys, "user", "add", "bob", "--role", "worker", "--org", "D", "--password-stdin"
     )
     assert status == 0
     with TestClient(create_app(cli_settings)) as client:
@@ -117,6 +119,36 @@ def test_user_add_prints_a_token_that_works(cli_settings, capsys):
         assert login.status_code == 200
         bearer = {"Authorization": f"Bearer {out.rstrip().splitlines()[-1]}"}
         assert client.get("/api/v1/auth/me", headers=bearer).json()["username"] == "bob"
+
+
+def test_user_add_asks_for_the_password_and_never_takes_it_as_an_argument(
+    cli_settings, capsys, monkeypatch
+):
+    assert run(capsys, "org", "add", "D", "--name", "经开区", "--kind", "district")[0] == 0
+    status, out, err = run(
+        capsys, "user", "add", "eve", "--role", "worker", "--org", "D", "--password", "pw-in-ps"
+    )
+    assert status == 2 and "--password-stdin" in err and out == ""
+    answers = iter(["typed-pw-1", "typed-pw-2"])
+    monkeypatch.setattr("getpass.getpass", lambda _prompt="": next(answers))
+    status, out, err = run(
+        capsys, "user", "add", "eve", "--role", "worker", "--org", "D", "--password-prompt"
+    )
+    assert status == 2 and "differ" in err and out == ""
+    assert count(cli_settings, User) == 0
+    monkeypatch.setattr("getpass.getpass", lambda _prompt="": "typed-pw")
+    status, _out, _err = run(
+        capsys, "user", "add", "eve", "--role", "worker", "--org", "D", "--password-prompt"
+    )
+    assert status == 0
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n"))
+    status, out, err = run(
+        capsys, "user", "add", "fay", "--role", "worker", "--org", "D", "--password-stdin"
+    )
+    assert status == 2 and "empty" in err and out == ""
+    with TestClient(create_app(cli_settings)) as client:
+        login = client.post("/api/v1/auth/login", json={"username": "eve", "password": "typed-pw"})
+        assert login.status_code == 200, login.text
 
 
 def test_user_add_refuses_bad_input(cli_settings, capsys):

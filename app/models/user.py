@@ -51,6 +51,16 @@ class ApiToken(SQLModel, table=True):
     last_used_at: datetime | None = time_field()
 
 
+class UserAccount(BaseModel):
+    """What an admin sees of a user they disabled, enabled or signed out everywhere."""
+
+    username: str
+    role: str
+    org_unit: str
+    disabled_at: datetime | None
+    tokens_revoked: int
+
+
 class UserPublic(BaseModel):
     id: int
     username: str

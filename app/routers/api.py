@@ -14,20 +14,28 @@ from app.errors import (
     AppError,
     BadRequest,
     DatabaseUnavailable,
+    HeadersTooLarge,
     IdempotencyConflict,
     ImageTooManyPixels,
     ImageUnreadable,
     NotFound,
+    PayloadTooLarge,
     PhotoTooLarge,
     TooManyFiles,
+    TooManyRequests,
     Unauthenticated,
     UnsupportedMediaType,
+    UriTooLong,
     ValidationFailed,
 )
 from app.openapi import problem_responses
 
-# Every authenticated route reads the token's user, so every one may also lose the database.
-AUTHENTICATED = problem_responses(Unauthenticated, DatabaseUnavailable)
+# Every authenticated route reads the token's user, so every one may also lose the database;
+# a body that is not multipart is refused past its limit before the route reads it (gate.py),
+# and a head over the server's limits before the app sees it (serving.py).
+AUTHENTICATED = problem_responses(
+    Unauthenticated, DatabaseUnavailable, PayloadTooLarge, UriTooLong, HeadersTooLarge
+)
 
 
 def authenticated_router(responses: dict[int | str, Any] | None = None, **kwargs: Any) -> APIRouter:
@@ -38,9 +46,11 @@ def authenticated_router(responses: dict[int | str, Any] | None = None, **kwargs
 
 
 # What a route that takes photos can answer besides its own rules: the multipart body, each
-# photo on its way through the pipeline (app/services/photos.py), the Idempotency-Key.
+# photo on its way through the pipeline (app/services/photos.py), the Idempotency-Key, the
+# token's upload allowance (app/services/upload_throttle.py).
 UPLOAD_ERRORS: tuple[type[AppError], ...] = (
     BadRequest,
+    TooManyRequests,
     IdempotencyConflict,
     PhotoTooLarge,
     UnsupportedMediaType,

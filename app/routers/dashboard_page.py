@@ -16,6 +16,7 @@ from app import etags
 from app.config import Settings
 from app.deps import SettingsDep
 from app.models.issue import IssueStatus
+from app.security_headers import page_csp, template_origin
 from app.services.issues import OPEN_STATUSES
 
 DASHBOARD_DIR = Path(__file__).resolve().parent.parent / "web" / "dashboard"
@@ -55,6 +56,8 @@ def dashboard(request: Request, settings: SettingsDep) -> Response:
     """The command centre's wall screen: polls the API with If-None-Match."""
     mtime = (DASHBOARD_DIR / "index.html").stat().st_mtime_ns
     body, etag = _page(mtime, tiles_setting(settings))
-    headers = {"Cache-Control": "no-cache", "ETag": etag}
+    tiles = template_origin(settings.map_tile_url)
+    csp = page_csp(image_origins=(tiles,) if tiles else ())
+    headers = {"Cache-Control": "no-cache", "ETag": etag, "Content-Security-Policy": csp}
     cached = etags.not_modified(request, etag, headers)
     return cached or Response(body, media_type="text/html; charset=utf-8", headers=headers)

@@ -21,6 +21,8 @@ from app import etags
 router = APIRouter(include_in_schema=False)
 
 PHONE_DIR = Path(__file__).resolve().parent.parent / "web" / "m"
+# Pinned third-party scripts served from here (app/web/vendor/README.md says what and whence).
+VENDOR_DIR = PHONE_DIR.parent / "vendor"
 # The page talks only to its own origin; photos are shown from blob: URLs made from
 # authenticated fetches, so no inline script or style is ever needed.
 CSP = (

@@ -10,6 +10,7 @@ from app.deps import SessionDep, SettingsDep, StorageDep
 from app.errors import (
     BadRequest,
     DatabaseUnavailable,
+    PayloadTooLarge,
     PhotoTooLarge,
     TooManyRequests,
     Unauthenticated,
@@ -62,6 +63,7 @@ def readyz(settings: SettingsDep, storage: StorageDep) -> JSONResponse:
         BadRequest,
         Unauthenticated,
         PhotoTooLarge,
+        PayloadTooLarge,
         ValidationFailed,
         TooManyRequests,
         DatabaseUnavailable,

@@ -3,6 +3,7 @@
 import logging
 import secrets
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -56,37 +57,48 @@ _toucher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="token-touch")
 logger = logging.getLogger("gridproof")
 
 
+@dataclass(frozen=True)
+class Caller:
+    """Who a token belongs to: the user, their org unit, the token's id, and the number of the
+    last change committed before the lookup (for the answer's ETag)."""
+
+    user: User
+    org: OrgUnit
+    token_id: int
+    change: int
+
+
 def user_for_token(
     session: Session,
     token: str,
     settings: Settings | None = None,
     *,
     writer: Engine | None = None,
-) -> tuple[User, int]:
-    """The token's user and the number of the last change committed before this read.
+) -> Caller:
+    """The token's caller, in one query.
 
     With `settings`, the token expires (token_idle_days, token_max_days) and its use is noted:
-    with `writer` when `session` may not write (GET); without, it never expires (Open311 api
-    keys, revoked only by hand or by disabling their user)."""
+    with `writer`, on a connection of its own off the request; else in `session`. Without, it
+    never expires (Open311 api keys, revoked only by hand or by disabling their user)."""
     now = utcnow()
     row = session.exec(_CALLER, params=tokens.live_token_params(token, settings, now)).first()
     if row is None:
         raise Unauthenticated("The token is unknown, expired or revoked; sign in again")
     user, org, change, api_token = row
+    assert api_token.id is not None
     last_used_at = api_token.last_used_at
     if settings and (last_used_at is None or last_used_at < now - TOUCH_EVERY):
-        assert api_token.id is not None
         _touch(session, writer, api_token.id, now)
     # Held here so that the session's identity map keeps it (it holds rows weakly): the scope
     # checks (permissions.user_org) then find it without a query.
     session.info["caller_org_unit"] = org
-    return user, change
+    return Caller(user, org, api_token.id, change)
 
 
 def _touch(session: Session, writer: Engine | None, token_id: int, now: datetime) -> None:
-    """Note the token's use: in the request's own transaction when it writes (it commits with
-    the request), else on a connection of its own in the background (a read never waits for
-    SQLite's write lock; a note lost to a crash only shortens the idle time left)."""
+    """Note the token's use: in `session` without a writer, else on a connection of its own in
+    the background (a request never waits for SQLite's write lock for it; a note lost to a
+    crash only shortens the idle time left)."""
     statement = update(ApiToken).where(col(ApiToken.id) == token_id).values(last_used_at=now)
     if writer is None:
         session.execute(statement)
@@ -133,23 +145,6 @@ def _verifies(stored: str, password: str) -> bool:
         return _hasher.verify(stored, password)
     except (VerificationError, InvalidHashError):
         return False
-
-
-def disable_user(session: Session, username: str) -> int:
-    """The user may no longer sign in, and every token of theirs is revoked; how many were."""
-    user = session.exec(select(User).where(User.username == username)).first()
-    if user is None:
-        raise ValidationFailed(f"no user {username!r}")
-    now = utcnow()
-    user.disabled_at = user.disabled_at or now
-    session.add(user)
-    revoked = session.connection().execute(
-        update(ApiToken)
-        .where(col(ApiToken.user_id) == user.id, col(ApiToken.revoked_at).is_(None))
-        .values(revoked_at=now)
-    )
-    session.commit()
-    return int(revoked.rowcount or 0)
 
 
 def revoke_token(session: Session, token: str) -> None:

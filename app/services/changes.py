@@ -22,14 +22,12 @@ of reading the clock, before waiting for the lock) disagree.
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, bindparam, case, or_, update
+from sqlalchemy import bindparam, case, or_, update
 from sqlmodel import Session, col, select
 
-from app.config import Settings
-from app.models import ApiToken, Issue, User
+from app.models import Issue
 from app.models.base import UTCDateTime, utcnow
 from app.models.change import COUNTER_ID, ChangeCounter
-from app.services import tokens
 
 _CHANGED_AT = col(ChangeCounter.changed_at)
 _STAMP = bindparam("stamp", type_=UTCDateTime())
@@ -78,24 +76,3 @@ class Revalidation:
     role: str
     org_unit_id: int
     change: int
-
-
-# Built once: revalidating is the hot path of every poll.
-_REVALIDATION = (
-    select(User.id, User.role, User.org_unit_id, ChangeCounter.value)
-    .select_from(ApiToken)
-    .join(User, col(User.id) == col(ApiToken.user_id))
-    .join(ChangeCounter, col(ChangeCounter.id) == COUNTER_ID)
-    .where(*tokens.LIVE_TOKEN)
-)
-
-
-def revalidation(connection: Connection, token: str, settings: Settings) -> Revalidation | None:
-    """The token's user and the last change number, in one query; None for a bad, expired or
-    revoked token."""
-    params = tokens.live_token_params(token, settings, utcnow())
-    row = connection.execute(_REVALIDATION, params).first()
-    if row is None:
-        return None
-    user_id, role, org_unit_id, change = row
-    return Revalidation(user_id, role, org_unit_id, change)

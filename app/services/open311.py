@@ -85,7 +85,7 @@ def caller(session: Session, api_key: str | None) -> User:
     if not api_key:
         raise Forbidden("缺少 api_key")
     try:
-        user, _change = auth.user_for_token(session, api_key)
+        user = auth.user_for_token(session, api_key).user
     except Unauthenticated:
         raise Forbidden("api_key 无效") from None
     if user.role != Role.EXTERNAL:

@@ -1,7 +1,7 @@
 """Which tokens still work: not revoked, not idle too long, not too old, of a user not disabled.
 
-Shared by the caller's lookup (services/auth.py) and the If-None-Match revalidation
-(services/changes.py), so that a token refused by one is refused by the other.
+Read by the caller's one lookup per request (services/auth.py, made by app/gate.py), which
+the route and the If-None-Match revalidation (app/etags.py) then share.
 """
 
 from datetime import UTC, datetime, timedelta

@@ -138,12 +138,15 @@ def test_the_dashboard_shows_counts_and_the_overdue_list_and_polls_with_304(
     # The map (a base map, or the SVG scatter without one) and the before/after pairs.
     page.wait_for_selector("#map circle, #map .leaflet-interactive")
     page.wait_for_selector("#pairs .pair img")
+    # Functions, not expressions: Playwright evaluates an expression with eval, which the
+    # page's CSP refuses (script-src 'self').
     page.wait_for_function(
-        "[...document.querySelectorAll('#pairs img')].every(i => i.complete && i.naturalWidth)"
+        "() => [...document.querySelectorAll('#pairs img')]"
+        ".every(i => i.complete && i.naturalWidth)"
     )
 
     # A later poll revalidates: the server answers 304 and the page keeps what it shows.
-    page.wait_for_function("Number(document.body.dataset.notModified) > 0", timeout=20_000)
+    page.wait_for_function("() => Number(document.body.dataset.notModified) > 0", timeout=20_000)
     assert 304 in statuses_seen
     assert page.get_attribute("body", "data-state") == "live"
     assert page.text_content("#kpi-overdue") == str(len(overdue))

@@ -109,7 +109,7 @@ def test_a_refused_period_is_said_on_the_page(server, browser):  # noqa: F811
     page = browser.new_page(viewport={"width": 1366, "height": 768}, locale="zh-CN")
     page.goto(f"{server}/dashboard?every=2&map=svg&from=2026-03-01&to=2025-03-01")
     _sign_in(page)
-    page.wait_for_function("document.getElementById('period-error').textContent.length > 0")
+    page.wait_for_function("() => document.getElementById('period-error').textContent.length > 0")
     assert "统计周期有误" in page.text_content("#period-error")
     assert page.input_value("#range input[name=from]") == "2026-03-01"
     page.close()

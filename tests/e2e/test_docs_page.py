@@ -55,5 +55,5 @@ def test_redoc_draws_the_api_offline(offline_page):
     page.get_by_text("Report Issue").first.wait_for(state="attached")
     page.get_by_text("Transition").first.wait_for(state="attached")
     assert elsewhere == []
-    # The one thing refused: ReDoc's footer logo from its CDN, blocked by the page's CSP.
-    assert all("cdn.redoc.ly" in e for e in errors), errors
+    # Nothing refused: ReDoc's footer logo, which it would take from its CDN, is served here.
+    assert errors == []

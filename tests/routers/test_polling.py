@@ -290,7 +290,8 @@ def _every_get(client, issue):
         if isinstance(route, Route) and "GET" in (route.methods or ()):
             routes.append((route.path, route.path_format))
         elif isinstance(route, Mount):
-            files = sorted(p.name for p in Path(route.app.directory).iterdir())  # type: ignore[attr-defined]
+            root = Path(route.app.directory)  # type: ignore[attr-defined]
+            files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
             routes += [(route.path, f"{route.path}/{name}") for name in files]
     for route, path in routes:
         yield route, path.format(**values)

@@ -99,7 +99,7 @@ def test_an_expired_token_gets_no_304_from_revalidation(
     assert_problem(expired, 401, "unauthenticated")
 
 
-def test_a_write_request_notes_the_use_in_its_own_transaction(
+def test_a_write_request_notes_the_use_too(
     client: TestClient, zone: Zone, settings: Settings
 ) -> None:
     token = zone.tokens["a_worker"]

@@ -28,8 +28,10 @@ const STATUS = {
   duplicate: ["重复上报", "#8c8c8c"],
 };
 const OVERDUE_COLOR = "#ff4d4f";
-const LEAFLET = "https://unpkg.com/leaflet@1.9.4/dist/leaflet";
-// The points and cells are asked for in the tiles' system (GCJ-02 for AutoNavi, Tencent).
+// Served from here (app/web/vendor/README.md): no third-party script on the origin of the tokens.
+const LEAFLET = "/vendor/leaflet-1.9.4/leaflet";
+// The points and cells are asked for in the tiles' system (GCJ-02 for AutoNavi, Tencent); a
+// configured tile host is allowed by the page's CSP (img-src), nothing else from outside.
 const TILES = TILE_LAYER?.url ?? "";
 const RECENT_DAYS = 14;
 const PAIRS = 8;
@@ -179,6 +181,7 @@ function el(tag, attrs = {}, ...children) {
   for (const [name, value] of Object.entries(attrs)) {
     if (value === null || value === undefined || value === false) continue;
     if (name === "class") node.className = value;
+    else if (name === "style") node.style.cssText = value; // CSSOM: allowed by style-src 'self'
     else node.setAttribute(name, value);
   }
   for (const child of children.flat()) {
@@ -761,6 +764,9 @@ function start() {
     if (value) signedIn(value);
   });
   $("sign-out").addEventListener("click", () => {
+    // The token is revoked on the server, not only forgotten here.
+    const old = token();
+    if (old) fetch(`${API}/auth/logout`, { method: "POST", headers: { Authorization: `Bearer ${old}` }, keepalive: true }).catch(() => {});
     localStorage.removeItem(TOKEN_KEY);
     http.etags.clear();
     http.bodies.clear();
