@@ -42,7 +42,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import psycopg  # noqa: E402
-from sqlalchemy import func, text  # noqa: E402
+from sqlalchemy import func, or_, text  # noqa: E402
 from sqlmodel import Session, col, select  # noqa: E402
 
 from app.db import get_engine, migrate  # noqa: E402
@@ -226,19 +226,27 @@ def setup(url: str) -> tuple[int, int, int]:
         return ids[0], ids[1], user.id
 
 
+def _band_match(phash: str) -> Any:
+    """The band index's condition for `phash` (checks.band_probes as a WHERE clause)."""
+    probes = checks.band_probes(phash)
+    return or_(
+        *(col(getattr(Photo, f"phash_{band}")).in_(values) for band, values in probes.items())
+    )
+
+
 def candidates(session: Session, phash: str, asking_issue: int) -> int:
     """Rows the band index proposes for `phash` (what similar_photos then compares bit by bit)."""
     query = (
         select(func.count())
         .select_from(Photo)
-        .where(checks.band_probes(phash), col(Photo.issue_id) != asking_issue)
+        .where(_band_match(phash), col(Photo.issue_id) != asking_issue)
     )
     return int(session.exec(query).one())
 
 
 def plan(session: Session, sqlite: bool, phash: str, asking_issue: int) -> str:
     query = select(Photo.id, Photo.phash).where(
-        checks.band_probes(phash), col(Photo.issue_id) != asking_issue
+        _band_match(phash), col(Photo.issue_id) != asking_issue
     )
     sql = str(query.compile(session.get_bind(), compile_kwargs={"literal_binds": True}))
     if sqlite:
