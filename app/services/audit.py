@@ -13,6 +13,7 @@ can compare the rows an auditor reads with the chain (services/chain_check.py).
 
 import hashlib
 import json
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -110,15 +111,28 @@ def events_of(session: Session, issue_id: int) -> list[IssueEvent]:
 
 def chain_problems(events: list[IssueEvent]) -> list[str]:
     """What is wrong with one issue's chain, in words; empty when it holds."""
+    return link_problems(
+        events, lambda e: f"issue {e.issue_id} event {e.seq}", event_hash, ("event", "an event")
+    )
+
+
+def link_problems(
+    links: Iterable[Any],
+    where: Callable[[Any], str],
+    hash_of: Callable[[Any], str],
+    noun: tuple[str, str],
+) -> list[str]:
+    """What is wrong with a hash chain of rows with seq, prev_hash and hash (issue events, flag
+    awards); `noun`: what one link is called, bare and with its article."""
     problems = []
     prev = GENESIS
-    for expected_seq, event in enumerate(events, start=1):
-        where = f"issue {event.issue_id} event {event.seq}"
-        if event.seq != expected_seq:
-            problems.append(f"{where}: expected seq {expected_seq} (an event is missing)")
-        if event.prev_hash != prev:
-            problems.append(f"{where}: prev_hash does not match the previous event's hash")
-        if event_hash(event) != event.hash:
-            problems.append(f"{where}: hash does not match the event's content")
-        prev = event.hash
+    for expected_seq, link in enumerate(links, start=1):
+        at = where(link)
+        if link.seq != expected_seq:
+            problems.append(f"{at}: expected seq {expected_seq} ({noun[1]} is missing)")
+        if link.prev_hash != prev:
+            problems.append(f"{at}: prev_hash does not match the previous {noun[0]}'s hash")
+        if hash_of(link) != link.hash:
+            problems.append(f"{at}: hash does not match the {noun[0]}'s content")
+        prev = link.hash
     return problems

@@ -21,7 +21,7 @@ from app.errors import Forbidden, PeriodNotEnded, ValidationFailed
 from app.models import RankingFlagAward, User
 from app.models.base import Text
 from app.models.user import Role
-from app.services import changes, orgs
+from app.services import audit, changes, orgs
 from app.services.audit import GENESIS, canonical_at
 from app.services.periods import iso_week, week_period
 from app.services.permissions import user_org
@@ -151,19 +151,10 @@ def all_awards(session: Session) -> list[AwardPublic]:
 
 def chain_problems(session: Session) -> list[str]:
     """What is wrong with the chain of decisions, in words; empty when it holds."""
-    problems = []
-    prev = GENESIS
     query = select(RankingFlagAward).order_by(col(RankingFlagAward.seq))
-    for expected, award in enumerate(session.exec(query), start=1):
-        where = f"flag award {award.seq}"
-        if award.seq != expected:
-            problems.append(f"{where}: expected seq {expected} (a decision is missing)")
-        if award.prev_hash != prev:
-            problems.append(f"{where}: prev_hash does not match the previous decision's hash")
-        if award_hash(award) != award.hash:
-            problems.append(f"{where}: hash does not match the decision's content")
-        prev = award.hash
-    return problems
+    return audit.link_problems(
+        session.exec(query), lambda a: f"flag award {a.seq}", award_hash, ("decision", "a decision")
+    )
 
 
 # --- A unit's history ------------------------------------------------------------------------
