@@ -8,13 +8,13 @@ from app.deps import CurrentUser, English, EvidenceIssue, SessionDep, SettingsDe
 from app.errors import Forbidden, NotFound
 from app.models.base import utcnow
 from app.openapi import file_response, merge, problem_responses
-from app.routers.api import ONE_ITEM_ERRORS, authenticated_router
+from app.routers.api import ONE_ITEM_ERRORS, STORE_ERRORS, authenticated_router
 from app.services import evidence as service
 from app.services.comparison import comparison_jpeg, comparison_of
 
 router = authenticated_router(prefix="/api/v1/issues/{issue_id}", tags=["evidence"])
 # Evidence is for supervisors, auditors, admins and the reporter: others get 403.
-ERRORS = problem_responses(Forbidden, *ONE_ITEM_ERRORS)
+ERRORS = problem_responses(Forbidden, *ONE_ITEM_ERRORS, *STORE_ERRORS)
 
 REVALIDATE = {"Cache-Control": "no-cache", "Vary": "Authorization, Accept-Language"}
 

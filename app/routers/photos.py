@@ -9,7 +9,7 @@ from app.errors import Forbidden, NotFound, OriginalCorrupted
 from app.models import Issue, Photo, User
 from app.models.photo import PhotoPublic
 from app.openapi import file_response, merge, problem_responses
-from app.routers.api import ONE_ITEM_ERRORS, authenticated_router
+from app.routers.api import ONE_ITEM_ERRORS, STORE_ERRORS, authenticated_router
 from app.services.objects import ObjectStore, derivative_key
 from app.services.permissions import get_visible, may_read_evidence
 from app.services.photos import CONTENT_TYPES, EXTENSIONS, format_of_content_type
@@ -17,10 +17,12 @@ from app.services.present import photos_public
 from app.services.verification import verified_original
 
 router = authenticated_router(prefix="/api/v1/photos", tags=["photos"])
-DERIVATIVE = merge(file_response("JPEG", "image/jpeg"), problem_responses(*ONE_ITEM_ERRORS))
+DERIVATIVE = merge(
+    file_response("JPEG", "image/jpeg"), problem_responses(*ONE_ITEM_ERRORS, *STORE_ERRORS)
+)
 ORIGINAL = merge(
     file_response("The uploaded bytes, with their own type", *CONTENT_TYPES.values()),
-    problem_responses(Forbidden, OriginalCorrupted, *ONE_ITEM_ERRORS),
+    problem_responses(Forbidden, OriginalCorrupted, *ONE_ITEM_ERRORS, *STORE_ERRORS),
 )
 
 IMMUTABLE = "private, max-age=31536000, immutable"

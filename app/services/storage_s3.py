@@ -8,7 +8,9 @@ refusals (5xx, access denied, a bucket gone) raise `StorageUnavailable`; retries
 short so that a request fails in seconds, not minutes, when the store is down.
 """
 
+import base64
 import functools
+import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,14 +34,24 @@ _CONFIG = Config(
     connect_timeout=3,
     read_timeout=30,
     retries={"max_attempts": 2, "mode": "standard"},
-    # Checksums only where the protocol requires them: every S3-compatible server takes that.
+    # Checksums only where the protocol requires them, and no SHA-256 of each body for the
+    # signature (botocore signs the payload over plain HTTP otherwise: 8 ms of CPU for a 4 MB
+    # photo, in the HTTP process). An original's key is its SHA-256, so its put carries that
+    # as ChecksumSHA256 instead, which S3 and MinIO check against the bytes they receive.
     request_checksum_calculation="when_required",
     response_checksum_validation="when_required",
+    s3={"payload_signing_enabled": False},
 )
+_ORIGINAL_KEY = re.compile(r"originals/[0-9a-f]{2}/([0-9a-f]{64})")
 
 
-def _content_type(key: str) -> str:
-    return "image/jpeg" if key.endswith(".jpg") else "application/octet-stream"
+def _put_arguments(key: str) -> dict[str, str]:
+    """What a put of this key carries besides its bytes: the type, and for an original the
+    SHA-256 that names it (base64), for the store to check."""
+    if match := _ORIGINAL_KEY.fullmatch(key):
+        digest = base64.b64encode(bytes.fromhex(match[1])).decode()
+        return {"ContentType": "application/octet-stream", "ChecksumSHA256": digest}
+    return {"ContentType": "image/jpeg" if key.endswith(".jpg") else "application/octet-stream"}
 
 
 class S3Store:
@@ -72,8 +84,8 @@ class S3Store:
                     Bucket=self.bucket,
                     Key=self.prefix + key,
                     Body=body,
-                    ContentType=_content_type(key),
                     IfNoneMatch="*",
+                    **_put_arguments(key),  # type: ignore[arg-type]
                 )
             return True
         except ClientError as exc:
@@ -88,7 +100,10 @@ class S3Store:
             return False
         with open(temp, "rb") as body, _translated():
             self.client.put_object(
-                Bucket=self.bucket, Key=self.prefix + key, Body=body, ContentType=_content_type(key)
+                Bucket=self.bucket,
+                Key=self.prefix + key,
+                Body=body,
+                **_put_arguments(key),  # type: ignore[arg-type]
             )
         return True
 
