@@ -1,6 +1,10 @@
 """Photo ingest benchmark: the real server against a bare-Pillow floor, on phone-sized JPEGs.
 
-    .venv/bin/python bench/ingest.py [--photos N] [--quick]
+    .venv/bin/python bench/ingest.py [--photos N] [--quick] [--storage local|s3]
+
+With `--storage s3` every server stores its photos in an S3-compatible object store: a moto
+server (moto in server mode, started by this script on 127.0.0.1, a fresh bucket per server).
+The server CPU figures are the server's own processes only: moto's CPU is printed apart.
 
 It prints figures and never fails on a missed target (exit status 0 unless something broke).
 What it does, all in one run on this machine:
@@ -380,6 +384,8 @@ def _on_cores(cores: int | None) -> list[str]:
 
 
 RUNNING: list[Server] = []
+# The S3-protocol server the servers store into with --storage s3 (else None: local folder).
+S3: Any = None
 
 
 class Server:
@@ -395,6 +401,15 @@ class Server:
             "GRIDPROOF_DATABASE_URL": f"sqlite:///{folder / 'gridproof.db'}",
             "GRIDPROOF_UPLOAD_DIR": str(folder / "uploads"),
         }
+        if S3 is not None:
+            from tests.s3_server import CREDENTIALS
+
+            self.env |= {
+                **CREDENTIALS,
+                "GRIDPROOF_STORAGE": "s3",
+                "GRIDPROOF_S3_ENDPOINT": S3.endpoint,
+                "GRIDPROOF_S3_BUCKET": S3.new_bucket(),
+            }
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
         self.token = ""
@@ -796,6 +811,12 @@ def main(argv: list[str] | None = None) -> int:
         help="before each timed phase wait up to S seconds for other processes to go quiet",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temp folder (debugging)")
+    parser.add_argument(
+        "--storage",
+        choices=("local", "s3"),
+        default="local",
+        help="where the servers store photos: the local folder, or S3 (a moto server it starts)",
+    )
     args = parser.parse_args(argv)
     n = args.photos or (12 if args.quick else 48)
     mem_n = args.mem_photos or (3 if args.quick else 6)
@@ -809,14 +830,27 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     folder = Path(tempfile.mkdtemp(prefix="gridproof-bench-"))
     started = time.perf_counter()
+    global S3
     try:
-        return run(folder, n, mem_n, threads, args.wait_quiet, max(1, args.rounds))
+        if args.storage == "s3":
+            from tests.s3_server import MotoServer
+
+            S3 = MotoServer().start()
+            print(f"storage: S3 at {S3.endpoint} (moto_server, pid {S3.pid})")
+        moto_ticks = _proc_cpu_ticks(S3.pid) if S3 is not None else 0
+        status = run(folder, n, mem_n, threads, args.wait_quiet, max(1, args.rounds))
+        if S3 is not None:
+            moto_s = (_proc_cpu_ticks(S3.pid) - moto_ticks) / CLK_TCK
+            print(f"moto_server's own CPU over the run (not in any server figure): {moto_s:.1f} s")
+        return status
     except KeyboardInterrupt:
         print("\ninterrupted: stopping the servers", file=sys.stderr)
         return 130
     finally:
         for srv in list(RUNNING):
             srv.stop()
+        if S3 is not None:
+            S3.stop()
         if args.keep:
             print(f"(kept {folder})")
         else:

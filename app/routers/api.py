@@ -21,6 +21,7 @@ from app.errors import (
     NotFound,
     PayloadTooLarge,
     PhotoTooLarge,
+    StorageUnavailable,
     TooManyFiles,
     TooManyRequests,
     Unauthenticated,
@@ -45,6 +46,9 @@ def authenticated_router(responses: dict[int | str, Any] | None = None, **kwargs
     return APIRouter(dependencies=[Depends(get_current_user)], responses=every, **kwargs)
 
 
+# A route that reads or writes the object store (app/services/objects.py) may find it down:
+# 503 like a lost database (listed together: a route's 503 replaces the router's).
+STORE_ERRORS: tuple[type[AppError], ...] = (DatabaseUnavailable, StorageUnavailable)
 # What a route that takes photos can answer besides its own rules: the multipart body, each
 # photo on its way through the pipeline (app/services/photos.py), the Idempotency-Key, the
 # token's upload allowance (app/services/upload_throttle.py).
@@ -58,6 +62,7 @@ UPLOAD_ERRORS: tuple[type[AppError], ...] = (
     ImageUnreadable,
     ImageTooManyPixels,
     TooManyFiles,
+    *STORE_ERRORS,
 )
 # A route on /issues/{issue_id} or /photos/{photo_id}: an id out of range, or none you may see.
 ONE_ITEM_ERRORS: tuple[type[AppError], ...] = (NotFound, ValidationFailed)
