@@ -53,6 +53,19 @@ class Settings(BaseSettings):
     # ETags of the API also change every this many seconds, because some answers depend on the
     # clock and not only on writes (`overdue`, "due within 24 hours"); 0: only on writes.
     etag_clock_seconds: int = Field(default=60, ge=0)
+    # Where originals, derivatives and comparison images are kept (app/services/objects.py):
+    # "local" (under upload_dir, the default) or "s3", an S3-compatible object store (MinIO,
+    # a cloud's) at s3_endpoint (empty: AWS's own), in s3_bucket under s3_prefix; credentials
+    # the usual boto3 way (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile, a role).
+    # Temp files of uploads stay in upload_dir/tmp on each replica.
+    storage: Literal["local", "s3"] = "local"
+    s3_endpoint: str = ""
+    s3_bucket: str = ""
+    s3_prefix: str = ""
+    s3_region: str = ""
+    # A request claims the SHA-256s it stores in the database (storage_claims) for at most
+    # this long; a claim older than this belongs to a request that died, and is swept.
+    claim_ttl_s: float = Field(default=600, gt=0)
     # The server sweeps the uploads folder (what dead requests left, files no photo uses: see
     # app/services/sweep.py) at startup and then every this many seconds; 0: only at startup.
     sweep_interval_s: float = Field(default=300, ge=0)
@@ -141,6 +154,12 @@ class Settings(BaseSettings):
             ):
                 raise ValueError("zone_bbox is minLon,minLat,maxLon,maxLat in WGS-84")
         return value
+
+    @field_validator("s3_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        """Keys go under the prefix as a folder: `photos` and `photos/` mean the same."""
+        return value.strip("/") + "/" if value.strip("/") else ""
 
     @property
     def max_upload_bytes(self) -> int:

@@ -23,6 +23,7 @@ from app.models.base import MAX_ID, as_aware
 from app.models.issue import IssueStatus
 from app.services import idempotency, moments
 from app.services.issue_list import IssueFilters
+from app.services.objects import ObjectStore
 from app.services.permissions import get_visible, may_read_evidence
 from app.services.storage import Storage
 
@@ -36,10 +37,20 @@ SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 
 
 async def get_storage(settings: SettingsDep) -> Storage:
+    """This replica's local folder: the temp files that uploads are spooled into."""
     return Storage(settings.upload_dir)
 
 
 StorageDep = Annotated[Storage, Depends(get_storage)]
+
+
+async def get_store(request: Request) -> ObjectStore:
+    """The object store of originals and derivatives (opened once, in create_app)."""
+    store: ObjectStore = request.app.state.store
+    return store
+
+
+StoreDep = Annotated[ObjectStore, Depends(get_store)]
 
 
 async def get_session(request: Request, settings: SettingsDep) -> AsyncIterator[Session]:

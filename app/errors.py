@@ -259,6 +259,16 @@ class DatabaseUnavailable(AppError):
     headers: ClassVar[dict[str, str]] = {"Retry-After": "1"}
 
 
+class StorageUnavailable(AppError):
+    """The object store is down or refuses (app/services/objects.py): nothing was created."""
+
+    status = 503
+    code = "storage_unavailable"
+    title = "照片存储暂不可用，请稍后重试"
+    title_en = "The photo storage is unavailable: try again later"
+    headers: ClassVar[dict[str, str]] = {"Retry-After": "5"}
+
+
 class TooManyRequests(AppError):
     status = 429
     code = "too_many_requests"

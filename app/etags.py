@@ -23,16 +23,18 @@ static files (the hash of their bytes, or of their size and time).
 
 import hashlib
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import BinaryIO
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import Settings
 from app.services import changes
+from app.services.objects import ObjectMissing, ObjectStore
 
 API_PREFIX = "/api/v1/"
 # Bump when the shape of answers changes, so that ETags from an older release never match.
@@ -89,6 +91,29 @@ def not_modified(request: Request, etag: str, headers: Mapping[str, str]) -> Res
 def send_file(path: Path, etag: str, media_type: str, headers: Mapping[str, str]) -> Response:
     """The file labelled with this ETag, not with Starlette's own (which it never compares)."""
     return FileResponse(path, media_type=media_type, headers={**headers, "ETag": etag})
+
+
+def send_object(
+    store: ObjectStore, key: str, etag: str, media_type: str, headers: Mapping[str, str]
+) -> Response | None:
+    """A stored object labelled with this ETag: a local one as a file (sendfile, ranges), a
+    remote one streamed as the store sends it; None when there is no such object."""
+    path = store.local_path(key)
+    if path is not None:
+        return send_file(path, etag, media_type, headers) if path.is_file() else None
+    try:
+        body = store.open(key)
+    except ObjectMissing:
+        return None
+    return StreamingResponse(
+        _chunks(body), media_type=media_type, headers={**headers, "ETag": etag}
+    )
+
+
+def _chunks(body: BinaryIO) -> Iterator[bytes]:
+    with body:
+        while chunk := body.read(1024 * 1024):
+            yield chunk
 
 
 def matches(if_none_match: str | None, etag: str) -> bool:

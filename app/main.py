@@ -32,7 +32,7 @@ from app.routers import (
     webhooks,
 )
 from app.security_headers import SecurityHeaders
-from app.services import checkpoints, sweep
+from app.services import checkpoints, objects, sweep
 from app.services.decoders import start_decoders, stop_decoders
 from app.services.storage import Storage
 from app.services.webhook_worker import DeliveryWorker
@@ -63,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         Storage(settings.upload_dir).ensure_dirs()
+        await run_in_threadpool(_app.state.store.check)  # a missing bucket stops the start
         stop_sweeping = await run_in_threadpool(sweep.start, settings)
         await run_in_threadpool(start_decoders, settings)
         stop_checkpoints = await run_in_threadpool(checkpoints.start, settings)
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         form_limits={"max_files": 4 * settings.max_photos_per_request, "max_fields": 100},
     )
     app.state.settings = settings
+    app.state.store = objects.open_store(settings)
     install_error_handlers(app)
     # Inside the gate (GridproofAPI), which looks the token up once before it.
     app.add_middleware(ConditionalGetMiddleware, settings=settings)

@@ -28,6 +28,8 @@ from tests import factories
 PG_ADMIN_DSN = os.environ.get("GRIDPROOF_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REQUIRE_PG = os.environ.get("GRIDPROOF_REQUIRE_POSTGRES") == "1"
 RUN_ID = uuid.uuid4().hex[:8]
+# The S3-protocol server's fixtures (s3_server, s3_bucket, s3_credentials): tests/s3_server.py.
+pytest_plugins = ["tests.s3_server"]
 
 
 def _pg_available() -> str | None:
