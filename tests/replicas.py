@@ -8,8 +8,8 @@ secret and the audit key), as docker-compose.yml has it.
 """
 
 import os
-import socket
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -160,9 +160,9 @@ class Replica:
 
 
 @contextmanager
-def replicas(cluster: Cluster, *names: str, serve_options: tuple[str, ...] = ()) -> Iterator[
-    list[Replica]
-]:
+def replicas(
+    cluster: Cluster, *names: str, serve_options: tuple[str, ...] = ()
+) -> Iterator[list[Replica]]:
     """These replicas started (in turn) and stopped at the end, whatever happens."""
     with ExitStack() as stack:
         started = []

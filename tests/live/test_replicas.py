@@ -17,6 +17,7 @@ import threading
 import uuid
 import zipfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -81,9 +82,10 @@ def objects(cluster: Cluster, s3: MotoServer, sha256: str) -> dict[str, int]:
     """The stored objects of these bytes: key (under the prefix) → number of versions written."""
     versions: dict[str, int] = {}
     for key in photo_keys(sha256):
-        listed = s3.client().list_object_versions(Bucket=cluster.bucket, Prefix=cluster.prefix + key)
+        name = cluster.prefix + key
+        listed = s3.client().list_object_versions(Bucket=cluster.bucket, Prefix=name)
         for version in listed.get("Versions", []):
-            if version["Key"] == cluster.prefix + key:
+            if version["Key"] == name:
                 versions[key] = versions.get(key, 0) + 1
     return versions
 
@@ -109,7 +111,11 @@ def rows(cluster: Cluster, sql: str, **params: Any) -> list[Any]:
 
 
 def test_a_report_through_a_is_served_zipped_and_verified_through_b(
-    pair: list[Replica], zone: factories.Zone, cluster: Cluster, s3_server: MotoServer, tmp_path: Path
+    pair: list[Replica],
+    zone: factories.Zone,
+    cluster: Cluster,
+    s3_server: MotoServer,
+    tmp_path: Path,
 ) -> None:
     a, b = pair
     photos = [fresh_photo(), fresh_photo()]
@@ -155,24 +161,26 @@ def test_a_report_through_a_is_served_zipped_and_verified_through_b(
         assert not list(replica.upload_dir.glob("derived/**/*.jpg"))
 
 
+def race(pair: list[Replica], zone: factories.Zone, photo: bytes) -> dict[str, Any]:
+    """The same photo reported through every replica at the same moment: name → issue."""
+    start = threading.Barrier(len(pair))
+
+    def upload(replica: Replica) -> Any:
+        start.wait()
+        return report_through(replica, zone, [photo])
+
+    with ThreadPoolExecutor(len(pair)) as pool:
+        futures = {replica.name: pool.submit(upload, replica) for replica in pair}
+    return {name: future.result() for name, future in futures.items()}
+
+
 def test_identical_uploads_raced_through_both_replicas_store_one_object(
     pair: list[Replica], zone: factories.Zone, cluster: Cluster, s3_server: MotoServer
 ) -> None:
     for _round in range(3):
         photo = fresh_photo(1600, 1200)  # a larger one: a wider window for the race
         sha = hashlib.sha256(photo).hexdigest()
-        start = threading.Barrier(2)
-        answers: dict[str, Any] = {}
-
-        def upload(replica: Replica, photo: bytes = photo, start: threading.Barrier = start) -> None:
-            start.wait()
-            answers[replica.name] = report_through(replica, zone, [photo])
-
-        threads = [threading.Thread(target=upload, args=(replica,)) for replica in pair]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=120)
+        answers = race(pair, zone, photo)
 
         assert sorted(answers) == ["a", "b"]  # both reports were made, each with the photo
         assert {answer["photos"][0]["sha256"] for answer in answers.values()} == {sha}
