@@ -13,6 +13,7 @@ from app.cli_webhooks import add_commands as add_webhook_commands
 from app.config import get_settings
 from app.db import get_engine, migrate, schema_behind
 from app.errors import AppError, ValidationFailed
+from app.services import objects
 
 
 def _session() -> Session:
@@ -25,6 +26,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from app.serving import uvicorn_options
 
     settings = get_settings()
+    try:  # a store that cannot be used stops the start, with the setting to fix named
+        objects.open_store(settings).check()
+    except objects.StoreNotUsable as exc:
+        print(f"gridproof serve: {exc}", file=sys.stderr)
+        return 2
     if args.no_migrate:
         # Replicas: the one-shot `gridproof migrate` ran before them; a schema behind the code
         # would fail requests one by one, so it stops the start instead.

@@ -11,6 +11,7 @@ from app.models.open311 import IssueContact
 from app.models.org import OrgUnit
 from app.models.photo import Photo, PhotoKind
 from app.models.ranking_flag import RankingFlagAward
+from app.models.storage_claim import StorageClaim
 from app.models.throttle import LoginThrottle
 from app.models.user import ApiToken, Role, User
 from app.models.webhook import WebhookDelivery, WebhookSubscription
@@ -34,6 +35,7 @@ __all__ = [
     "PhotoKind",
     "RankingFlagAward",
     "Role",
+    "StorageClaim",
     "User",
     "WebhookDelivery",
     "WebhookSubscription",

@@ -4,8 +4,8 @@ from fastapi import Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from app import etags
-from app.deps import CurrentUser, English, EvidenceIssue, SessionDep, SettingsDep
-from app.errors import Forbidden
+from app.deps import CurrentUser, English, EvidenceIssue, SessionDep, SettingsDep, StoreDep
+from app.errors import Forbidden, NotFound
 from app.models.base import utcnow
 from app.openapi import file_response, merge, problem_responses
 from app.routers.api import ONE_ITEM_ERRORS, authenticated_router
@@ -64,7 +64,11 @@ def evidence_zip(
     responses=merge(file_response("Before and after side by side", "image/jpeg"), ERRORS),
 )
 def comparison(
-    issue: EvidenceIssue, request: Request, session: SessionDep, settings: SettingsDep
+    issue: EvidenceIssue,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    store: StoreDep,
 ) -> Response:
     """The first before-photo and the latest after-photo side by side, captioned."""
     chosen = comparison_of(session, issue)
@@ -74,5 +78,8 @@ def comparison(
     cached = etags.not_modified(request, etag, headers)
     if cached is not None:
         return cached  # without drawing it again
-    path = comparison_jpeg(session, settings, issue, chosen)
-    return etags.send_file(path, etag, "image/jpeg", headers)
+    key = comparison_jpeg(session, settings, issue, chosen)
+    sent = etags.send_object(store, key, etag, "image/jpeg", headers)
+    if sent is None:  # removed from the store meanwhile: drawn again at the next request
+        raise NotFound("the comparison image is not stored")
+    return sent

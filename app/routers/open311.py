@@ -13,11 +13,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse
 from starlette.exceptions import HTTPException
 
-from app.deps import PhotoId, SessionDep, SettingsDep, StorageDep
+from app import etags
+from app.deps import PhotoId, SessionDep, SettingsDep, StorageDep, StoreDep
 from app.errors import AppError, NotFound, logger
 from app.models import Photo, User
 from app.models.base import utcnow
 from app.services import open311, signing
+from app.services.objects import derivative_key
 from app.services.open311_render import MEDIA_TYPES, Fmt, errors, render
 from app.uploads import PhotoUploadRoute, spooled
 
@@ -219,17 +221,23 @@ def media(
     sig: Annotated[str, Query(max_length=200)],
     session: SessionDep,
     settings: SettingsDep,
-    storage: StorageDep,
+    store: StoreDep,
 ) -> Response:
     """A photo's derivative by a signed, expiring URL (media_url): no token needed."""
     if size not in ("large", "thumb"):
         raise NotFound(f"没有尺寸 {size!r}")
     signing.check_media(settings, photo_id, size, expires, sig, utcnow())
     photo = session.get(Photo, photo_id)
-    path = storage.derivative_path(photo.sha256, size) if photo else None
-    if path is None or not path.exists():
+    sent = photo and etags.send_object(
+        store,
+        derivative_key(photo.sha256, size),
+        etags.photo_etag(photo.sha256, size),
+        "image/jpeg",
+        {"Cache-Control": "private"},
+    )
+    if not sent:
         raise NotFound(f"没有照片 {photo_id}")
-    return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "private"})
+    return sent
 
 
 @router.api_route("/{rest:path}", methods=["GET", "POST"], include_in_schema=False)

@@ -1,17 +1,16 @@
 """Photo metadata, derivatives and originals: immutable, cacheable forever."""
 
-from pathlib import Path
-
 from fastapi import Request, Response
 from sqlmodel import Session
 
 from app import etags
-from app.deps import CurrentUser, English, PhotoId, SessionDep, StorageDep
+from app.deps import CurrentUser, English, PhotoId, SessionDep, StoreDep
 from app.errors import Forbidden, NotFound, OriginalCorrupted
 from app.models import Issue, Photo, User
 from app.models.photo import PhotoPublic
 from app.openapi import file_response, merge, problem_responses
 from app.routers.api import ONE_ITEM_ERRORS, authenticated_router
+from app.services.objects import ObjectStore, derivative_key
 from app.services.permissions import get_visible, may_read_evidence
 from app.services.photos import CONTENT_TYPES, EXTENSIONS, format_of_content_type
 from app.services.present import photos_public
@@ -38,14 +37,17 @@ def _visible_photo(session: Session, photo_id: int, user: User) -> tuple[Photo, 
     return photo, issue
 
 
-def _file(request: Request, path: Path, etag: str, media_type: str, **headers: str) -> Response:
+def _file(
+    request: Request, store: ObjectStore, key: str, etag: str, media_type: str, **headers: str
+) -> Response:
     common = {"Cache-Control": IMMUTABLE, "X-Content-Type-Options": "nosniff"}
     cached = etags.not_modified(request, etag, common)
     if cached is not None:
         return cached
-    if not path.exists():
+    sent = etags.send_object(store, key, etag, media_type, common | headers)
+    if sent is None:
         raise NotFound("the stored file is missing; run `gridproof verify`")
-    return etags.send_file(path, etag, media_type, common | headers)
+    return sent
 
 
 @router.get("/{photo_id}", responses=problem_responses(*ONE_ITEM_ERRORS))
@@ -59,27 +61,27 @@ def photo(
 
 @router.get("/{photo_id}/thumb", response_class=Response, responses=DERIVATIVE)
 def thumb(
-    photo_id: PhotoId, request: Request, session: SessionDep, storage: StorageDep, user: CurrentUser
+    photo_id: PhotoId, request: Request, session: SessionDep, store: StoreDep, user: CurrentUser
 ) -> Response:
     """JPEG, upright, longest side ≤ 320 px, no EXIF."""
     row, _issue = _visible_photo(session, photo_id, user)
-    path = storage.derivative_path(row.sha256, "thumb")
-    return _file(request, path, etags.photo_etag(row.sha256, "thumb"), "image/jpeg")
+    key = derivative_key(row.sha256, "thumb")
+    return _file(request, store, key, etags.photo_etag(row.sha256, "thumb"), "image/jpeg")
 
 
 @router.get("/{photo_id}/large", response_class=Response, responses=DERIVATIVE)
 def large(
-    photo_id: PhotoId, request: Request, session: SessionDep, storage: StorageDep, user: CurrentUser
+    photo_id: PhotoId, request: Request, session: SessionDep, store: StoreDep, user: CurrentUser
 ) -> Response:
     """JPEG, upright, longest side ≤ 1600 px, no EXIF."""
     row, _issue = _visible_photo(session, photo_id, user)
-    path = storage.derivative_path(row.sha256, "large")
-    return _file(request, path, etags.photo_etag(row.sha256, "large"), "image/jpeg")
+    key = derivative_key(row.sha256, "large")
+    return _file(request, store, key, etags.photo_etag(row.sha256, "large"), "image/jpeg")
 
 
 @router.get("/{photo_id}/original", response_class=Response, responses=ORIGINAL)
 def original(
-    photo_id: PhotoId, request: Request, session: SessionDep, storage: StorageDep, user: CurrentUser
+    photo_id: PhotoId, request: Request, session: SessionDep, store: StoreDep, user: CurrentUser
 ) -> Response:
     """The uploaded bytes, unchanged (supervisors, auditors, admins, the reporter)."""
     row, issue = _visible_photo(session, photo_id, user)
@@ -88,7 +90,8 @@ def original(
     name = f"{issue.code}-{row.id}.{EXTENSIONS[format_of_content_type(row.content_type)]}"
     return _file(
         request,
-        verified_original(storage, row),
+        store,
+        verified_original(store, row),
         etags.photo_etag(row.sha256),
         row.content_type,
         **{"Content-Disposition": f'attachment; filename="{name}"'},

@@ -6,7 +6,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from app.db import ping
-from app.deps import SessionDep, SettingsDep, StorageDep
+from app.deps import SessionDep, SettingsDep, StorageDep, StoreDep
 from app.errors import (
     BadRequest,
     DatabaseUnavailable,
@@ -45,9 +45,10 @@ def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", tags=["health"], response_model=Readiness, responses=NOT_READY)
-def readyz(settings: SettingsDep, storage: StorageDep) -> JSONResponse:
-    """The database and the photo storage are reachable."""
-    checks = {"database": True, "storage": storage.writable()}
+def readyz(settings: SettingsDep, storage: StorageDep, store: StoreDep) -> JSONResponse:
+    """The database and the photo storage (the local temp folder, the object store) are
+    reachable."""
+    checks = {"database": True, "storage": storage.writable() and store.writable()}
     try:
         ping(settings.database_url)
     except Exception:  # any driver error means "not ready", which is the answer asked for

@@ -1,7 +1,6 @@
 """The before/after comparison image: first before-photo and latest after-photo, side by side."""
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 from sqlmodel import Session, col, select
@@ -11,6 +10,13 @@ from app.models import Issue, Photo
 from app.models.photo import PhotoKind
 from app.services.checks import capture_time
 from app.services.geo import distance_m
+from app.services.objects import (
+    ObjectStore,
+    comparison_key,
+    derivative_key,
+    open_store,
+    put_file,
+)
 from app.services.storage import Storage
 
 PANEL_HEIGHT = 900
@@ -48,28 +54,33 @@ def comparison_of(session: Session, issue: Issue) -> Comparison:
 
 def comparison_jpeg(
     session: Session, settings: Settings, issue: Issue, chosen: Comparison | None = None
-) -> Path:
-    """The comparison's file, made once and kept until a photo is added (the name says which)."""
-    storage = Storage(settings.upload_dir)
+) -> str:
+    """The comparison's key in the object store, the image made once and kept until a photo
+    is added (the key says which)."""
+    store = open_store(settings)
     chosen = chosen or comparison_of(session, issue)
-    path = storage.root / "derived" / "comparisons" / f"{chosen.key}.jpg"
-    if path.exists():
-        return path
-    image = _render(storage, settings, issue, chosen.before, chosen.after)
-    temp, out = storage.open_temp()
-    with out:  # open (so locked against the sweep) until it is in place
+    key = comparison_key(chosen.key)
+    if store.exists(key):
+        return key
+    image = _render(store, settings, issue, chosen.before, chosen.after)
+    temp, out = Storage(settings.upload_dir).open_temp()
+    with out:  # open (so locked against the sweep) until it is in the store
         image.save(out, "JPEG", quality=85)
         out.flush()
-        storage.commit(temp, path)
-    return path
+        put_file(store, temp, key)
+    return key
 
 
 def _render(
-    storage: Storage, settings: Settings, issue: Issue, before: Photo | None, after: Photo | None
+    store: ObjectStore,
+    settings: Settings,
+    issue: Issue,
+    before: Photo | None,
+    after: Photo | None,
 ) -> Image.Image:
     panels = [
-        _panel(storage, before, _caption("BEFORE", before, settings)),
-        _panel(storage, after, _caption("AFTER", after, settings, issue)),
+        _panel(store, before, _caption("BEFORE", before, settings)),
+        _panel(store, after, _caption("AFTER", after, settings, issue)),
     ]
     width = sum(p.width for p in panels) + 12
     canvas = Image.new("RGB", (width, PANEL_HEIGHT + CAPTION_HEIGHT), BACKGROUND)
@@ -80,11 +91,12 @@ def _render(
     return canvas
 
 
-def _panel(storage: Storage, photo: Photo | None, caption: list[str]) -> Image.Image:
+def _panel(store: ObjectStore, photo: Photo | None, caption: list[str]) -> Image.Image:
     if photo is None:
         picture = Image.new("RGB", (PANEL_HEIGHT * 4 // 3, PANEL_HEIGHT), (60, 60, 66))
     else:
-        with Image.open(storage.derivative_path(photo.sha256, "large")) as large:
+        source = store.open(derivative_key(photo.sha256, "large"))
+        with source, Image.open(source) as large:
             scale = PANEL_HEIGHT / large.height
             picture = large.convert("RGB").resize(
                 (max(1, round(large.width * scale)), PANEL_HEIGHT), Image.Resampling.LANCZOS

@@ -14,9 +14,11 @@ from app.models import Issue, IssueEvent, Photo, User
 from app.services import audit, checkpoints
 from app.services.comparison import comparison_jpeg
 from app.services.geo import distance_m
+from app.services.objects import ObjectStore, open_store, original_key
 from app.services.photos import EXTENSIONS, format_of_content_type
 from app.services.present import events_public, issue_public, photos_public
-from app.services.storage import CHUNK, Storage, sha256_of_path
+from app.services.storage import CHUNK
+from app.services.verification import stored_sha256
 
 README = """Evidence bundle for issue {code} (id {issue_id}), as of {as_of} (its last event).
 
@@ -74,7 +76,7 @@ def evidence(
     )
     events = audit.events_of(session, issue.id)
     problems = audit.chain_problems(events)
-    storage = Storage(settings.upload_dir)
+    store = open_store(settings)
     photo_entries = []
     for row, public in zip(photos, photos_public(session, photos, english=english), strict=True):
         entry = public.model_dump(mode="json")
@@ -84,7 +86,7 @@ def evidence(
             if row.lat is not None and row.lon is not None
             else None
         )
-        entry["original_sha256_matches"] = _original_matches(storage, row)
+        entry["original_sha256_matches"] = _original_matches(store, row)
         photo_entries.append(entry)
     return {
         "issue": issue_public(session, issue, viewer, now, english=english).model_dump(mode="json"),
@@ -97,9 +99,9 @@ def evidence(
     }
 
 
-def _original_matches(storage: Storage, photo: Photo) -> bool | None:
-    path = storage.original_path(photo.sha256)
-    return sha256_of_path(path) == photo.sha256 if path.exists() else None
+def _original_matches(store: ObjectStore, photo: Photo) -> bool | None:
+    actual = stored_sha256(store, photo.sha256)
+    return actual == photo.sha256 if actual is not None else None
 
 
 def _as_of(issue: Issue, events: list[IssueEvent]) -> datetime:
@@ -115,13 +117,12 @@ def bundle(
     events = audit.events_of(session, issue.id)
     heads = checkpoints.sign_bundle_head(settings, events[-1]) if events else []
     signed = checkpoints.bundle_files(settings, heads)
-    storage = Storage(settings.upload_dir)
     # Only originals that hash to their name, as re-hashed for the manifest.
     shipped = {p["file"] for p in manifest["photos"] if p["original_sha256_matches"]}
     originals = {}
     for photo in session.exec(select(Photo).where(Photo.issue_id == issue.id)):
         if photo_filename(photo) in shipped:
-            originals[photo_filename(photo)] = storage.original_path(photo.sha256)
+            originals[photo_filename(photo)] = original_key(photo.sha256)
     texts = {
         "manifest.json": json.dumps(manifest, ensure_ascii=False, indent=2),
         "events.json": json.dumps(manifest["events"], ensure_ascii=False, indent=2),
@@ -132,7 +133,8 @@ def bundle(
     }
     files = {**originals, "comparison.jpg": comparison_jpeg(session, settings, issue)}
     # Stamped with the state's time, not the request's: the same state, the same bytes.
-    return _stream_zip(texts, files, datetime.fromisoformat(manifest["as_of"]))
+    at = datetime.fromisoformat(manifest["as_of"])
+    return _stream_zip(open_store(settings), texts, files, at)
 
 
 class _Sink:
@@ -154,8 +156,11 @@ class _Sink:
         return data
 
 
-def _stream_zip(texts: dict[str, str], files: dict[str, Path], at: datetime) -> Iterator[bytes]:
-    """Yield a ZIP as it is written: memory holds one chunk of one file at a time."""
+def _stream_zip(
+    store: ObjectStore, texts: dict[str, str], files: dict[str, str], at: datetime
+) -> Iterator[bytes]:
+    """Yield a ZIP as it is written, each stored object streamed from the store: memory holds
+    one chunk of one file at a time."""
     sink = _Sink()
     stamp = at.astimezone(UTC).timetuple()[:6]
     with zipfile.ZipFile(sink, "w") as archive:  # type: ignore[call-overload]
@@ -164,9 +169,9 @@ def _stream_zip(texts: dict[str, str], files: dict[str, Path], at: datetime) -> 
             info.compress_type = zipfile.ZIP_DEFLATED
             archive.writestr(info, text.encode())
             yield sink.drain()
-        for name, path in files.items():
+        for name, key in files.items():
             info = zipfile.ZipInfo(name, stamp)  # photos are compressed already: stored as-is
-            with archive.open(info, "w", force_zip64=True) as entry, open(path, "rb") as source:
+            with archive.open(info, "w", force_zip64=True) as entry, store.open(key) as source:
                 while chunk := source.read(CHUNK):
                     entry.write(chunk)
                     yield sink.drain()

@@ -12,6 +12,7 @@ every picture's anchor in memory and build the whole drawing as one XML tree at 
 import csv
 import io
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from copy import copy
@@ -20,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 from xml.sax.saxutils import quoteattr
-from zipfile import ZIP_DEFLATED, ZIP_STORED, ZipFile
+from zipfile import ZIP_DEFLATED, ZipFile, ZipInfo
 
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
@@ -41,8 +42,9 @@ from app.services import ledger_extra, ledger_summary
 from app.services.cells import csv_text, xlsx_text
 from app.services.issue_list import IssueFilters, filtered
 from app.services.ledger_summary import Summary
+from app.services.objects import ObjectMissing, ObjectStore, derivative_key, open_store
 from app.services.stats import Period
-from app.services.storage import Storage
+from app.services.storage import CHUNK, Storage
 
 BATCH = 500
 
@@ -85,7 +87,10 @@ STATUS_NAMES = {
 
 @dataclass(frozen=True)
 class Thumb:
-    path: Path
+    """A photo's stored thumbnail, read from the store when it is placed in the sheet."""
+
+    store: ObjectStore
+    key: str
     width: int
     height: int
 
@@ -170,7 +175,7 @@ def _batches(
     size: int,
     period: Period | None,
 ) -> Iterator[list[LedgerRow]]:
-    storage = Storage(settings.upload_dir)
+    store = open_store(settings)
     categories = {c.code: (c.name, c.unit) for c in session.exec(select(Category))}
     units = dict(session.exec(select(OrgUnit.id, OrgUnit.name)).all())
     zone = settings.zone
@@ -185,8 +190,8 @@ def _batches(
             return
         last_id = issues[-1].id or 0
         names = _names(session, issues)
-        before = _thumbs(session, storage, issues, PhotoKind.BEFORE, first=True)
-        after = _thumbs(session, storage, issues, PhotoKind.AFTER, first=False)
+        before = _thumbs(session, store, issues, PhotoKind.BEFORE, first=True)
+        after = _thumbs(session, store, issues, PhotoKind.AFTER, first=False)
         extra = ledger_extra.extras(session, issues)
         yield [
             LedgerRow(
@@ -230,7 +235,7 @@ def _names(session: Session, issues: list[Issue]) -> dict[int, str]:
 
 
 def _thumbs(
-    session: Session, storage: Storage, issues: list[Issue], kind: PhotoKind, *, first: bool
+    session: Session, store: ObjectStore, issues: list[Issue], kind: PhotoKind, *, first: bool
 ) -> dict[int, Thumb]:
     """Each issue's first (or latest) photo of this kind, as its stored thumbnail."""
     pick = func.min(Photo.id) if first else func.max(Photo.id)
@@ -244,12 +249,10 @@ def _thumbs(
             col(Photo.id).in_(chosen)
         )
     )
-    thumbs = {}
-    for issue_id, sha256, width, height in rows:
-        path = storage.derivative_path(sha256, "thumb")
-        if path.exists():
-            thumbs[issue_id] = Thumb(path, width, height)
-    return thumbs
+    return {
+        issue_id: Thumb(store, derivative_key(sha256, "thumb"), width, height)
+        for issue_id, sha256, width, height in rows
+    }
 
 
 # --- CSV -------------------------------------------------------------------------------------
@@ -340,10 +343,17 @@ class _Pictures:
         self.count = 0
 
     def add(self, thumb: Thumb, row: int, column: int, description: str) -> None:
-        """Place a picture in the cell (0-based row and column), moving and sizing with it."""
+        """Place a picture in the cell (0-based row and column), moving and sizing with it; a
+        thumbnail missing from the store leaves the cell empty."""
+        try:
+            source = thumb.store.open(thumb.key)
+        except ObjectMissing:
+            return
         self.count += 1
         n = self.count
-        self.archive.write(thumb.path, f"xl/media/image{n}.jpeg", compress_type=ZIP_STORED)
+        info = ZipInfo(f"xl/media/image{n}.jpeg")  # stored as-is: JPEGs are compressed
+        with source, self.archive.open(info, "w") as entry:
+            shutil.copyfileobj(source, entry, CHUNK)
         self.rels.write(
             f'<Relationship Id="rId{n}" Type="{_IMAGE_REL}" Target="/xl/media/image{n}.jpeg"/>'
         )

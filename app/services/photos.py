@@ -8,6 +8,7 @@ decoded once at reduced scale, and two upright derivatives are written without E
 here touches the database.
 """
 
+import contextlib
 import functools
 import io
 import math
@@ -20,12 +21,23 @@ import pillow_heif
 from PIL import Image, ImageCms, ImageFile, UnidentifiedImageError
 
 from app.config import Settings
-from app.errors import ImageTooManyPixels, ImageUnreadable, UnsupportedMediaType
+from app.errors import (
+    ImageTooManyPixels,
+    ImageUnreadable,
+    StorageUnavailable,
+    UnsupportedMediaType,
+)
 from app.services import decoders
+from app.services.claims import Claim
 from app.services.exif import ExifFacts, read_exif
 from app.services.isobmff import IncompleteFile, check_complete
+from app.services.objects import (
+    ObjectStore,
+    derivative_key,
+    open_store,
+    original_key,
+)
 from app.services.storage import (
-    Claim,
     SpooledPhoto,
     Storage,
     Upload,
@@ -115,11 +127,12 @@ def ingest_photo(
 ) -> IngestedPhoto:
     """Store one uploaded photo and its derivatives; on any failure leave nothing behind.
 
-    A file object is copied into storage first; a `SpooledPhoto` is there already. The photo's
-    SHA-256 is claimed before its files are moved into place (see `Claim`). With the claim of a
-    request that goes on to write rows, the claim stays with the request, which removes the
-    files should it fail later (`Claim.release_and_remove`). Without one (tools, tests), this
-    call claims on its own, and on a failure removes what it moved into place itself."""
+    A file object is copied into the local temp folder first; a `SpooledPhoto` is there
+    already. With the claim of a request that goes on to write rows, the photo's SHA-256 is
+    claimed before its objects are put into the claim's store (see `claims.Claim`), and the
+    claim stays with the request, which removes the objects should it fail later
+    (`Claim.release_and_remove`). Without one (tools, tests that share the store with no live
+    request), nothing is claimed, and a failure removes what this call put itself."""
     if isinstance(upload, SpooledPhoto):
         return _ingest_spooled(upload, settings, storage, claim)
     with spooled_copy(upload, settings, storage) as spooled:  # held open (locked) till done
@@ -129,9 +142,8 @@ def ingest_photo(
 def _ingest_spooled(
     spooled: SpooledPhoto, settings: Settings, storage: Storage, claim: Claim | None
 ) -> IngestedPhoto:
-    own = claim is None
-    claim = Claim(storage) if claim is None else claim
-    created: list[Path] = []
+    store = claim.store if claim is not None else open_store(settings)
+    created: list[str] = []
     try:
         photo = decoders.decode(
             settings,
@@ -141,24 +153,28 @@ def _ingest_spooled(
             storage,
             after_crash=lambda: remove_quietly(_leftover_temps(spooled, storage)),
         )
-        claim.add(photo.sha256)
+        if claim is not None:
+            claim.add(photo.sha256)
         moves = [
-            (temp, storage.derivative_path(photo.sha256, name))
+            (temp, derivative_key(photo.sha256, name))
             for name, temp in photo.derivative_temps.items()
         ]
-        moves.append((spooled.path, storage.original_path(photo.sha256)))
-        storage.commit_all(moves, created)
+        moves.append((spooled.path, original_key(photo.sha256)))
+        store.put_files(moves, created)
         photo.derivative_temps = {}
     except BaseException:
         # With the derivatives' temp files (a failed save, a decoder stopped mid-write).
         remove_quietly([spooled.path, *_leftover_temps(spooled, storage)])
-        if own:
-            claim.release()
-            remove_quietly(created)
+        if claim is None:
+            _delete_quietly(store, created)
         raise
-    if own:
-        claim.release()
     return photo
+
+
+def _delete_quietly(store: ObjectStore, keys: list[str]) -> None:
+    """What a failed call put itself, removed if the store lets it (else the sweep does)."""
+    with contextlib.suppress(StorageUnavailable):
+        store.delete(keys)
 
 
 def _derivative_prefix(spooled: SpooledPhoto) -> str:
@@ -183,10 +199,15 @@ def _derive(spooled: SpooledPhoto, settings: Settings, storage: Storage) -> Inge
         raise
 
 
-def derive_again(original: Path, settings: Settings, storage: Storage) -> dict[str, bytes]:
+def derive_again(
+    sha256: str, settings: Settings, storage: Storage, store: ObjectStore
+) -> dict[str, bytes]:
     """The derivatives this pipeline makes of a stored original, made again (`gridproof
     verify` compares them with the stored ones); nothing is left behind."""
-    with open(original, "rb") as source, spooled_copy(source, settings, storage) as spooled:
+    with (
+        store.open(original_key(sha256)) as source,
+        spooled_copy(source, settings, storage) as spooled,
+    ):
         photo = _derive(spooled, settings, storage)
         temps = list(photo.derivative_temps.values())
         try:

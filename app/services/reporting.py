@@ -19,7 +19,6 @@ from sqlalchemy.sql.dml import ReturningInsert
 from sqlmodel import Session, col, select
 
 from app.config import Settings
-from app.db import get_read_engine
 from app.errors import (
     Forbidden,
     LocationRequired,
@@ -32,8 +31,10 @@ from app.models.base import utcnow
 from app.models.issue import IssueReport, IssueStatus, LocationForm, LocationSource, PhotoForm
 from app.models.photo import PhotoKind
 from app.services import audit, changes, checks, grid, idempotency
+from app.services.claims import Claim
 from app.services.geo import to_wgs84
 from app.services.issues import OPEN_STATUSES
+from app.services.objects import open_store
 from app.services.permissions import (
     RECTIFIERS,
     REPORTERS,
@@ -42,7 +43,7 @@ from app.services.permissions import (
     get_visible,
 )
 from app.services.photos import IngestedPhoto, ingest_photo
-from app.services.storage import Claim, Storage, Upload, sha256_of
+from app.services.storage import Storage, Upload, sha256_of
 from app.services.wayfinding import nearest_address
 from app.services.zone_area import Area, outside, zone_area
 
@@ -248,7 +249,7 @@ class _Intake(Generic[T]):
         # (on SQLite it would be the whole database's write lock). `write` re-reads what it
         # changes.
         session.commit()
-        claim = Claim(storage)
+        claim = Claim(settings, open_store(settings))
         try:
             for name, files in self.uploads.fields.items():
                 for upload in files:
@@ -264,7 +265,7 @@ class _Intake(Generic[T]):
             session.rollback()
             # What this request stored, unless another request in progress or a committed photo
             # uses the same bytes.
-            claim.release_and_remove(lambda shas: _used(settings, shas))
+            claim.release_and_remove()
             if self._lost_race(exc):
                 raise _ConcurrentRetry(_hashes(ingested)) from exc
             raise
@@ -288,13 +289,6 @@ class _ConcurrentRetry(Exception):
     def __init__(self, hashes: dict[str, list[str]]) -> None:
         super().__init__()
         self.hashes = hashes
-
-
-def _used(settings: Settings, shas: set[str]) -> set[str]:
-    """Those of the SHA-256s that committed photos use. Read on the engine of reads: a fresh
-    snapshot that on SQLite waits for no writer (it runs under the claims' lock)."""
-    with Session(get_read_engine(settings.database_url)) as reader:
-        return set(reader.exec(select(Photo.sha256).where(col(Photo.sha256).in_(shas))))
 
 
 # --- Rows ------------------------------------------------------------------------------------

@@ -1,20 +1,22 @@
-"""Content-addressed photo storage on the local disk: originals and derivatives by SHA-256,
-and the spool that an upload is copied into as it arrives (where the photo pipeline starts).
+"""This replica's local upload folder: the temp files an upload is spooled into as it arrives
+(where the photo pipeline starts) and its derivatives are written to, before they go into the
+object store (app/services/objects.py, which with storage=local keeps its objects in the same
+folder).
 
-Whatever a request has in progress is held under an exclusive `flock` for as long as it is
-live: each temp file it writes (`Storage.open_temp`) and each claim marker (`Claim`). The kernel
-drops the locks of a process that dies, however it dies (`kill -9`, the OOM killer), so a sweep
-(`app/services/sweep.py`) tells what a dead request left from what a live one uses by taking
-each file's lock without waiting, across the server's processes (`--workers`), at once.
+Each temp file a request writes (`Storage.open_temp`) is held under an exclusive `flock` for
+as long as the request is live. The kernel drops the locks of a process that dies, however it
+dies (`kill -9`, the OOM killer), so a sweep (`app/services/sweep.py`) tells what a dead
+request left from what a live one uses by taking each file's lock without waiting, across the
+server's processes (`--workers`), at once. Temp files are per machine, and so is this: what
+requests claim in the shared store is in the database (app/services/claims.py).
 """
 
 import fcntl
 import hashlib
 import os
-import secrets
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +25,6 @@ from typing import BinaryIO
 from app.config import Settings
 from app.errors import PhotoTooLarge
 
-DERIVATIVES = ("thumb", "large")
 CHUNK = 1024 * 1024
 # The temp files `Storage.open_temp` makes, each under its owner's lock; a derivative's is named
 # after its upload's (`<upload's name>-…`) and lives as long as that one does.
@@ -37,44 +38,9 @@ class Storage:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.tmp_dir = root / "tmp"
-        self.claims_dir = root / "claims"  # see Claim
 
     def ensure_dirs(self) -> None:
-        for sub in ("tmp", "claims", "originals", "derived"):
-            (self.root / sub).mkdir(parents=True, exist_ok=True)
-
-    def original_path(self, sha256: str) -> Path:
-        return self.root / "originals" / sha256[:2] / sha256
-
-    def derivative_path(self, sha256: str, size: str) -> Path:
-        assert size in DERIVATIVES
-        return self.root / "derived" / sha256[:2] / f"{sha256}.{size}.jpg"
-
-    def files(self, sha256: str) -> list[Path]:
-        """Where the original and the derivatives of these bytes are stored."""
-        return [self.original_path(sha256), *(self.derivative_path(sha256, d) for d in DERIVATIVES)]
-
-    def claimed(self, sha256: str) -> bool:
-        """Whether a live request claims these bytes (call under `claims_locked`)."""
-        return any(held_by_another(marker) for marker in self.claims_dir.glob(f"{sha256}.*"))
-
-    def live_claims(self) -> set[str]:
-        """The SHA-256s that live requests claim (call under `claims_locked`)."""
-        markers = self.claims_dir.glob("*") if self.claims_dir.is_dir() else []
-        return {m.name.split(".", 1)[0] for m in markers if held_by_another(m)}
-
-    def dead_claims(self) -> list[Path]:
-        """Claim markers whose request is gone (call under `claims_locked`)."""
-        markers = sorted(self.claims_dir.glob("*")) if self.claims_dir.is_dir() else []
-        return [m for m in markers if held_by_another(m) is False]
-
-    @contextmanager
-    def claims_locked(self) -> Iterator[None]:
-        """An exclusive lock on the claims folder (flock), across threads (each call opens the
-        folder anew) and processes."""
-        self.claims_dir.mkdir(parents=True, exist_ok=True)
-        with _locked(self.claims_dir, fcntl.LOCK_EX):
-            yield
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
 
     def open_temp(self, prefix: str = TEMP_PREFIX) -> tuple[Path, BinaryIO]:
         """A new file in the storage's own tmp folder (same file system, so rename is atomic),
@@ -122,31 +88,6 @@ class Storage:
             yield True
         finally:
             os.close(fd)
-
-    def commit(self, temp: Path, final: Path) -> bool:
-        """Move a finished temp file into place; False when identical bytes were already there."""
-        created: list[Path] = []
-        self.commit_all([(temp, final)], created)
-        return bool(created)
-
-    def commit_all(self, moves: list[tuple[Path, Path]], created: list[Path]) -> None:
-        """Move finished temp files into place: each is fsynced and renamed, then each folder
-        that got one is fsynced once. Where the final path exists, identical bytes are there
-        already and the temp file is removed. What is moved is added to `created` at once, so
-        that the caller can remove it should a later move fail."""
-        moved: list[Path] = []
-        for temp, final in moves:
-            if final.exists():
-                temp.unlink()
-                continue
-            final.parent.mkdir(parents=True, exist_ok=True)
-            with open(temp, "rb") as f:
-                os.fsync(f.fileno())
-            os.replace(temp, final)
-            created.append(final)
-            moved.append(final)
-        for folder in dict.fromkeys(path.parent for path in moved):
-            _fsync_dir(folder)
 
     def writable(self) -> bool:
         try:
@@ -226,8 +167,10 @@ def spool_file(upload: BinaryIO, settings: Settings, storage: Storage) -> Spoole
 @contextmanager
 def spooled_copy(upload: BinaryIO, settings: Settings, storage: Storage) -> Iterator[SpooledPhoto]:
     """Copy a file object into storage's tmp folder, and keep that temp file open (so locked,
-    see `Storage.open_temp`) until the block ends; it is removed when the block fails."""
-    upload.seek(0)
+    see `Storage.open_temp`) until the block ends; it is removed when the block fails. A
+    seekable file is read from its start, any other (a stored object's stream) as it is."""
+    if upload.seekable():
+        upload.seek(0)
     spool = PhotoSpool(settings, storage)
     try:
         with spool.file:
@@ -237,59 +180,6 @@ def spooled_copy(upload: BinaryIO, settings: Settings, storage: Storage) -> Iter
     except BaseException:
         spool.discard()
         raise
-
-
-class Claim:
-    """The SHA-256s one request stores: each claimed before the photo's files are moved into
-    place (or found there), until the request has committed or given up.
-
-    Files are content-addressed, so two requests with the same bytes share them: the second
-    finds them stored and creates nothing. Should the first then fail, it must not remove files
-    that the second is about to reference; should both fail, the last must remove them. So a
-    request that gives up removes a SHA-256's files only when no other request claims it and no
-    committed photo uses it. A claim is a marker file in `claims/`, taken, checked and removed
-    under a lock on the claims folder, which holds across threads and across server processes
-    on one machine (`--workers`): a claim taken after a removal finds the files gone and stores
-    them again. Each marker is held under an exclusive flock by the request until it releases
-    it, so that a claim whose process died counts for nothing (and is swept)."""
-
-    def __init__(self, storage: Storage) -> None:
-        self.storage = storage
-        self.token = secrets.token_hex(8)
-        self._held: dict[str, int] = {}  # SHA-256 → the locked marker's file descriptor
-
-    @property
-    def shas(self) -> set[str]:
-        return set(self._held)
-
-    def add(self, sha256: str) -> None:
-        if sha256 in self._held:  # the same bytes twice in one request: claimed once
-            return
-        with self.storage.claims_locked():
-            fd = os.open(self._marker(sha256), os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        self._held[sha256] = fd
-
-    def release(self) -> None:
-        """The request has committed (or stored nothing): its rows reference what it stored."""
-        for sha, fd in self._held.items():
-            self._marker(sha).unlink(missing_ok=True)
-            os.close(fd)
-        self._held = {}
-
-    def release_and_remove(self, used: Callable[[set[str]], set[str]]) -> None:
-        """The request gives up: remove the files of its SHA-256s that nobody else needs.
-        `used` gives those of the SHA-256s that committed photos use (read from a snapshot
-        taken meanwhile: it runs under the lock)."""
-        with self.storage.claims_locked():
-            shas = self.shas
-            self.release()
-            unclaimed = {sha for sha in shas if not self.storage.claimed(sha)}
-            in_use = used(unclaimed) if unclaimed else set()
-            remove_quietly([path for sha in unclaimed - in_use for path in self.storage.files(sha)])
-
-    def _marker(self, sha256: str) -> Path:
-        return self.storage.claims_dir / f"{sha256}.{self.token}"
 
 
 def held_by_another(path: Path) -> bool | None:
@@ -334,14 +224,6 @@ def _locked(folder: Path, operation: int) -> Iterator[None]:
         os.close(fd)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def remove_quietly(paths: list[Path]) -> None:
     for path in paths:
         path.unlink(missing_ok=True)
@@ -353,8 +235,9 @@ def sha256_of_path(path: Path) -> str:
 
 
 def sha256_of_file(f: BinaryIO) -> str:
-    """SHA-256 of an open file, read from the start in chunks."""
-    f.seek(0)
+    """SHA-256 of an open file, read from the start in chunks (a stream: as it comes)."""
+    if f.seekable():
+        f.seek(0)
     digest = hashlib.sha256()
     while chunk := f.read(CHUNK):
         digest.update(chunk)

@@ -1,51 +1,59 @@
-"""The sweep: what dead requests left in the uploads folder, and stored files nothing uses.
+"""The sweep: what dead requests left, and stored objects nothing uses.
 
-Run by `gridproof sweep`, at the server's startup and every `sweep_interval_s` in the server.
-A request holds each temp file and claim marker it has under flock while it lives (see
-`app/services/storage.py`); the sweep removes
+Run by `gridproof sweep`, at the server's startup and every `sweep_interval_s` in the server,
+one at a time across replicas (`claims.sweep_lock`). It removes
 
-- temp files whose lock it can take (their request is gone, even one killed a moment ago);
-- claim markers likewise, and then the originals and derivatives of their SHA-256s, unless a
-  live request claims them or a committed photo row has them (a request killed after moving
-  its photo into place and before committing its rows);
-- with `stored=True` (the command, the periodic sweep): every original and derivative whose
-  SHA-256 no committed photo row has and no live request claims.
+- temp files of this replica's local folder whose lock it can take (their request is gone,
+  even one killed a moment ago: see `app/services/storage.py`);
+- expired claims (`app/services/claims.py`: a request that died, on any replica), and then
+  the originals and derivatives of their SHA-256s, unless a live claim has them or a
+  committed photo row does (a request killed after putting its objects and before
+  committing its rows);
+- with `stored=True` (the command, the periodic sweep): every original and derivative in the
+  object store whose SHA-256 no committed photo row has and no live claim has.
 
-The claim check and the database read run under the claims' lock, as when a request gives up
-(`Claim.release_and_remove`): a request that claims the bytes afterwards finds them gone and
-stores them again. Comparison images (`derived/comparisons/`) are a cache and are kept.
+The checks and the removal of each batch run in one transaction under the SHA-256s' locks,
+as when a request gives up (`Claim.release_and_remove`): a request that claims the bytes
+afterwards finds them gone and stores them again. Should the store refuse a removal, the
+batch's transaction rolls back (the expired claims stay) and the next sweep retries.
+Comparison images (`derived/comparisons/`) are a cache and are kept.
 """
 
 import re
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlmodel import Session, col, select
-
 from app.config import Settings
-from app.db import get_read_engine
 from app.errors import logger
-from app.models.photo import Photo
-from app.services.storage import DERIVATIVES, Storage, remove_quietly
+from app.services import claims
+from app.services.objects import (
+    DERIVATIVES,
+    DERIVED,
+    ORIGINALS,
+    ObjectStore,
+    open_store,
+    photo_keys,
+)
+from app.services.storage import Storage
 
-_SHA = re.compile(r"[0-9a-f]{64}")
-_DERIVED = re.compile(rf"([0-9a-f]{{64}})\.({'|'.join(DERIVATIVES)})\.jpg")
-# SHA-256s checked against the database per statement (and per hold of the claims' lock).
+_ORIGINAL = re.compile(r"originals/[0-9a-f]{2}/([0-9a-f]{64})")
+_DERIVED = re.compile(rf"derived/[0-9a-f]{{2}}/([0-9a-f]{{64}})\.({'|'.join(DERIVATIVES)})\.jpg")
+# SHA-256s checked and removed per transaction.
 BATCH = 500
 
 
 @dataclass
 class SweepReport:
     temps: list[Path] = field(default_factory=list)
-    claims: list[Path] = field(default_factory=list)
-    stored: list[Path] = field(default_factory=list)
+    claims: list[str] = field(default_factory=list)  # "claim <sha256> <token>"
+    stored: list[str] = field(default_factory=list)  # keys of the object store
     dry_run: bool = False
 
     @property
-    def paths(self) -> list[Path]:
-        return [*self.temps, *self.claims, *self.stored]
+    def paths(self) -> list[str]:
+        return [*map(str, self.temps), *self.claims, *self.stored]
 
     def summary(self) -> str:
         verb = "would remove" if self.dry_run else "removed"
@@ -58,65 +66,54 @@ class SweepReport:
 def sweep(settings: Settings, *, stored: bool = True, dry_run: bool = False) -> SweepReport:
     """Remove (with `dry_run`: only list) what no live request and no committed photo uses."""
     storage = Storage(settings.upload_dir)
-    with storage.sweeping():
+    with claims.sweep_lock(settings, storage, wait=True):
         return _sweep(settings, storage, stored=stored, dry_run=dry_run)
 
 
 def _sweep(settings: Settings, storage: Storage, *, stored: bool, dry_run: bool) -> SweepReport:
+    store = open_store(settings)
     report = SweepReport(dry_run=dry_run)
     report.temps = storage.dead_temps(remove=not dry_run)
-    with storage.claims_locked():
-        report.claims = storage.dead_claims()
-        if not dry_run:
-            remove_quietly(report.claims)
-    shas = {marker.name.split(".", 1)[0] for marker in report.claims}
+    dead = claims.expired(settings)
+    report.claims = [f"claim {sha} {token}" for sha, token in dead]
+    found: dict[str, set[str]] = {}  # SHA-256 → its keys in the store, where listed
     if stored:
-        shas |= set(stored_shas(storage))
-    report.stored = _unused_files(settings, storage, sorted(shas), dry_run)
+        for key in store.keys(ORIGINALS):
+            _add_listed(found, key)
+        for key in store.keys(DERIVED):
+            _add_listed(found, key)
+    for sha, _token in dead:
+        found.setdefault(sha, set())
+    ordered = sorted(found)
+    for batch in (ordered[i : i + BATCH] for i in range(0, len(ordered), BATCH)):
+        report.stored += _unused_objects(settings, store, {s: found[s] for s in batch}, dry_run)
     return report
 
 
-def stored_shas(storage: Storage) -> Iterator[str]:
-    """The SHA-256s of the originals and derivatives on disk."""
-    for folder in _fanout(storage.root / "originals"):
-        for path in folder.iterdir():
-            if _SHA.fullmatch(path.name):
-                yield path.name
-    for folder in _fanout(storage.root / "derived"):
-        for path in folder.iterdir():
-            if match := _DERIVED.fullmatch(path.name):
-                yield match[1]
+def _add_listed(found: dict[str, set[str]], key: str) -> None:
+    match = _ORIGINAL.fullmatch(key) or _DERIVED.fullmatch(key)
+    if match:
+        found.setdefault(match[1], set()).add(key)
 
 
-def _fanout(root: Path) -> list[Path]:
-    """The two-hex-digit folders that content-addressed files are kept in."""
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.iterdir() if re.fullmatch(r"[0-9a-f]{2}", p.name) and p.is_dir())
-
-
-def _unused_files(
-    settings: Settings, storage: Storage, shas: Iterable[str], dry_run: bool
-) -> list[Path]:
-    removed: list[Path] = []
-    ordered = list(dict.fromkeys(shas))
-    for batch in (ordered[i : i + BATCH] for i in range(0, len(ordered), BATCH)):
-        with storage.claims_locked():
-            live = storage.live_claims()
-            unclaimed = {sha for sha in batch if sha not in live}
-            unused = unclaimed - used_shas(settings, unclaimed) if unclaimed else set()
-            paths = [path for sha in sorted(unused) for path in storage.files(sha) if path.exists()]
-            if not dry_run:
-                remove_quietly(paths)
-        removed += paths
-    return removed
-
-
-def used_shas(settings: Settings, shas: set[str]) -> set[str]:
-    """Those of the SHA-256s that committed photos have, read from a fresh snapshot on the
-    engine of reads (on SQLite it waits for no writer: this runs under the claims' lock)."""
-    with Session(get_read_engine(settings.database_url)) as reader:
-        return set(reader.exec(select(Photo.sha256).where(col(Photo.sha256).in_(shas))))
+def _unused_objects(
+    settings: Settings, store: ObjectStore, batch: dict[str, set[str]], dry_run: bool
+) -> list[str]:
+    """The objects of these SHA-256s that nobody uses, removed (with their expired claims)
+    unless `dry_run`. Keys not listed (those of expired claims) are looked up."""
+    shas = set(batch)
+    with claims.locked(settings, shas) as connection:
+        if not dry_run:
+            claims.drop_expired(connection, shas)
+        unused = shas - claims.live_claimed(connection, shas) - claims.used(connection, shas)
+        keys = sorted(
+            key
+            for sha in unused
+            for key in (batch[sha] or {k for k in photo_keys(sha) if store.exists(k)})
+        )
+        if not dry_run:
+            store.delete(keys)
+    return keys
 
 
 # --- In the server ----------------------------------------------------------------------------
@@ -145,9 +142,9 @@ def start(settings: Settings) -> Callable[[], None]:
 
 
 def _periodic(settings: Settings) -> SweepReport | None:
-    """A full sweep, unless another process of the server is sweeping (`--workers`)."""
+    """A full sweep, unless another process or replica is sweeping."""
     storage = Storage(settings.upload_dir)
-    with storage.sweeping(wait=False) as ours:
+    with claims.sweep_lock(settings, storage, wait=False) as ours:
         return _sweep(settings, storage, stored=True, dry_run=False) if ours else None
 
 

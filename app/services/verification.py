@@ -1,10 +1,10 @@
-"""`gridproof verify`: re-hash every stored original, re-derive its derivatives, re-check
+"""`gridproof verify`: re-hash every stored original (read from the object store, whichever
+backend), re-derive its derivatives, re-check
 every audit chain (the issues' and the chain of awarded flags), and compare each issue and its
 photos with what the chain records."""
 
 import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -13,8 +13,16 @@ from app.config import Settings
 from app.errors import OriginalCorrupted
 from app.models import Issue, Photo
 from app.services import audit, chain_check, checkpoints, flag_text, rankings_flags
+from app.services.objects import (
+    ObjectMissing,
+    ObjectStore,
+    derivative_key,
+    open_store,
+    original_key,
+    read_bytes,
+)
 from app.services.photos import derive_again
-from app.services.storage import Storage, sha256_of_path
+from app.services.storage import Storage, sha256_of_file
 
 
 @dataclass
@@ -27,7 +35,7 @@ def verify(
     session: Session, settings: Settings, issue_id: int | None = None, derivatives: bool = True
 ) -> tuple[list[str], Checked]:
     """Every problem found, one line each, and how much was checked."""
-    storage = Storage(settings.upload_dir)
+    storage, store = Storage(settings.upload_dir), open_store(settings)
     problems: list[str] = []
     checked = Checked()
     photos = select(Photo).order_by(col(Photo.id))
@@ -40,7 +48,7 @@ def verify(
     for photo in session.exec(photos):
         checked.photos += 1
         if photo.sha256 not in hashed:
-            hashed[photo.sha256] = _sha256_of(storage, photo.sha256)
+            hashed[photo.sha256] = stored_sha256(store, photo.sha256)
         actual = hashed[photo.sha256]
         if actual is None:
             problems.append(f"photo {photo.id} (issue {photo.issue_id}): original file is missing")
@@ -52,7 +60,7 @@ def verify(
         elif not derivatives:
             derived.setdefault(photo.sha256, [])
         elif photo.sha256 not in derived:
-            derived[photo.sha256] = _derivative_problems(settings, storage, photo.sha256)
+            derived[photo.sha256] = _derivative_problems(settings, storage, store, photo.sha256)
         if actual == photo.sha256:
             problems.extend(
                 f"photo {photo.id} (issue {photo.issue_id}): {problem}"
@@ -78,18 +86,22 @@ def verify(
     return problems, checked
 
 
-def _derivative_problems(settings: Settings, storage: Storage, sha256: str) -> list[str]:
+def _derivative_problems(
+    settings: Settings, storage: Storage, store: ObjectStore, sha256: str
+) -> list[str]:
     """Each stored derivative against the one the pipeline makes of the original now."""
-    again = derive_again(storage.original_path(sha256), settings, storage)
+    again = derive_again(sha256, settings, storage, store)
     problems = []
     for name, expected in again.items():
-        path = storage.derivative_path(sha256, name)
-        if not path.exists():
+        try:
+            stored = read_bytes(store, derivative_key(sha256, name))
+        except ObjectMissing:
             problems.append(f"{name} derivative is missing")
-        elif path.read_bytes() != expected:
+            continue
+        if stored != expected:
             problems.append(
-                f"{name} derivative (sha256 {sha256_of_path(path)}) is not what the original "
-                f"derives to ({hashlib.sha256(expected).hexdigest()})"
+                f"{name} derivative (sha256 {hashlib.sha256(stored).hexdigest()}) is not what "
+                f"the original derives to ({hashlib.sha256(expected).hexdigest()})"
             )
     return problems
 
@@ -98,7 +110,7 @@ def issue_verdict(session: Session, settings: Settings, issue: Issue) -> dict[st
     """Whether one issue's evidence holds now: its chain, its rows against the chain, its
     signed checkpoints and its originals (the derivatives are `gridproof verify`'s)."""
     assert issue.id is not None
-    storage = Storage(settings.upload_dir)
+    store = open_store(settings)
     where = f"issue {issue.id} ({issue.code})"
     chain = audit.events_of(session, issue.id)
     rows = list(
@@ -109,7 +121,7 @@ def issue_verdict(session: Session, settings: Settings, issue: Issue) -> dict[st
     problems = chain_problems + chain_check.issue_problems(session, issue, chain, rows)
     problems += checkpoints.checkpoint_problems(settings, where, chain, signed)
     for photo in rows:
-        actual = _sha256_of(storage, photo.sha256)
+        actual = stored_sha256(store, photo.sha256)
         if actual != photo.sha256:
             problems.append(f"{where}: photo {photo.id} original is missing or changed")
     last = checkpoints.public(signed[-1]).model_dump() if signed else None
@@ -142,15 +154,21 @@ def _sentences(issue: Issue, photo: Photo) -> list[dict[str, str]]:
     return flag_text.describe(photo.flags, facts)
 
 
-def verified_original(storage: Storage, photo: Photo) -> Path:
-    """Where the photo's original is, re-hashed: its ETag and file name are its SHA-256, so
-    bytes that no longer hash to it are never sent (OriginalCorrupted); missing: the path."""
-    path = storage.original_path(photo.sha256)
-    if path.exists() and sha256_of_path(path) != photo.sha256:
+def verified_original(store: ObjectStore, photo: Photo) -> str:
+    """The key of the photo's original, re-hashed: its ETag and file name are its SHA-256, so
+    bytes that no longer hash to it are never sent (OriginalCorrupted); missing: the key."""
+    actual = stored_sha256(store, photo.sha256)
+    if actual is not None and actual != photo.sha256:
         raise OriginalCorrupted(f"photo {photo.id}: the stored original does not match")
-    return path
+    return original_key(photo.sha256)
 
 
-def _sha256_of(storage: Storage, sha256: str) -> str | None:
-    path = storage.original_path(sha256)
-    return sha256_of_path(path) if path.exists() else None
+def stored_sha256(store: ObjectStore, sha256: str) -> str | None:
+    """The SHA-256 of the original stored under this hash, read back from the store; None
+    when it is missing."""
+    try:
+        source = store.open(original_key(sha256))
+    except ObjectMissing:
+        return None
+    with source:
+        return sha256_of_file(source)
