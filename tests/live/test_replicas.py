@@ -18,6 +18,7 @@ import uuid
 import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,8 @@ from tests.replicas import Cluster, Replica, TrickledReport, replicas
 from tests.s3_server import MotoServer
 from tests.services.test_checkpoints import SYSTEM_PYTHON  # the auditor's interpreter
 
+CLAIM_TTL_S = 4
+
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, s3_server: MotoServer) -> Iterator[Cluster]:
@@ -51,7 +54,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, s3_server: MotoServer) -> 
     s3_server.client().put_bucket_versioning(
         Bucket=bucket, VersioningConfiguration={"Status": "Enabled"}
     )
-    cluster = Cluster(_pg_url(name), s3_server.endpoint, bucket, tmp_path_factory.mktemp("cluster"))
+    root = tmp_path_factory.mktemp("cluster")
+    # Claims of requests in flight expire after CLAIM_TTL_S (600 s by default): then the sweep
+    # takes them for a dead request's.
+    ttl = {"GRIDPROOF_CLAIM_TTL_S": str(CLAIM_TTL_S)}
+    cluster = Cluster(_pg_url(name), s3_server.endpoint, bucket, root, extra=ttl)
     assert "migrations applied" in cluster.command("migrate").stdout
     cluster.make_audit_key()
     yield cluster
@@ -78,16 +85,26 @@ def api(replica: Replica, zone: factories.Zone, username: str) -> httpx.Client:
     return httpx.Client(base_url=replica.url, headers=zone.headers(username), timeout=60)
 
 
-def objects(cluster: Cluster, s3: MotoServer, sha256: str) -> dict[str, int]:
-    """The stored objects of these bytes: key (under the prefix) → number of versions written."""
-    versions: dict[str, int] = {}
+def objects(cluster: Cluster, s3: MotoServer, sha256: str) -> set[str]:
+    """The keys (under the prefix) of these bytes' objects in the bucket now."""
+    present = set()
+    for key in photo_keys(sha256):
+        listed = s3.client().list_objects_v2(Bucket=cluster.bucket, Prefix=cluster.prefix + key)
+        if any(item["Key"] == cluster.prefix + key for item in listed.get("Contents", [])):
+            present.add(key)
+    return present
+
+
+def versions(cluster: Cluster, s3: MotoServer, sha256: str) -> dict[str, int]:
+    """How many times each of these bytes' objects was written (the bucket keeps versions)."""
+    written: dict[str, int] = {}
     for key in photo_keys(sha256):
         name = cluster.prefix + key
         listed = s3.client().list_object_versions(Bucket=cluster.bucket, Prefix=name)
         for version in listed.get("Versions", []):
             if version["Key"] == name:
-                versions[key] = versions.get(key, 0) + 1
-    return versions
+                written[key] = written.get(key, 0) + 1
+    return written
 
 
 def fresh_photo(width: int = 640, height: int = 480) -> bytes:
@@ -155,7 +172,7 @@ def test_a_report_through_a_is_served_zipped_and_verified_through_b(
 
     # The photos are in the bucket, and in neither replica's folder.
     for sha in shas:
-        assert objects(cluster, s3_server, sha) == dict.fromkeys(photo_keys(sha), 1)
+        assert versions(cluster, s3_server, sha) == dict.fromkeys(photo_keys(sha), 1)
     for replica in pair:
         assert not list(replica.upload_dir.glob("originals/**/*"))
         assert not list(replica.upload_dir.glob("derived/**/*.jpg"))
@@ -186,7 +203,7 @@ def test_identical_uploads_raced_through_both_replicas_store_one_object(
         assert {answer["photos"][0]["sha256"] for answer in answers.values()} == {sha}
         assert answers["a"]["id"] != answers["b"]["id"]
         # One object per key, written once (a second PUT would be a second version).
-        assert objects(cluster, s3_server, sha) == dict.fromkeys(photo_keys(sha), 1)
+        assert versions(cluster, s3_server, sha) == dict.fromkeys(photo_keys(sha), 1)
         for replica in pair:
             with api(replica, zone, "auditor") as client:
                 for answer in answers.values():
@@ -194,35 +211,88 @@ def test_identical_uploads_raced_through_both_replicas_store_one_object(
                     assert got.content == photo
 
 
-def test_kill_9_mid_upload_leaves_no_orphan_after_the_other_replicas_sweep(
+@contextmanager
+def writes_held(cluster: Cluster) -> Iterator[None]:
+    """The change counter's row locked: a request that has put its objects waits there, at the
+    first write of its transaction, until this ends."""
+    with get_engine(cluster.database_url).connect() as connection:
+        connection.execute(text("SELECT value FROM change_counter FOR UPDATE"))
+        try:
+            yield
+        finally:
+            connection.rollback()
+
+
+def waiting_on_a_lock(cluster: Cluster) -> bool:
+    query = (
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    return bool(rows(cluster, query)[0][0])
+
+
+def test_kill_9_after_the_objects_are_put_leaves_no_orphan_after_the_other_replicas_sweep(
     pair: list[Replica], zone: factories.Zone, cluster: Cluster, s3_server: MotoServer
 ) -> None:
     a, b = pair
     description = f"killed-{uuid.uuid4().hex[:8]}"
-    first, second = fresh_photo(1600, 1200), fresh_photo(1600, 1200)
-    shas = [hashlib.sha256(photo).hexdigest() for photo in (first, second)]
-    upload = TrickledReport(a.port, zone.tokens["grid_worker"], [first, second], description)
-    # The first photo whole and half the second: A has stored the first one by now (its
-    # object in the bucket), and is waiting for the rest of the body.
-    upload.send(upload.photo_ends[0] + len(second) // 2)
-    wait_for(lambda: original_key(shas[0]) in objects(cluster, s3_server, shas[0]), seconds=30)
-
-    a.kill()
+    photos = [fresh_photo(), fresh_photo()]
+    shas = [hashlib.sha256(photo).hexdigest() for photo in photos]
+    with writes_held(cluster):
+        upload = TrickledReport(a.port, zone.tokens["grid_worker"], photos, description)
+        upload.send(len(upload.body))
+        # A has put every object and waits in its write transaction, before the commit.
+        wait_for(lambda: all(objects(cluster, s3_server, sha) for sha in shas), seconds=30)
+        wait_for(lambda: waiting_on_a_lock(cluster), seconds=30)
+        a.kill()
     upload.sock.close()
-    assert objects(cluster, s3_server, shas[0])  # the killed request's object, left behind
+    for sha in shas:  # the killed request's objects, left behind
+        assert objects(cluster, s3_server, sha) == set(photo_keys(sha))
+    wait_for(lambda: not waiting_on_a_lock(cluster))  # its transaction rolled back
     assert not rows(cluster, "SELECT id FROM issues WHERE description = :d", d=description)
+    (expires_at,) = rows(cluster, "SELECT max(expires_at) FROM storage_claims")[0]
+
+    # Until the claims expire, B cannot tell a dead request from a slow one: kept.
+    swept = cluster.command("sweep", folder=b.name)
+    if rows(cluster, "SELECT 1 FROM storage_claims WHERE expires_at > now()"):
+        assert all(objects(cluster, s3_server, sha) for sha in shas), swept.stdout
+    wait_for(lambda: rows(cluster, "SELECT now() > :at", at=expires_at)[0][0], seconds=30)
 
     swept = cluster.command("sweep", folder=b.name)
-    assert "removed" in swept.stdout, swept.stdout
+    assert "2 dead claim(s), 6 unreferenced" in swept.stdout, swept.stdout
     for sha in shas:
-        assert objects(cluster, s3_server, sha) == {}, swept.stdout
+        assert objects(cluster, s3_server, sha) == set(), swept.stdout
     assert not rows(cluster, "SELECT * FROM storage_claims")
 
     a.start()  # A again, on a fresh port: the other tests go on with it
-    issue = report_through(a, zone, [first])  # the same bytes: stored again, and served
+    issue = report_through(a, zone, [photos[0]])  # the same bytes: stored again, and served
     with api(b, zone, "auditor") as client:
         served = client.get(f"/api/v1/photos/{issue['photos'][0]['id']}/original")
-        assert served.content == first
+        assert served.content == photos[0]
+
+
+def test_kill_9_in_the_middle_of_the_body_leaves_nothing_anywhere(
+    pair: list[Replica], zone: factories.Zone, cluster: Cluster, s3_server: MotoServer
+) -> None:
+    a, b = pair
+    first, second = fresh_photo(1600, 1200), fresh_photo(1600, 1200)
+    shas = [hashlib.sha256(photo).hexdigest() for photo in (first, second)]
+    upload = TrickledReport(a.port, zone.tokens["grid_worker"], [first, second], "half")
+    upload.send(upload.photo_ends[0] + len(second) // 2)
+    # A is receiving the body: the second photo is streaming into its temp file.
+    wait_for(lambda: [p for p in (a.upload_dir / "tmp").glob("up-*") if p.stat().st_size], 30)
+    a.kill()
+    upload.sock.close()
+    assert list((a.upload_dir / "tmp").glob("up-*"))  # A's temp files, in A's folder only
+
+    swept = cluster.command("sweep", folder=b.name)
+    assert "0 dead claim(s)" in swept.stdout, swept.stdout
+    for sha in shas:
+        assert objects(cluster, s3_server, sha) == set()
+    assert not rows(cluster, "SELECT * FROM storage_claims")
+
+    a.start()  # its own startup sweep removes what the killed request left in its folder
+    assert not list((a.upload_dir / "tmp").glob("up-*"))
 
 
 def test_gridproof_verify_rehashes_the_originals_from_the_store(
