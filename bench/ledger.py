@@ -33,6 +33,7 @@ from app.models.base import utcnow  # noqa: E402
 from app.services import auth, exports, orgs  # noqa: E402
 from app.services.issue_list import IssueFilters  # noqa: E402
 from app.services.storage import Storage  # noqa: E402
+from tests.stored import derivative_file  # noqa: E402
 
 THUMBS = 50
 CHUNK = 5000
@@ -43,7 +44,7 @@ def _thumbs(storage: Storage) -> list[str]:
     shas = []
     for n in range(THUMBS):
         sha = f"{n:064x}"
-        path = storage.derivative_path(sha, "thumb")
+        path = derivative_file(storage.root, sha, "thumb")
         path.parent.mkdir(parents=True, exist_ok=True)
         image = Image.new("RGB", (320, 240), (40 + 4 * n, 90, 140 - 2 * n))
         buffer = io.BytesIO()

@@ -16,7 +16,7 @@ from app.config import Settings, get_settings
 from app.db import get_engine
 from app.main import create_app
 from app.models import Category, Issue, IssueEvent, OrgUnit, Photo, User
-from app.services.storage import Storage
+from tests.stored import original_file
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
@@ -235,7 +235,7 @@ def demo_is_idempotent_and_prints_the_sign_ins(settings: Settings, capsys) -> No
 def verify_finds_a_changed_original(settings: Settings, capsys) -> None:
     photo = one_of(settings, Photo)
     assert isinstance(photo, Photo)
-    path = Storage(settings.upload_dir).original_path(photo.sha256)
+    path = original_file(settings.upload_dir, photo.sha256)
     original = path.read_bytes()
     path.write_bytes(original[:-10] + b"0123456789")
     status, lines = verify(capsys)
@@ -266,7 +266,7 @@ def verify_finds_a_missing_original_and_checks_one_issue_on_request(
 ) -> None:
     photo = one_of(settings, Photo)
     assert isinstance(photo, Photo)
-    Storage(settings.upload_dir).original_path(photo.sha256).unlink()
+    original_file(settings.upload_dir, photo.sha256).unlink()
     status, lines = verify(capsys)
     assert status == 1
     assert lines_naming(lines, f"photo {photo.id} ", "missing"), lines

@@ -13,23 +13,30 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from sqlmodel import Session
+from sqlalchemy import insert
+from sqlmodel import Session, select
 
 from app import cli
 from app.config import MB, Settings, get_settings
 from app.db import get_engine
 from app.demo.photos import make_jpeg
 from app.main import create_app
+from app.models import StorageClaim
+from app.models.base import utcnow
+from app.services.claims import Claim
+from app.services.objects import open_store
 from app.services.photos import ingest_photo
-from app.services.storage import STALE_TEMP_S, Claim, Storage
+from app.services.storage import STALE_TEMP_S, Storage
 from tests.factories import LAT, LON, Zone, jpeg, make_zone, report
 from tests.servers import free_port
+from tests.stored import derivative_file, photo_files
 
 ROOT = Path(__file__).resolve().parents[1]
 BOUNDARY = "sweep-test-boundary"
@@ -52,7 +59,7 @@ def plant(path: Path, data: bytes = b"left behind") -> Path:
 
 def plant_photo_files(storage: Storage, sha: str) -> list[Path]:
     """An original and its derivatives, as a request moves them into place."""
-    return [plant(path) for path in storage.files(sha)]
+    return [plant(path) for path in photo_files(storage.root, sha)]
 
 
 def fake_sha(seed: int) -> str:
@@ -67,45 +74,66 @@ def committed_sha(client: TestClient, zone: Zone, seed: int) -> str:
 
 class Leftovers:
     """What dead requests left (to go) and what live ones hold and committed photos use (to
-    stay), planted in one uploads folder."""
+    stay), planted in one uploads folder and its database."""
 
-    def __init__(self, storage: Storage, committed: str) -> None:
-        tmp, claims = storage.tmp_dir, storage.claims_dir
+    def __init__(self, settings: Settings, committed: str) -> None:
+        storage = Storage(settings.upload_dir)
+        tmp, root = storage.tmp_dir, storage.root
         self.storage = storage
         # A live request: its upload's temp file open (locked), a derivative named after it
         # (written and closed by a decoding process), and a claim on stored bytes.
         self.live_path, self.live_file = storage.open_temp()
         self.live_file.write(b"\xff\xd8 streaming in")
-        self.live_claim = Claim(storage)
+        self.live_claim = Claim(settings, open_store(settings))
         self.live_claim.add(fake_sha(1))
         self.keep = [
             self.live_path,
             plant(tmp / f"{self.live_path.name}-abcd1234"),
             *plant_photo_files(storage, fake_sha(1)),
-            *storage.files(committed),
+            *photo_files(root, committed),
             plant(tmp / "ledger-fresh.xlsx"),  # no lock on it: by age
-            plant(storage.root / "derived" / "comparisons" / "1-1-0.jpg"),  # a cache, kept
+            plant(root / "derived" / "comparisons" / "1-1-0.jpg"),  # a cache, kept
         ]
         old = time.time() - STALE_TEMP_S - 60
         ledger = plant(tmp / "ledger-old.xlsx")
         os.utime(ledger, (old, old))
-        # Dead requests: temp files nobody holds (however fresh), claims nobody holds, and the
-        # files of a dead claim that no committed row has. A dead claim on committed bytes
-        # leaves them.
-        self.dead = [
+        # Dead requests: temp files nobody holds (however fresh), expired claims, and the
+        # objects of an expired claim that no committed row has. An expired claim on
+        # committed bytes leaves them.
+        self.dead_temps = [
             plant(tmp / "up-dead0001"),
             plant(tmp / "up-dead0001-efgh5678"),
             plant(tmp / "up-dead0002-ijkl9012"),  # a derivative whose upload is gone
             ledger,
-            plant(claims / f"{fake_sha(2)}.0123456789abcdef"),
-            plant(claims / f"{committed}.fedcba9876543210"),
-            *plant_photo_files(storage, fake_sha(2)),
         ]
-        # Files no row has and no claim names: only a full sweep (not the startup's) finds them.
+        self.dead_claims = [(fake_sha(2), "0123456789abcdef"), (committed, "fedcba9876543210")]
+        with get_engine(settings.database_url).begin() as connection:
+            past = utcnow() - timedelta(seconds=1)
+            for sha, token in self.dead_claims:
+                row = {"sha256": sha, "token": token, "expires_at": past}
+                connection.execute(insert(StorageClaim).values(**row))
+        self.dead_objects = plant_photo_files(storage, fake_sha(2))
+        # Objects no row has and no claim names: only a full sweep (not the startup's) finds
+        # them.
         self.unreferenced = [
             *plant_photo_files(storage, fake_sha(3)),
-            plant(storage.derivative_path(fake_sha(4), "thumb")),
+            plant(derivative_file(root, fake_sha(4), "thumb")),
         ]
+
+    @property
+    def dead(self) -> list[Path]:
+        return [*self.dead_temps, *self.dead_objects]
+
+    def lines(self, full: bool) -> list[str]:
+        """What the sweep says it removes, in any order."""
+        objects = [*self.dead_objects, *(self.unreferenced if full else [])]
+        return sorted(
+            [
+                *map(str, self.dead_temps),
+                *(f"claim {sha} {token}" for sha, token in self.dead_claims),
+                *(path.relative_to(self.storage.root).as_posix() for path in objects),
+            ]
+        )
 
     def close(self) -> None:
         self.live_file.close()
@@ -119,7 +147,7 @@ def committed(client: TestClient, zone: Zone) -> str:
 
 @pytest.fixture
 def leftovers(settings: Settings, committed: str) -> Iterator[Leftovers]:
-    planted = Leftovers(Storage(settings.upload_dir), committed)
+    planted = Leftovers(settings, committed)
     yield planted
     planted.close()
 
@@ -129,6 +157,12 @@ def test_startup_removes_what_dead_requests_left(settings: Settings, leftovers: 
         assert [path for path in leftovers.dead if path.exists()] == []
         assert [path for path in leftovers.keep if not path.exists()] == []
         assert all(path.exists() for path in leftovers.unreferenced)  # the periodic sweep's
+        assert claim_rows(settings) == [(fake_sha(1), leftovers.live_claim.token)]
+
+
+def claim_rows(settings: Settings) -> list[tuple[str, str]]:
+    with Session(get_engine(settings.database_url)) as session:
+        return sorted(session.exec(select(StorageClaim.sha256, StorageClaim.token)).all())
 
 
 @pytest.fixture
@@ -151,7 +185,7 @@ def test_gridproof_sweep_removes_unreferenced_files_and_keeps_used_ones(
 ) -> None:
     root = cli_settings.upload_dir
     everything = files_under(root)
-    going = sorted(map(str, [*leftovers.dead, *leftovers.unreferenced]))
+    going = leftovers.lines(full=True)
 
     dry = run_sweep(capsys, "--dry-run")
 
@@ -176,7 +210,7 @@ def test_a_claim_released_meanwhile_is_answered_by_the_committed_row(
     """Bytes stored twice: the sweep never removes what a committed row has, claim or not."""
     sha = committed_sha(client, zone, seed=72)
     assert run_sweep(capsys)[-1].startswith("removed 0 temp file(s), 0 dead claim(s), 0 ")
-    assert all(path.exists() for path in Storage(cli_settings.upload_dir).files(sha))
+    assert all(path.exists() for path in photo_files(cli_settings.upload_dir, sha))
 
 
 # --- Real server processes ----------------------------------------------------------------------
@@ -371,7 +405,7 @@ def test_a_sweep_leaves_a_live_upload_alone(
     assert status == 201, body
     sha = hashlib.sha256(jpeg_12mb).hexdigest()
     assert sorted(files_under(server.uploads)) == sorted(
-        str(path.relative_to(server.uploads)) for path in Storage(server.uploads).files(sha)
+        str(path.relative_to(server.uploads)) for path in photo_files(server.uploads, sha)
     )
 
 

@@ -4,8 +4,8 @@ SHA-256 is never served under it (issue 17 item 5)."""
 import io
 import zipfile
 
-from app.services.storage import Storage
 from tests.factories import assert_problem, jpeg, report
+from tests.stored import original_file
 
 
 def test_a_changed_original_is_said_left_out_and_never_served(client, zone, settings):
@@ -19,7 +19,7 @@ def test_a_changed_original_is_said_left_out_and_never_served(client, zone, sett
     original = client.get(f"/api/v1/photos/{bad['id']}/original", headers=zone.headers("auditor"))
     assert original.status_code == 200 and original.content == second
 
-    path = Storage(settings.upload_dir).original_path(bad["sha256"])
+    path = original_file(settings.upload_dir, bad["sha256"])
     path.write_bytes(second[:-4] + b"0000")
     again = client.get(f"/api/v1/issues/{issue['id']}/evidence", headers=zone.headers("auditor"))
     assert [p["original_sha256_matches"] for p in again.json()["photos"]] == [True, False]

@@ -18,7 +18,9 @@ from app.config import MB, Settings
 from app.main import create_app
 from app.models import Issue, IssueEvent, Photo
 from app.services import decoders
-from app.services.storage import Claim, Storage
+from app.services.claims import Claim
+from app.services.objects import open_store
+from app.services.storage import Storage
 from tests.factories import (
     LAT,
     LON,
@@ -32,6 +34,7 @@ from tests.factories import (
     report,
     sample,
 )
+from tests.stored import derivative_file, original_file, photo_files
 
 IMMUTABLE = "private, max-age=31536000, immutable"
 CONTENT_TYPES = {
@@ -158,9 +161,9 @@ def test_real_samples_are_accepted(
                 assert photo["exif"]["gps_lat"] is None and photo["exif"]["gps_lon"] is None
                 assert (photo["lat"], photo["lon"]) == pytest.approx((LAT, LON))
             sha = photo["sha256"]
-            assert storage.original_path(sha).read_bytes() == data
-            assert storage.derivative_path(sha, "thumb").is_file()
-            assert storage.derivative_path(sha, "large").is_file()
+            assert original_file(storage.root, sha).read_bytes() == data
+            assert derivative_file(storage.root, sha, "thumb").is_file()
+            assert derivative_file(storage.root, sha, "large").is_file()
             got = client.get(f"/api/v1/photos/{photo['id']}", headers=zone.headers("grid_worker"))
             assert got.status_code == 200
             assert got.json() == photo
@@ -299,16 +302,14 @@ def test_failed_request_keeps_files_a_request_in_progress_claims(
     too, they go."""
     data = jpeg(seed=39, lat=None, lon=None)
     sha = hashlib.sha256(data).hexdigest()
-    storage = Storage(settings.upload_dir)
-    other = Claim(storage)
+    other = Claim(settings, open_store(settings))
     other.add(sha)
 
     assert_problem(post_issue(client, zone, [upload("a.jpg", data)]), 422, "location_required")
 
-    photo_files = [path for path in stored_files(settings) if "claims" not in path.parts]
-    assert photo_files == sorted(storage.files(sha))
+    assert stored_files(settings) == sorted(photo_files(settings.upload_dir, sha))
     assert rows(session, Photo) == []
-    other.release_and_remove(lambda _shas: set())
+    other.release_and_remove()
     assert stored_files(settings) == []
 
 

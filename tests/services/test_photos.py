@@ -30,8 +30,9 @@ from app.errors import ImageTooManyPixels, ImageUnreadable, PhotoTooLarge, Unsup
 from app.services import decoders, photos
 from app.services.exif import parse_exif_time, usable_coordinates
 from app.services.photos import IngestedPhoto, ingest_photo, sniff_format
-from app.services.storage import Claim, Storage, spool_file
+from app.services.storage import Storage, spool_file
 from tests.factories import CHINA, SAMPLES
+from tests.stored import derivative_file, original_file
 
 # --- helpers -----------------------------------------------------------------------------------
 
@@ -54,7 +55,7 @@ def refused(error: type[Exception], data: bytes, root: Path, **settings: Any) ->
 
 
 def derivative(root: Path, photo: IngestedPhoto, name: str) -> Image.Image:
-    image = Image.open(Storage(root).derivative_path(photo.sha256, name))
+    image = Image.open(derivative_file(root, photo.sha256, name))
     image.load()
     return image
 
@@ -103,12 +104,12 @@ def assert_stored(root: Path, photo: IngestedPhoto, original: bytes) -> None:
     """Exactly the original and its two derivatives, no temp file; the original unchanged."""
     storage = Storage(root)
     expected = [
-        storage.original_path(photo.sha256),
-        storage.derivative_path(photo.sha256, "large"),
-        storage.derivative_path(photo.sha256, "thumb"),
+        original_file(storage.root, photo.sha256),
+        derivative_file(storage.root, photo.sha256, "large"),
+        derivative_file(storage.root, photo.sha256, "thumb"),
     ]
     assert stored_files(root) == sorted(expected)
-    assert storage.original_path(photo.sha256).read_bytes() == original
+    assert original_file(storage.root, photo.sha256).read_bytes() == original
 
 
 def exif_jpeg(
@@ -278,20 +279,6 @@ def test_a_failure_after_derivatives_were_moved_into_place_removes_them(
     with pytest.raises(OSError, match="No space left"):
         ingest(data, tmp_path)
     assert stored_files(tmp_path) == []
-
-
-def test_moving_into_place_keeps_the_bytes_already_stored(tmp_path: Path) -> None:
-    storage = Storage(tmp_path)
-    first, second = tmp_path / "first", tmp_path / "second"
-    first.write_bytes(b"stored")
-    second.write_bytes(b"stored")
-    final = storage.original_path("ab" * 32)
-    created: list[Path] = []
-    storage.commit_all([(first, final)], created)
-    storage.commit_all([(second, final)], created)
-    assert created == [final]
-    assert final.read_bytes() == b"stored"
-    assert not first.exists() and not second.exists()
 
 
 def test_null_island_sample_is_read_but_gives_no_gps(tmp_path: Path) -> None:
@@ -476,114 +463,6 @@ def test_same_bytes_are_stored_once(tmp_path: Path) -> None:
     assert identities(tmp_path) == stored  # nothing written again
     assert_stored(tmp_path, first, data)
     assert len([p for p in stored_files(tmp_path) if "originals" in p.parts]) == 1
-
-
-def ingest_for(claim: Claim, data: bytes, root: Path) -> IngestedPhoto:
-    """What a request that goes on to write rows does: ingest under its claim."""
-    return ingest_photo(io.BytesIO(data), Settings(upload_dir=root), Storage(root), claim)
-
-
-def claims_left(root: Path) -> list[Path]:
-    return list((root / "claims").glob("*"))
-
-
-def claimed_photo(root: Path, seed: int) -> tuple[bytes, Claim, IngestedPhoto]:
-    """A photo stored by a request in progress: its bytes, the request's claim, the photo."""
-    data = make_jpeg(640, 480, seed=seed)
-    claim = Claim(Storage(root))
-    return data, claim, ingest_for(claim, data, root)
-
-
-def test_a_failing_request_keeps_the_files_a_request_in_progress_reuses(tmp_path: Path) -> None:
-    """The same bytes in two requests: the first stores them, the second finds them stored.
-    The first then fails: the files stay, for the second, which will reference them."""
-    data, first, stored = claimed_photo(tmp_path, seed=11)
-    files = identities(tmp_path)
-    second = Claim(Storage(tmp_path))
-    ingest_for(second, data, tmp_path)
-    assert identities(tmp_path) == files and len(files) == 3  # found stored, not written again
-
-    first.release_and_remove(lambda _shas: set())  # no committed row uses them
-    second.release()  # committed
-
-    assert_stored(tmp_path, stored, data)
-    assert claims_left(tmp_path) == []
-
-
-def test_the_last_of_two_failing_requests_removes_the_files(tmp_path: Path) -> None:
-    data, first, _photo = claimed_photo(tmp_path, seed=14)
-    second = Claim(Storage(tmp_path))
-    ingest_for(second, data, tmp_path)
-    ingest_for(second, data, tmp_path)  # the same bytes twice in one request: one claim
-    first.release_and_remove(lambda _shas: set())
-    assert len(stored_files(tmp_path)) == 3 + len(claims_left(tmp_path)) == 4
-
-    second.release_and_remove(lambda _shas: set())  # it created none of them: still removes
-
-    assert stored_files(tmp_path) == []
-    assert claims_left(tmp_path) == []
-
-
-def test_a_request_after_a_failed_one_stores_the_bytes_again(tmp_path: Path) -> None:
-    data, first, _photo = claimed_photo(tmp_path, seed=12)
-    first.release_and_remove(lambda _shas: set())
-    assert stored_files(tmp_path) == []
-
-    second = Claim(Storage(tmp_path))
-    photo = ingest_for(second, data, tmp_path)
-    second.release()
-
-    assert_stored(tmp_path, photo, data)
-    assert claims_left(tmp_path) == []
-
-
-def test_a_failing_request_keeps_the_files_committed_rows_use(tmp_path: Path) -> None:
-    data, claim, photo = claimed_photo(tmp_path, seed=13)
-    asked: list[set[str]] = []
-
-    def used(shas: set[str]) -> set[str]:
-        asked.append(shas)
-        return shas
-
-    claim.release_and_remove(used)
-
-    assert asked == [{photo.sha256}]
-    assert_stored(tmp_path, photo, data)
-    assert claims_left(tmp_path) == []
-
-
-def test_a_claim_holds_across_processes(tmp_path: Path) -> None:
-    """A claim taken by another server process (`--workers`) keeps the files too, for as long
-    as that process lives: the claim of a process that died counts for nothing."""
-    data, claim, photo = claimed_photo(tmp_path, seed=15)
-    script = (
-        "import sys; from pathlib import Path; from app.services.storage import Claim, Storage; "
-        "Claim(Storage(Path(sys.argv[1]))).add(sys.argv[2]); print('claimed', flush=True); "
-        "sys.stdin.read()"  # and exits still claiming, when its stdin closes
-    )
-    other_process = subprocess.Popen(
-        [sys.executable, "-c", script, str(tmp_path), photo.sha256],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert other_process.stdout is not None and other_process.stdin is not None
-    assert other_process.stdout.readline() == "claimed\n"
-
-    claim.release_and_remove(lambda _shas: set())
-
-    (other,) = claims_left(tmp_path)
-    assert other.name.startswith(photo.sha256)
-    assert [path for path in stored_files(tmp_path) if path != other] == sorted(
-        Storage(tmp_path).files(photo.sha256)
-    )
-    assert Storage(tmp_path).original_path(photo.sha256).read_bytes() == data
-    other_process.stdin.close()
-    assert other_process.wait(timeout=30) == 0
-    again = Claim(Storage(tmp_path))
-    again.add(photo.sha256)
-    again.release_and_remove(lambda _shas: set())  # the dead process's claim keeps nothing
-    assert not any(path.exists() for path in Storage(tmp_path).files(photo.sha256))
 
 
 def test_different_bytes_are_stored_apart(tmp_path: Path) -> None:
@@ -1302,6 +1181,6 @@ def test_srgb_or_unreadable_profiles_leave_the_pixels_as_they_are(
     storage_with, storage_without = Storage(tmp_path / "with"), Storage(tmp_path / "without")
     for name in ("large", "thumb"):
         assert (
-            storage_with.derivative_path(photo.sha256, name).read_bytes()
-            == storage_without.derivative_path(plain.sha256, name).read_bytes()
+            derivative_file(storage_with.root, photo.sha256, name).read_bytes()
+            == derivative_file(storage_without.root, plain.sha256, name).read_bytes()
         )

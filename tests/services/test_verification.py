@@ -15,6 +15,7 @@ from app.db import get_engine
 from app.models import Issue, IssueEvent, Photo
 from app.services.storage import Storage
 from tests.factories import LAT, LON, Zone, add_photos, dispatched_issue, jpeg, report
+from tests.stored import derivative_file
 
 Scenario = dict[str, Any]
 
@@ -170,8 +171,8 @@ def test_swapping_a_thumbnail(scenario, capsys):
     settings = scenario["settings"]
     before, after = rows(settings, Photo, Photo.issue_id == scenario["id"])
     storage = Storage(settings.upload_dir)
-    target = storage.derivative_path(before.sha256, "thumb")
-    target.write_bytes(storage.derivative_path(after.sha256, "thumb").read_bytes())
+    target = derivative_file(storage.root, before.sha256, "thumb")
+    target.write_bytes(derivative_file(storage.root, after.sha256, "thumb").read_bytes())
     status, lines = verify(capsys)
     assert status == 1
     assert [
@@ -185,7 +186,7 @@ def test_swapping_a_thumbnail(scenario, capsys):
 def test_a_missing_derivative(scenario, capsys):
     settings = scenario["settings"]
     after = rows(settings, Photo, Photo.issue_id == scenario["id"], Photo.kind == "after")[0]
-    Storage(settings.upload_dir).derivative_path(after.sha256, "large").unlink()
+    derivative_file(settings.upload_dir, after.sha256, "large").unlink()
     status, lines = verify(capsys)
     assert status == 1
     assert [line for line in lines if f"photo {after.id} " in line and "large" in line], lines
