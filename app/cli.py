@@ -11,7 +11,7 @@ from sqlmodel import Session
 
 from app.cli_webhooks import add_commands as add_webhook_commands
 from app.config import get_settings
-from app.db import get_engine, migrate
+from app.db import get_engine, migrate, schema_behind
 from app.errors import AppError, ValidationFailed
 from app.services import objects
 
@@ -31,7 +31,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except objects.StoreNotUsable as exc:
         print(f"gridproof serve: {exc}", file=sys.stderr)
         return 2
-    migrate(settings.database_url)
+    if args.no_migrate:
+        # Replicas: the one-shot `gridproof migrate` ran before them; a schema behind the code
+        # would fail requests one by one, so it stops the start instead.
+        behind = schema_behind(settings.database_url)
+        if behind:
+            print(f"gridproof: {behind}", file=sys.stderr)
+            return 2
+    else:
+        migrate(settings.database_url)
     # Read by the app's settings in the server process: the flag wins, then a setting from the
     # environment or .env, then one decoding process per core this process may use.
     if args.image_processes is not None:
@@ -182,6 +190,12 @@ Commands = Any  # argparse's _SubParsersAction, which it does not export
 def _add_serving(commands: Commands) -> None:
     serve = commands.add_parser("serve", help="apply migrations, then serve the API")
     serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument(
+        "--no-migrate",
+        action="store_true",
+        help="do not apply migrations (replicas: `gridproof migrate` runs once before them); "
+        "refuse to start if the database is not at the code's revision",
+    )
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument(
         "--image-processes",

@@ -6,6 +6,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from pydantic_core import from_json
 from sqlalchemy import Engine, event, text
 from sqlalchemy.engine import make_url
@@ -109,6 +111,19 @@ def alembic_config(database_url: str) -> Config:
 def migrate(database_url: str) -> None:
     """Apply every pending migration."""
     command.upgrade(alembic_config(database_url), "head")
+
+
+def schema_behind(database_url: str) -> str | None:
+    """Why the database's schema is not the code's (None when it is at the head revision)."""
+    head = ScriptDirectory.from_config(alembic_config(database_url)).get_current_head()
+    with get_engine(database_url).connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+    if current == head:
+        return None
+    return (
+        f"the database is at revision {current or 'none (empty)'}, this code needs {head}: "
+        "run `gridproof migrate` first"
+    )
 
 
 def ping(database_url: str) -> None:

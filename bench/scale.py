@@ -19,8 +19,8 @@ For each size, on this machine, one size at a time:
 4. prints medians, and the growth from the smallest size to the largest: targets ≤ 1.5× for
    the list and /stats, ≤ 3× for the lookup (issue #19).
 
-Not measured here (yet): photos/s with 1 and 2 replicas on PostgreSQL + S3 (`--replicas`),
-which needs the S3 storage backend; the option says so and exits.
+`--replicas 1,2` measures instead photos/s with 1 and 2 replicas on PostgreSQL + S3 (moto),
+the load from a separate client process: bench/replicas.py, which says how.
 
 The client and the server share this machine's cores (2 here, with other work on them): the
 figures include the client's time and the other load, which is printed.
@@ -177,16 +177,14 @@ def main() -> int:
     parser.add_argument("--lookups", type=int, default=200)
     parser.add_argument(
         "--replicas",
-        action="store_true",
-        help="photos/s with 1 and 2 replicas on PostgreSQL + S3 (NOT DONE: needs the S3 backend)",
+        help="instead: photos/s with these replica counts (e.g. 1,2) on PostgreSQL + S3 "
+        "(bench/replicas.py; run it for its options)",
     )
     args = parser.parse_args()
     if args.replicas:
-        print(
-            "--replicas is not measured yet: it needs the S3 storage backend (GRIDPROOF_STORAGE=s3)"
-            " and an S3-compatible server; see bench/README.md."
-        )
-        return 2
+        import replicas
+
+        return replicas.main(["--replicas", args.replicas])
     cpus = os.cpu_count()
     print(f"{cpus} CPUs, load average {dashboard.load_average()} (other work shares this machine)")
     started = time.perf_counter()
