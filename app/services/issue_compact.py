@@ -79,6 +79,7 @@ def _compact(row: Row[Any], photos: list[Any], now: datetime, crs: Crs) -> dict[
         "lat": lat,
         "lon": lon,
         "org_unit": row.org_unit_code,
+        "address": row.address,
         "grid_cell": (
             {"code": row.grid_cell_code, "name": row.grid_cell_name} if row.grid_cell_code else None
         ),
