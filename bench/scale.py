@@ -1,6 +1,6 @@
 """Scale benchmark: the list, /stats and the similar-photo lookup at 1,000,000 issues on PostgreSQL.
 
-    .venv/bin/python bench/scale.py [--sizes 10000,1000000] [--rounds 100] [--lookups 200]
+    .venv/bin/python bench/scale.py [--sizes 10000,1000000] [--rounds 100] [--lookups 200] [--keep]
 
 It prints figures and never fails on a missed target (exit status 0 unless something broke).
 For each size, on this machine, one size at a time:
@@ -18,6 +18,9 @@ For each size, on this machine, one size at a time:
    a 1–4 bit variant of a stored one (so that some lookups find a match);
 4. prints medians, and the growth from the smallest size to the largest: targets ≤ 1.5× for
    the list and /stats, ≤ 3× for the lookup (issue #19).
+
+With `--keep` each size's database is kept (gridproof_scale_10k, gridproof_scale_1m) and
+reused by the next `--keep` run, migrated to the head first: a million issues load once.
 
 Not measured here (yet): photos/s with 1 and 2 replicas on PostgreSQL + S3 (`--replicas`),
 which needs the S3 storage backend; the option says so and exits.
