@@ -1,6 +1,6 @@
 """Scale benchmark: the list, /stats and the similar-photo lookup at 1,000,000 issues on PostgreSQL.
 
-    .venv/bin/python bench/scale.py [--sizes 10000,1000000] [--rounds 100] [--lookups 200]
+    .venv/bin/python bench/scale.py [--sizes 10000,1000000] [--rounds 100] [--lookups 200] [--keep]
 
 It prints figures and never fails on a missed target (exit status 0 unless something broke).
 For each size, on this machine, one size at a time:
@@ -22,6 +22,9 @@ For each size, on this machine, one size at a time:
 `--replicas 1,2` measures instead photos/s with 1 and 2 replicas on PostgreSQL + S3 (moto),
 the load from a separate client process: bench/replicas.py, which says how.
 
+With `--keep` each size's database is kept (gridproof_scale_10k, gridproof_scale_1m) and
+reused by the next `--keep` run, migrated to the head first: a million issues load once.
+
 The client and the server share this machine's cores (2 here, with other work on them): the
 figures include the client's time and the other load, which is printed.
 """
@@ -35,6 +38,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -44,6 +49,7 @@ for folder in (ROOT, ROOT / "bench"):
         sys.path.insert(0, str(folder))
 
 import dashboard  # noqa: E402
+import psycopg  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 from sqlmodel import Session  # noqa: E402
 
@@ -100,18 +106,56 @@ def lookups(url: str, count: int) -> tuple[list[float], int]:
     return best[20:], found  # the first ones warmed the caches
 
 
-def run_size(size: int, rounds: int, warmup: int, lookup_count: int) -> dict[str, float]:
-    print(f"\n== {size:,} issues on postgresql ==", flush=True)
-    with dashboard.fresh_database(size) as url, tempfile.TemporaryDirectory() as uploads:
+def kept_name(size: int) -> str:
+    """The database `--keep` leaves behind for a size: gridproof_scale_1m, gridproof_scale_10k."""
+    return "gridproof_scale_" + (f"{size // 10**6}m" if size % 10**6 == 0 else f"{size // 1000}k")
+
+
+@contextmanager
+def database(size: int, keep: bool) -> Iterator[str]:
+    """A loaded database of `size` issues: fresh (dropped after), or with `keep` the one a
+    previous `--keep` run left (migrated to the head first, so that a new migration runs on
+    the loaded rows), else loaded now and left behind."""
+    if not keep:
+        with dashboard.fresh_database(size) as url:
+            load(url, size)
+            yield url
+        return
+    name = kept_name(size)
+    url = dashboard.database_url(name)
+    try:
+        with psycopg.connect(url.replace("+psycopg", "")) as conn:
+            issues = conn.execute("SELECT count(*) FROM issues").fetchone()
+    except psycopg.Error:
+        issues = None
+    if issues is None or issues[0] != size:
+        dashboard.admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        dashboard.admin(f"CREATE DATABASE {name}")
+        load(url, size)
+    else:
         started = time.perf_counter()
         migrate(url)
-        counts = dashboard.load_postgres(url, size, datetime.now(UTC))
-        print(
-            f"loaded {counts[0]:,} issues, {counts[1]:,} events, {counts[2]:,} photo rows in "
-            f"{time.perf_counter() - started:.0f} s (load average {dashboard.load_average()})",
-            flush=True,
-        )
-        token = dashboard.token_for(url)
+        print(f"reusing {name} (migrated to the head in {time.perf_counter() - started:.0f} s)")
+    yield url
+
+
+def load(url: str, size: int) -> None:
+    started = time.perf_counter()
+    migrate(url)
+    counts = dashboard.load_postgres(url, size, datetime.now(UTC))
+    print(
+        f"loaded {counts[0]:,} issues, {counts[1]:,} events, {counts[2]:,} photo rows in "
+        f"{time.perf_counter() - started:.0f} s (load average {dashboard.load_average()})",
+        flush=True,
+    )
+
+
+def run_size(
+    size: int, rounds: int, warmup: int, lookup_count: int, keep: bool
+) -> dict[str, float]:
+    print(f"\n== {size:,} issues on postgresql ==", flush=True)
+    with database(size, keep) as url, tempfile.TemporaryDirectory() as uploads:
+        token = dashboard.token_for(url, f"bench{os.getpid()}")
         with dashboard.server(url, uploads) as base:
             timings, notes = dashboard.measure(base, token, rounds, warmup)
         print(f"/stats of this week: {notes.pop('stats_body')}")
@@ -176,6 +220,11 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--lookups", type=int, default=200)
     parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep each size's database (gridproof_scale_1m …) and reuse it when run again",
+    )
+    parser.add_argument(
         "--replicas",
         help="instead: photos/s with these replica counts (e.g. 1,2) on PostgreSQL + S3 "
         "(bench/replicas.py; run it for its options)",
@@ -190,7 +239,7 @@ def main() -> int:
     started = time.perf_counter()
     results = {}
     for size in (int(s) for s in args.sizes.split(",")):
-        results[size] = run_size(size, args.rounds, args.warmup, args.lookups)
+        results[size] = run_size(size, args.rounds, args.warmup, args.lookups, args.keep)
     report(results)
     print(
         f"\n(total {time.perf_counter() - started:.0f} s; load average {dashboard.load_average()})"

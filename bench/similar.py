@@ -42,11 +42,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import psycopg  # noqa: E402
-from sqlalchemy import func, or_, text  # noqa: E402
-from sqlmodel import Session, col, select  # noqa: E402
+from sqlalchemy import func, text  # noqa: E402
+from sqlmodel import Session, select  # noqa: E402
 
 from app.db import get_engine, migrate  # noqa: E402
-from app.models import Issue, Photo  # noqa: E402
+from app.models import Issue  # noqa: E402
 from app.services import auth, checks, orgs  # noqa: E402
 
 PG_ADMIN = os.environ.get("GRIDPROOF_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -226,34 +226,25 @@ def setup(url: str) -> tuple[int, int, int]:
         return ids[0], ids[1], user.id
 
 
-def _band_match(phash: str) -> Any:
-    """The band index's condition for `phash` (checks.band_probes as a WHERE clause)."""
-    probes = checks.band_probes(phash)
-    return or_(
-        *(col(getattr(Photo, f"phash_{band}")).in_(values) for band, values in probes.items())
-    )
+def _band_query(phash: str, asking_issue: int) -> Any:
+    """What similar_photos runs for `phash` (the band probes, united), with its parameters."""
+    return checks._SIMILAR[True].params(**checks.band_probes(phash), issue_id=asking_issue)
 
 
 def candidates(session: Session, phash: str, asking_issue: int) -> int:
-    """Rows the band index proposes for `phash` (what similar_photos then compares bit by bit)."""
-    query = (
-        select(func.count())
-        .select_from(Photo)
-        .where(_band_match(phash), col(Photo.issue_id) != asking_issue)
-    )
-    return int(session.exec(query).one())
+    """Rows the band indexes propose for `phash` (what similar_photos then compares bit by bit)."""
+    proposed = _band_query(phash, asking_issue).subquery()
+    return int(session.exec(select(func.count()).select_from(proposed)).one())
 
 
 def plan(session: Session, sqlite: bool, phash: str, asking_issue: int) -> str:
-    query = select(Photo.id, Photo.phash).where(
-        _band_match(phash), col(Photo.issue_id) != asking_issue
-    )
+    query = _band_query(phash, asking_issue)
     sql = str(query.compile(session.get_bind(), compile_kwargs={"literal_binds": True}))
     if sqlite:
         lines = session.execute(text(f"EXPLAIN QUERY PLAN {sql}")).all()
         return "; ".join(str(line[-1]) for line in lines)
     lines = session.execute(text(f"EXPLAIN {sql}")).scalars().all()
-    return "; ".join(line.strip() for line in lines if "Scan" in line or "BitmapOr" in line)
+    return "; ".join(line.strip() for line in lines if "Scan" in line)
 
 
 def timed(call: Callable[[str], object], queries: list[str], passes: int) -> list[float]:

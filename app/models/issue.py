@@ -208,6 +208,8 @@ class IssueCompact(BaseModel):
     lat: float
     lon: float
     org_unit: str
+    # As given when reported (the dashboard's overdue list shows it); null when none was.
+    address: str | None = None
     grid_cell: GridCellRef | None = None
     outside_grid: bool = False
     reported_at: datetime

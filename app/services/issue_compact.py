@@ -22,6 +22,7 @@ from app.models.issue import IssueCompact, IssueCompactPage, is_overdue
 from app.models.photo import PhotoKind
 from app.services.issue_list import ISSUE_COLUMNS, IssueFilters, Pages, list_issues
 from app.services.present import _point  # the one rounding of a point in a CRS
+from app.services.rows import named_rows
 
 _PHOTO_FLAGS = (
     select_columns(col(Photo.issue_id), col(Photo.id), col(Photo.kind), col(Photo.flags))
@@ -62,7 +63,7 @@ def issues_compact(
     """The page's rows (list_issues with COMPACT_COLUMNS) as compact answers, in their order."""
     connection = session.connection()
     photos: dict[int, list[Any]] = defaultdict(list)
-    for photo in connection.execute(_PHOTO_FLAGS, {"ids": [r.id for r in rows]}).all():
+    for photo in named_rows(connection.execute(_PHOTO_FLAGS, {"ids": [r.id for r in rows]})):
         photos[photo.issue_id].append(photo)
     return _COMPACT.validate_python([_compact(r, photos[r.id], now, crs) for r in rows])
 
@@ -78,6 +79,7 @@ def _compact(row: Row[Any], photos: list[Any], now: datetime, crs: Crs) -> dict[
         "lat": lat,
         "lon": lon,
         "org_unit": row.org_unit_code,
+        "address": row.address,
         "grid_cell": (
             {"code": row.grid_cell_code, "name": row.grid_cell_name} if row.grid_cell_code else None
         ),

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, and_, or_, tuple_
+from sqlalchemy import and_, or_, tuple_
 from sqlalchemy import inspect as sa_inspect
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
@@ -20,9 +20,10 @@ from app.models.base import MAX_ID
 from app.models.issue import IssueStatus
 from app.services import orgs
 from app.services.permissions import visible_issues
+from app.services.rows import named_rows
 
-# An issue read as a plain row (every column of Issue, by the same names).
-IssueRow = Row[Any]
+# An issue read as a plain row (every column of Issue, by the same names): a named tuple.
+IssueRow = Any
 ISSUE_COLUMNS = list(sa_inspect(Issue).columns)
 
 MAX_LIMIT = 200
@@ -157,7 +158,7 @@ def by_deadline(
             later = or_(deadline > moment, and_(deadline == moment, col(Issue.id) > issue_id))
             query = query.where(or_(later, no_deadline))
     query = query.order_by(no_deadline, deadline, col(Issue.id)).limit(limit + 1)
-    rows = list(session.connection().execute(query.with_only_columns(*columns)).all())
+    rows = named_rows(session.connection().execute(query.with_only_columns(*columns)))
     page, has_more = rows[:limit], len(rows) > limit
     last = page[-1] if page else None
     if last is None:
@@ -191,8 +192,8 @@ def list_issues(
         query = query.where(tuple_(col(Issue.change_seq), col(Issue.id)) > tuple_(seq, issue_id))
     query = query.order_by(col(Issue.change_seq), col(Issue.id)).limit(limit + 1)
     # Plain rows, not ORM objects: a page is only read, and loading 50 issues as objects cost
-    # a tenth of the answer's time.
-    rows = list(session.connection().execute(query.with_only_columns(*columns)).all())
+    # a tenth of the answer's time (named tuples: see services/rows.py).
+    rows = named_rows(session.connection().execute(query.with_only_columns(*columns)))
     page, has_more = rows[:limit], len(rows) > limit
     if page:
         seq, issue_id = page[-1].change_seq, page[-1].id or 0

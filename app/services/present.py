@@ -25,6 +25,7 @@ from app.services.flag_text import describe, facts_of
 from app.services.geo import from_wgs84
 from app.services.issues import allowed_actions
 from app.services.permissions import user_org
+from app.services.rows import named_rows
 from app.services.wayfinding import address_hint, navigation
 
 
@@ -164,9 +165,11 @@ def issues_public(
     ids = [i.id or 0 for i in issues]
     connection = session.connection()
     photos_by_issue: dict[int, list[Row[Any]]] = defaultdict(list)
-    for photo in connection.execute(_PHOTOS_OF_ISSUES, {"ids": ids}).all():
+    for photo in named_rows(connection.execute(_PHOTOS_OF_ISSUES, {"ids": ids})):
         photos_by_issue[photo.issue_id].append(photo)
-    contexts = {row[0]: _Context(*row[1:]) for row in connection.execute(_CONTEXTS, {"ids": ids})}
+    contexts = {
+        row[0]: _Context(*row[1:]) for row in connection.execute(_CONTEXTS, {"ids": ids}).all()
+    }
     viewer_path = user_org(session, viewer).path
     answers: list[dict[str, Any]] = []
     for issue in issues:

@@ -17,7 +17,7 @@ from sqlmodel import Session, col
 
 from app.models import Issue
 from app.services.flag_text import length
-from app.services.geo import EARTH_RADIUS_M, distance_m, wgs84_to_bd09, wgs84_to_gcj02
+from app.services.geo import EARTH_RADIUS_M, distance_m, gcj02_to_bd09, wgs84_to_gcj02
 
 # How far another issue's address still helps to find this one.
 ADDRESS_HINT_RADIUS_M = 300.0
@@ -32,7 +32,7 @@ def navigation(lat: float, lon: float, name: str) -> dict[str, str]:
     Built as plain strings (the one quoted part is the name): urlencode cost 40 µs an issue,
     most of a list page's share of it."""
     g_lat, g_lon = wgs84_to_gcj02(lat, lon)
-    b_lat, b_lon = wgs84_to_bd09(lat, lon)
+    b_lat, b_lon = gcj02_to_bd09(g_lat, g_lon)  # = wgs84_to_bd09, without a second GCJ-02 pass
     label = quote(name, safe="")
     return {
         "amap": f"{AMAP_MARKER}?position={g_lon:.6f},{g_lat:.6f}&name={label}"

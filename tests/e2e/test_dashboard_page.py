@@ -106,10 +106,12 @@ def test_the_dashboard_shows_counts_and_the_overdue_list_and_polls_with_304(
 
     page = browser.new_page(viewport={"width": 1600, "height": 900}, locale="zh-CN")
     statuses_seen: list[int] = []
+    urls_seen: list[str] = []
     page.on(
         "response",
         lambda r: statuses_seen.append(r.status) if "/api/v1/" in r.url else None,
     )
+    page.on("request", lambda r: urls_seen.append(r.url))
     page.goto(f"{server}/dashboard?every=2")
 
     # Sign in with the form.
@@ -125,6 +127,8 @@ def test_the_dashboard_shows_counts_and_the_overdue_list_and_polls_with_304(
     )
     by_deadline = sorted(overdue, key=lambda i: i["deadline"])
     assert codes == [i["code"] for i in by_deadline][: len(codes)]
+    # The list is read in the compact view (a seventh of the full answer's bytes).
+    assert any(u.endswith("/api/v1/issues?overdue=true&limit=200&view=compact") for u in urls_seen)
     if statuses["/api/v1/stats"] == 404:
         assert page.text_content("#kpi-open") == str(len(geo["features"]))
         assert page.text_content("#kpi-total") == "—"

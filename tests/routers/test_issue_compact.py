@@ -8,7 +8,8 @@ from tests.factories import assert_problem
 from tests.routers.test_issues import make_four
 
 SAME_FIELDS = [
-    "id", "code", "category", "status", "lat", "lon", "org_unit", "grid_cell", "outside_grid",
+    "id", "code", "category", "status", "lat", "lon", "org_unit", "address", "grid_cell",
+    "outside_grid",
     "reported_at", "deadline", "overdue", "rework_count", "source", "version", "updated_at",
     "flags", "crs",
 ]  # fmt: skip

@@ -800,6 +800,48 @@ def test_similar_photos_agrees_with_a_full_scan(session, zone):
     session.rollback()
 
 
+def test_similar_photos_per_issue_agree_with_a_full_scan(session, zone):
+    """The per-band probes (one SELECT per band, united) give what a full scan gives, in every
+    scope: other issues' photos, one issue's, any; a photo two or three bands propose (a hash
+    equal to the query in every band) comes once."""
+    issues = [_bare_issue(session, zone, f"JK-TEST-01{n:02d}") for n in range(3)]
+    rng = random.Random(17)
+    query = f"{rng.getrandbits(64):016x}"
+    stored: dict[int, list[str]] = {issue: [] for issue in issues}
+    for issue in issues:
+        stored[issue].append(query)  # the same hash: proposed by all three bands
+        for _ in range(30):
+            value = int(query, 16)
+            for position in rng.sample(range(64), rng.randint(1, 7)):
+                value ^= bit(position)
+            stored[issue].append(f"{value:016x}")
+        stored[issue] += [f"{rng.getrandbits(64):016x}" for _ in range(50)]
+    ids = {
+        issue: _store(session, zone, issue, list(dict.fromkeys(stored[issue]))) for issue in issues
+    }
+
+    def expected(limit: int, *wanted: int) -> list[tuple[int, int]]:
+        return sorted(
+            (ids[i][h], hamming(query, h))
+            for i in wanted
+            for h in ids[i]
+            if hamming(query, h) <= limit
+        )
+
+    def got(found: list[checks.SimilarPhoto]) -> list[tuple[int, int]]:
+        return sorted((p.id, p.distance) for p in found)
+
+    asking = issues[0]
+    for limit in (0, 3, 5):
+        assert got(checks.similar_photos(session, query, limit)) == expected(limit, *issues)
+        others = checks.similar_photos(session, query, limit, issue_id=asking)
+        assert got(others) == expected(limit, *issues[1:])
+        own = checks.similar_photos(session, query, limit, issue_id=asking, other_issues=False)
+        assert got(own) == expected(limit, asking)
+        assert all(p.issue_id == asking and p.kind == "before" for p in own)
+    session.rollback()
+
+
 def test_phash_threshold_setting_is_capped_by_the_index():
     """The index guarantees every match only up to distance 5: the setting cannot go higher."""
     assert Settings().phash_max_distance == 4

@@ -656,7 +656,8 @@ async function pairCard(issue) {
 const OPEN_QUERY = OPEN.map((s) => `status=${s}`).join("&");
 const PATHS = {
   stats: PERIOD.stats,
-  overdue: "/issues?overdue=true&limit=200",
+  // The compact view: the list shows code, category, unit, address and deadline, nothing more.
+  overdue: "/issues?overdue=true&limit=200&view=compact",
   ranking: PERIOD.ranking,
   map: `/issues.geojson?${OPEN_QUERY}&limit=5000&crs=${MAP_CRS}`,
   grid: `/grid.geojson?crs=${MAP_CRS}`,
