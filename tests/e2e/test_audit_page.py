@@ -45,7 +45,7 @@ def open_page(browser: Any, server: LiveServer, device: dict[str, Any]) -> tuple
     requests: list[Any] = []
     # Every request must stay on the service (downloads are blob: URLs of what the API sent).
     page.on("request", lambda request: hosts.append(urlparse(request.url).hostname or "blob"))
-    page.on("request", requests.append)
+    page.on("request", lambda request: requests.append(request))
     page.goto("/audit")
     page.get_by_label("用户名").fill("auditor")
     page.get_by_label("密码").fill(factories.PASSWORD)
