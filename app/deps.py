@@ -19,12 +19,13 @@ from app.config import Settings
 from app.db import get_engine, get_read_engine
 from app.errors import Forbidden, PreconditionRequired, Unauthenticated, VersionConflict, english
 from app.models import Issue, Role, User
-from app.models.base import MAX_ID, as_aware
+from app.models.base import MAX_ID, as_aware, utcnow
 from app.models.issue import IssueStatus
-from app.services import idempotency, moments
+from app.services import idempotency, moments, signing
 from app.services.issue_list import IssueFilters
 from app.services.objects import ObjectStore
 from app.services.permissions import get_visible, may_read_evidence
+from app.services.signing import PhotoLinks, Signer
 from app.services.storage import Storage
 
 
@@ -51,6 +52,27 @@ async def get_store(request: Request) -> ObjectStore:
 
 
 StoreDep = Annotated[ObjectStore, Depends(get_store)]
+
+
+async def get_signer(request: Request, settings: SettingsDep) -> Signer:
+    """The photo links' signer, read from the database by the app's first request that needs it
+    (requests racing there read the same row: services/app_secrets.py)."""
+    signer: Signer | None = getattr(request.app.state, "signer", None)
+    if signer is None:
+        signer = await run_in_threadpool(signing.load_signer, settings)
+        request.app.state.signer = signer
+    return signer
+
+
+SignerDep = Annotated[Signer, Depends(get_signer)]
+
+
+async def get_photo_links(signer: SignerDep) -> PhotoLinks:
+    """Signed photo links for this answer (services/signing.py: one expiry per window)."""
+    return signer.links(utcnow())
+
+
+PhotoLinksDep = Annotated[PhotoLinks, Depends(get_photo_links)]
 
 
 async def get_session(request: Request, settings: SettingsDep) -> AsyncIterator[Session]:

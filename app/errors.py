@@ -77,6 +77,20 @@ class Forbidden(AppError):
     title_en = "You may not do this"
 
 
+class SignatureInvalid(Forbidden):
+    """A signed photo link (services/signing.py) that we did not sign as it stands."""
+
+    code = "signature_invalid"
+    title = "链接签名无效"
+    title_en = "The link's signature is not valid"
+
+
+class LinkExpired(Forbidden):
+    code = "link_expired"
+    title = "链接已过期"
+    title_en = "The link has expired"
+
+
 class NotFound(AppError):
     status = 404
     code = "not_found"

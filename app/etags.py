@@ -3,7 +3,9 @@
 The ETag of a GET under /api/v1 is a hash of the last change number (services/changes.py), who
 asks (user, role and unit: their scope), the full URL with its query, the language asked for
 (Accept-Language: texts for people follow it, so answers say `Vary: Accept-Language`) and the
-clock rounded to `etag_clock_seconds` (some answers depend on the time, not only on writes).
+clock (`clock_key`): rounded to `etag_clock_seconds` (some answers depend on the time, not only
+on writes), and the window of the signed photo links (services/signing.py: answers of a new
+window carry new links, so that a 304 never confirms links that have expired).
 
 The caller and the change number come from the one token lookup of the request, made by
 `gate.AuthenticateFirst` before routing (`remember_scope`): a request with If-None-Match whose
@@ -35,7 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import Settings
 from app.errors import english_in
-from app.services import changes
+from app.services import changes, signing
 from app.services.objects import ObjectMissing, ObjectStore
 
 API_PREFIX = "/api/v1/"
@@ -49,7 +51,9 @@ def remember_scope(scope: Scope, state: changes.Revalidation) -> None:
     scope.setdefault("state", {})[_STATE_KEY] = state
 
 
-def etag_for(state: changes.Revalidation, target: str, clock: int, english: bool = False) -> str:
+def etag_for(
+    state: changes.Revalidation, target: str, clock: int | str, english: bool = False
+) -> str:
     who = (state.change, state.user_id, state.role, state.org_unit_id)
     key = "|".join(map(str, (ETAG_FORMAT, *who, clock, "en" if english else "zh")))
     return f'"c{hashlib.sha256(f"{key}|{target}".encode()).hexdigest()[:32]}"'
@@ -129,9 +133,16 @@ def _tags(if_none_match: str | None) -> set[str]:
     return {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
 
 
-def clock_bucket(settings: Settings) -> int:
+def clock_bucket(settings: Settings, at: float | None = None) -> int:
     seconds = settings.etag_clock_seconds
-    return int(time.time() // seconds) if seconds else 0
+    return int((time.time() if at is None else at) // seconds) if seconds else 0
+
+
+def clock_key(settings: Settings) -> str:
+    """What of the clock answers depend on: the etag_clock_seconds interval and the window of
+    the signed photo links in them, read at one moment."""
+    now = time.time()
+    return f"{clock_bucket(settings, now)}.{signing.window_of(settings.media_url_ttl_seconds, now)}"
 
 
 def _cache_headers(etag: str) -> dict[str, str]:
@@ -165,7 +176,7 @@ class ConditionalGetMiddleware:
         target = scope["path"] + "?" + scope["query_string"].decode("latin-1")
         # The clock too is read before the route runs: an answer computed in one interval must
         # not be labelled with the next one.
-        clock = clock_bucket(self.settings)
+        clock = clock_key(self.settings)
         # Set by the gate's token lookup (no or bad token: none, and the route answers 401).
         state: changes.Revalidation | None = scope.get("state", {}).get(_STATE_KEY)
         if if_none_match and state is not None:

@@ -24,6 +24,7 @@ from app.routers import (
     exports,
     grid,
     issues,
+    media,
     open311,
     pages,
     photos,
@@ -113,6 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(users.router)
     app.include_router(open311.router, max_body_size=settings.max_request_bytes)
+    app.include_router(media.router)
     app.include_router(dashboard_page.router)
     app.include_router(audit_page.router)
     app.mount("/audit/assets", pages.PageFiles(directory=audit_page.AUDIT_DIR), name="audit-assets")

@@ -4,8 +4,9 @@
 `Content-Security-Policy` (`DEFAULT_CSP`; the pages send their own, narrowed to what each
 needs), `Referrer-Policy: no-referrer` and `X-Content-Type-Options: nosniff`. Every script a
 page runs is served from here (app/web/vendor/, fastapi-offline for /docs and /redoc), so no
-policy names another host for scripts; images may come from `data:` and `blob:` URLs (photos
-are shown from blobs of authenticated fetches).
+policy names another host for scripts; images may come from `data:` and `blob:` URLs (the phone
+app shows photos from blobs of authenticated fetches) and from our own origin (`'self'`: the
+signed photo links, /media/photos/…, that the auditor's page and the dashboard use).
 """
 
 from urllib.parse import urlsplit

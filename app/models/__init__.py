@@ -1,5 +1,6 @@
 """Every table, imported here so that Alembic and the app see one metadata."""
 
+from app.models.app_secret import AppSecret
 from app.models.category import Category
 from app.models.change import ChangeCounter
 from app.models.checkpoint import AuditCheckpoint
@@ -18,6 +19,7 @@ from app.models.webhook import WebhookDelivery, WebhookSubscription
 
 __all__ = [
     "ApiToken",
+    "AppSecret",
     "AuditCheckpoint",
     "Category",
     "ChangeCounter",

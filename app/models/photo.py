@@ -72,6 +72,10 @@ class PhotoUrls(BaseModel):
     thumb: str
     large: str
     original: str
+    # Signed, expiring links for <img src>, no token needed (services/signing.py); null in
+    # records kept (the evidence JSON and ZIP).
+    thumb_signed: str | None
+    large_signed: str | None
 
 
 class FlagNote(BaseModel):

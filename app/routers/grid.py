@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Query, Response
 from fastapi.responses import JSONResponse
 
-from app.deps import CurrentUser, SessionDep
+from app.deps import CurrentUser, PhotoLinksDep, SessionDep
 from app.errors import ValidationFailed
 from app.models.base import utcnow
 from app.models.geo import Crs
@@ -46,6 +46,7 @@ def grid_geojson(session: SessionDep, user: CurrentUser, crs: CrsParam = Crs.WGS
 def issues_nearby(
     session: SessionDep,
     user: CurrentUser,
+    links: PhotoLinksDep,
     lat: Annotated[float, Query(ge=-90, le=90, allow_inf_nan=False)],
     lon: Annotated[float, Query(ge=-180, le=180, allow_inf_nan=False)],
     category: Annotated[str | None, Query(max_length=40)] = None,
@@ -56,6 +57,14 @@ def issues_nearby(
 ) -> Response:
     """Open issues you may see within radius_m (default 100 m, at most 5 km), nearest first."""
     found = nearby.nearby_issues(
-        session, user, lat, lon, radius_m=radius_m, category=category, crs=crs, now=utcnow()
+        session,
+        user,
+        lat,
+        lon,
+        radius_m=radius_m,
+        category=category,
+        crs=crs,
+        now=utcnow(),
+        links=links,
     )
     return model_json(found)

@@ -15,8 +15,10 @@ from app.deps import (
     IfMatchVersion,
     IssueFiltersDep,
     IssueId,
+    PhotoLinksDep,
     SessionDep,
     SettingsDep,
+    SignerDep,
     StorageDep,
 )
 from app.errors import (
@@ -103,6 +105,7 @@ def report_issue(
     storage: StorageDep,
     user: CurrentUser,
     english: English,
+    links: PhotoLinksDep,
     idempotency_key: IdempotencyKey = None,
     after_photos: Annotated[list[UploadFile] | None, File(description="0–10 after-photos")] = None,
 ) -> JSONResponse:
@@ -112,7 +115,7 @@ def report_issue(
         uploads.fields["after_photos"] = spooled(after_photos)
     caller = reporting.Caller(session, settings, storage, user)
     issue, replayed = reporting.report_issue(caller, form, uploads, idempotency_key=idempotency_key)
-    body = issue_public(session, issue, user, utcnow(), english=english)
+    body = issue_public(session, issue, user, utcnow(), links=links, english=english)
     return _created(body.model_dump(mode="json"), replayed, f"/api/v1/issues/{issue.id}")
 
 
@@ -126,6 +129,7 @@ def list_issues_route(
     user: CurrentUser,
     filters: IssueFiltersDep,
     english: English,
+    links: PhotoLinksDep,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
     cursor: str | None = None,
     crs: CrsParam = Crs.WGS84,
@@ -143,7 +147,7 @@ def list_issues_route(
     if view == IssueView.COMPACT:
         return model_json(compact_page(session, user, filters, now, limit, cursor, crs, pages))
     page, next_cursor, has_more = pages(session, user, filters, now, limit, cursor)
-    items = issues_public(session, page, user, now, crs, english=english)
+    items = issues_public(session, page, user, now, crs, links=links, english=english)
     return model_json(IssuePage(items=items, next_cursor=next_cursor, has_more=has_more))
 
 
@@ -183,14 +187,18 @@ def get_issue(
     user: CurrentUser,
     request: Request,
     english: English,
+    signer: SignerDep,
     crs: CrsParam = Crs.WGS84,
 ) -> Response:
     """One issue; answers If-None-Match with 304 while its version is unchanged."""
     etag = etags.issue_etag(issue.version)
     vary = "Authorization, Accept-Language"
     headers = {"ETag": etag, "Cache-Control": "no-cache", "Vary": vary}
-    cached = etags.not_modified(request, etag, headers)
-    answer = issue_public(session, issue, user, utcnow(), crs, english=english)
+    now = utcnow()
+    # The tag is the version alone: a 304 only while no copy can hold expired photo links.
+    fresh = signer.fresh_since(issue.updated_at, now)
+    cached = etags.not_modified(request, etag, headers) if fresh else None
+    answer = issue_public(session, issue, user, now, crs, links=signer.links(now), english=english)
     return cached or model_json(answer, headers=headers)
 
 
@@ -209,6 +217,7 @@ def add_photos(
     storage: StorageDep,
     user: CurrentUser,
     english: English,
+    links: PhotoLinksDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Add before, after or verification photos to an issue."""
@@ -220,7 +229,8 @@ def add_photos(
         reporting.Uploads({"files": spooled(files)}),
         idempotency_key=idempotency_key,
     )
-    body = [p.model_dump(mode="json") for p in photos_public(session, photos, english=english)]
+    publics = photos_public(session, photos, links=links, english=english)
+    body = [p.model_dump(mode="json") for p in publics]
     return _created(body, replayed)
 
 
@@ -248,13 +258,14 @@ def transition(
     user: CurrentUser,
     version: IfMatchVersion,
     english: English,
+    links: PhotoLinksDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Move the issue along the state machine; needs If-Match with its current version."""
     issue = service.apply_transition(
         session, settings, user, issue_id, body, version=version, idempotency_key=idempotency_key
     )
-    public = issue_public(session, issue, user, utcnow(), english=english)
+    public = issue_public(session, issue, user, utcnow(), links=links, english=english)
     return model_json(public, headers={"ETag": etags.issue_etag(issue.version)})
 
 

@@ -10,17 +10,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Header, Query, Request, Response, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse
 from starlette.exceptions import HTTPException
 
-from app import etags
-from app.deps import PhotoId, SessionDep, SettingsDep, StorageDep, StoreDep
+from app.deps import PhotoId, SessionDep, SettingsDep, SignerDep, StorageDep, StoreDep
 from app.errors import AppError, NotFound, logger
-from app.models import Photo, User
+from app.models import User
 from app.models.base import utcnow
-from app.services import open311, signing
-from app.services.objects import derivative_key
+from app.routers.media import derivative_response
+from app.services import open311
 from app.services.open311_render import MEDIA_TYPES, Fmt, errors, render
+from app.services.signing import PhotoLinks, SignedLink
 from app.uploads import PhotoUploadRoute, spooled
 
 
@@ -139,6 +138,7 @@ def list_requests(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
+    signer: SignerDep,
     api_key: ApiKey = None,
     authorization: Authorization = None,
     service_request_id: Annotated[str | None, Query(max_length=4000)] = None,
@@ -160,21 +160,20 @@ def list_requests(
     )  # fmt: skip
     now = utcnow()
     found = open311.find_requests(session, settings, user, query, now)
-    return _requests(fmt, request, session, settings, user, found, extensions, now)
+    links = signer.links(now, _base_url(request, settings))
+    return _requests(fmt, session, settings, user, found, extensions, links)
 
 
 def _requests(
     fmt: Fmt,
-    request: Request,
     session: SessionDep,
     settings: SettingsDep,
     user: User,
     found: list[Any],
     extensions: bool,
-    now: datetime,
+    links: PhotoLinks,
 ) -> Response:
-    base = _base_url(request, settings)
-    body = open311.service_requests(session, settings, user, found, now, base, extensions)
+    body = open311.service_requests(session, settings, user, found, links, extensions)
     return _answer(fmt, body, "service_requests", "request")
 
 
@@ -185,6 +184,7 @@ def get_request(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
+    signer: SignerDep,
     api_key: ApiKey = None,
     authorization: Authorization = None,
     extensions: bool = False,
@@ -192,7 +192,8 @@ def get_request(
     """One service request, by its id (the issue's code)."""
     user = open311.caller(session, _key(api_key, authorization))
     issue = open311.request_by_id(session, user, request_id)
-    return _requests(fmt, request, session, settings, user, [issue], extensions, utcnow())
+    links = signer.links(utcnow(), _base_url(request, settings))
+    return _requests(fmt, session, settings, user, [issue], extensions, links)
 
 
 @router.get("/tokens/{token}.{fmt}")
@@ -211,7 +212,6 @@ def token(
 
 @router.get(
     "/media/{photo_id}/{size}.jpg",
-    response_class=FileResponse,
     responses={200: {"description": "The photo", "content": {"image/jpeg": {}}}},
 )
 def media(
@@ -219,25 +219,16 @@ def media(
     size: str,
     expires: int,
     sig: Annotated[str, Query(max_length=200)],
+    request: Request,
     session: SessionDep,
-    settings: SettingsDep,
     store: StoreDep,
+    signer: SignerDep,
 ) -> Response:
-    """A photo's derivative by a signed, expiring URL (media_url): no token needed."""
+    """The media_url of earlier releases: the same signed link as /media/photos/… (no token)."""
     if size not in ("large", "thumb"):
-        raise NotFound(f"没有尺寸 {size!r}")
-    signing.check_media(settings, photo_id, size, expires, sig, utcnow())
-    photo = session.get(Photo, photo_id)
-    sent = photo and etags.send_object(
-        store,
-        derivative_key(photo.sha256, size),
-        etags.photo_etag(photo.sha256, size),
-        "image/jpeg",
-        {"Cache-Control": "private"},
-    )
-    if not sent:
-        raise NotFound(f"没有照片 {photo_id}")
-    return sent
+        raise NotFound(f"No size {size!r}", zh=f"没有尺寸 {size!r}")
+    link = SignedLink(photo_id, size, expires, sig)
+    return derivative_response(request, session, store, signer, link)
 
 
 @router.api_route("/{rest:path}", methods=["GET", "POST"], include_in_schema=False)

@@ -4,7 +4,7 @@ from fastapi import Request, Response
 from sqlmodel import Session
 
 from app import etags
-from app.deps import CurrentUser, English, PhotoId, SessionDep, StoreDep
+from app.deps import CurrentUser, English, PhotoId, PhotoLinksDep, SessionDep, StoreDep
 from app.errors import Forbidden, NotFound, OriginalCorrupted
 from app.models import Issue, Photo, User
 from app.models.photo import PhotoPublic
@@ -54,11 +54,15 @@ def _file(
 
 @router.get("/{photo_id}", responses=problem_responses(*ONE_ITEM_ERRORS))
 def photo(
-    photo_id: PhotoId, session: SessionDep, user: CurrentUser, english: English
+    photo_id: PhotoId,
+    session: SessionDep,
+    user: CurrentUser,
+    english: English,
+    links: PhotoLinksDep,
 ) -> PhotoPublic:
     """A photo's metadata: hash, EXIF, location, flags (and their sentences) and URLs."""
     row, _issue = _visible_photo(session, photo_id, user)
-    return photos_public(session, [row], english=english)[0]
+    return photos_public(session, [row], links=links, english=english)[0]
 
 
 @router.get("/{photo_id}/thumb", response_class=Response, responses=DERIVATIVE)

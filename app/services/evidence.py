@@ -78,7 +78,9 @@ def evidence(
     problems = audit.chain_problems(events)
     store = open_store(settings)
     photo_entries = []
-    for row, public in zip(photos, photos_public(session, photos, english=english), strict=True):
+    # No signed links in a record kept: the same state gives the same bytes.
+    publics = photos_public(session, photos, links=None, english=english)
+    for row, public in zip(photos, publics, strict=True):
         entry = public.model_dump(mode="json")
         entry["file"] = photo_filename(row)
         entry["distance_from_issue_m"] = (
@@ -88,8 +90,9 @@ def evidence(
         )
         entry["original_sha256_matches"] = _original_matches(store, row)
         photo_entries.append(entry)
+    answer = issue_public(session, issue, viewer, now, links=None, english=english)
     return {
-        "issue": issue_public(session, issue, viewer, now, english=english).model_dump(mode="json"),
+        "issue": answer.model_dump(mode="json"),
         "photos": photo_entries,
         "events": [e.model_dump(mode="json") for e in events_public(events)],
         "chain_valid": bool(events) and not problems,

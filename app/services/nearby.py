@@ -13,6 +13,7 @@ from app.services.geo import EARTH_RADIUS_M, distance_m, to_wgs84
 from app.services.issues import OPEN_STATUSES
 from app.services.permissions import visible_issues
 from app.services.present import issues_public
+from app.services.signing import PhotoLinks
 
 DEFAULT_RADIUS_M = 100.0
 MAX_RADIUS_M = 5000.0
@@ -30,6 +31,7 @@ def nearby_issues(
     category: str | None,
     crs: Crs,
     now: datetime,
+    links: PhotoLinks,
 ) -> NearbyIssues:
     """The open issues the caller may see within radius_m of the point, nearest first."""
     lat, lon = to_wgs84(lat, lon, crs)
@@ -46,7 +48,7 @@ def nearby_issues(
         query = query.where(Issue.category_code == category)
     found = [(distance_m(lat, lon, i.lat, i.lon), i.id or 0, i) for i in session.exec(query)]
     near = sorted(f for f in found if f[0] <= radius_m)[:MAX_ITEMS]
-    publics = issues_public(session, [i for _, _, i in near], user, now, crs)
+    publics = issues_public(session, [i for _, _, i in near], user, now, crs, links=links)
     items = [
         NearbyIssue(**public.model_dump(), distance_m=round(d, 1))
         for public, (d, _, _) in zip(publics, near, strict=True)

@@ -351,8 +351,7 @@ def service_requests(
     settings: Settings,
     user: User,
     issues: Sequence[Issue],
-    now: datetime,
-    base_url: str,
+    links: signing.PhotoLinks,
     extensions: bool = False,
 ) -> list[dict[str, Any]]:
     """The issues as the spec's service requests (with mySociety-style extensions if asked)."""
@@ -363,9 +362,9 @@ def service_requests(
         _add_extensions(session, related, issues, user)
     answers = []
     for issue in issues:
-        answer = _service_request(settings, issue, related, now, base_url)
+        answer = _service_request(settings, issue, related, links)
         if extensions:
-            answer["extended_attributes"] = _extended(settings, issue, related, now, base_url)
+            answer["extended_attributes"] = _extended(settings, issue, related, links)
         answers.append(answer)
     return answers
 
@@ -374,12 +373,8 @@ def _time(settings: Settings, moment: datetime | None) -> str | None:
     return moment.astimezone(settings.zone).isoformat(timespec="seconds") if moment else None
 
 
-def _media_url(settings: Settings, photo_id: int, now: datetime, base_url: str) -> str:
-    return base_url + signing.media_path(settings, photo_id, now)
-
-
 def _service_request(
-    settings: Settings, issue: Issue, related: _Related, now: datetime, base_url: str
+    settings: Settings, issue: Issue, related: _Related, links: signing.PhotoLinks
 ) -> dict[str, Any]:
     category = related.categories[issue.category_code]
     unit = related.units.get(issue.org_unit_id)
@@ -401,12 +396,12 @@ def _service_request(
         "zipcode": None,
         "lat": issue.lat,
         "long": issue.lon,
-        "media_url": _media_url(settings, photos[0].id or 0, now, base_url) if photos else None,
+        "media_url": links.url(photos[0].id or 0, "large") if photos else None,
     }
 
 
 def _extended(
-    settings: Settings, issue: Issue, related: _Related, now: datetime, base_url: str
+    settings: Settings, issue: Issue, related: _Related, links: signing.PhotoLinks
 ) -> dict[str, Any]:
     issue_id = issue.id or 0
     extended: dict[str, Any] = {
@@ -419,7 +414,7 @@ def _extended(
                 "id": p.id,
                 "kind": p.kind,
                 "sha256": p.sha256,
-                "media_url": _media_url(settings, p.id or 0, now, base_url),
+                "media_url": links.url(p.id or 0, "large"),
                 "flags": list(p.flags),
             }
             for p in related.photos.get(issue_id, [])

@@ -26,16 +26,24 @@ from app.services.geo import from_wgs84
 from app.services.issues import allowed_actions
 from app.services.permissions import user_org
 from app.services.rows import named_rows
+from app.services.signing import PhotoLinks
 from app.services.wayfinding import address_hint, navigation
 
 
 def photos_public(
-    session: Session, photos: Sequence[Photo], crs: Crs = Crs.WGS84, *, english: bool = False
+    session: Session,
+    photos: Sequence[Photo],
+    crs: Crs = Crs.WGS84,
+    *,
+    links: PhotoLinks | None,
+    english: bool = False,
 ) -> list[PhotoPublic]:
-    """The photos' answers, in their order (read again as rows with their uploaders' names)."""
+    """The photos' answers, in their order (read again as rows with their uploaders' names);
+    without `links`, the signed URLs are null (records kept, such as the evidence)."""
     found = session.connection().execute(_PHOTOS_BY_ID, {"ids": [p.id for p in photos]})
     rows = {row.id: row for row in found}
-    return _PHOTOS_PUBLIC.validate_python([_photo(rows[p.id], crs, english) for p in photos])
+    answers = [_photo(rows[p.id], crs, english, links) for p in photos]
+    return _PHOTOS_PUBLIC.validate_python(answers)
 
 
 def _point(lat: float, lon: float, crs: Crs) -> tuple[float, float]:
@@ -51,7 +59,7 @@ def flag_notes(photo: Row[Any] | Photo, issue_at: tuple[float, float], english: 
     return describe(photo.flags, facts_of(photo, *issue_at), english=english)
 
 
-def _photo(photo: Row[Any], crs: Crs, english: bool) -> dict[str, Any]:
+def _photo(photo: Row[Any], crs: Crs, english: bool, links: PhotoLinks | None) -> dict[str, Any]:
     """A photo's answer as a dict, validated with the rest of the page (see _ISSUES_PUBLIC)."""
     base = f"/api/v1/photos/{photo.id}"
     lat, lon = (photo.lat, photo.lon)
@@ -81,6 +89,8 @@ def _photo(photo: Row[Any], crs: Crs, english: bool) -> dict[str, Any]:
             "thumb": f"{base}/thumb",
             "large": f"{base}/large",
             "original": f"{base}/original",
+            "thumb_signed": links.url(photo.id, "thumb") if links else None,
+            "large_signed": links.url(photo.id, "large") if links else None,
         },
     }
 
@@ -159,6 +169,7 @@ def issues_public(
     now: datetime,
     crs: Crs = Crs.WGS84,
     *,
+    links: PhotoLinks | None,
     english: bool = False,
 ) -> list[IssuePublic]:
     """The issues' answers; photo flags worded in Chinese, or in English when asked."""
@@ -182,7 +193,7 @@ def issues_public(
             if p.kind == PhotoKind.AFTER and p.dispatch_round == issue.dispatch_round
         }
         actions = allowed_actions(issue, viewer, within, after_by)
-        answers.append(_issue(issue, photos, context, now, crs, actions, english))
+        answers.append(_issue(issue, photos, context, now, crs, actions, english, links))
     return _ISSUES_PUBLIC.validate_python(answers)
 
 
@@ -194,6 +205,7 @@ def _issue(
     crs: Crs,
     actions: list[str],
     english: bool,
+    links: PhotoLinks | None,
 ) -> dict[str, Any]:
     lat, lon = _point(i.lat, i.lon, crs)
     return {
@@ -227,7 +239,7 @@ def _issue(
         "extension_request": _extension_request(i, context),
         "version": i.version,
         "updated_at": i.updated_at,
-        "photos": [_photo(p, crs, english) for p in photos],
+        "photos": [_photo(p, crs, english, links) for p in photos],
         "source": i.source,
         "flags": sorted({flag for p in photos for flag in p.flags}),
         "allowed_actions": actions,
@@ -259,9 +271,10 @@ def issue_public(
     now: datetime,
     crs: Crs = Crs.WGS84,
     *,
+    links: PhotoLinks | None,
     english: bool = False,
 ) -> IssuePublic:
-    return issues_public(session, [issue], viewer, now, crs, english=english)[0]
+    return issues_public(session, [issue], viewer, now, crs, links=links, english=english)[0]
 
 
 def events_public(events: Sequence[IssueEvent]) -> list[IssueEventPublic]:

@@ -1,7 +1,7 @@
 """covering indexes for the pHash bands: the similar-photo check reads no table row
 
 Revision ID: 0018
-Revises: 0014
+Revises: 0017
 Create Date: 2026-12-07
 
 checks.similar_photos probes each band with 22 or 23 values. The single-column band indexes
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0018"
-down_revision: str | None = "0014"
+down_revision: str | None = "0017"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -42,15 +42,16 @@ def open_page(browser: Any, server: LiveServer, device: dict[str, Any]) -> tuple
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     hosts: list[str] = []
-    # Thumbnails are shown from blob: URLs made of what the API sent; every other request
-    # must stay on the service.
+    requests: list[Any] = []
+    # Every request must stay on the service (downloads are blob: URLs of what the API sent).
     page.on("request", lambda request: hosts.append(urlparse(request.url).hostname or "blob"))
+    page.on("request", lambda request: requests.append(request))
     page.goto("/audit")
     page.get_by_label("用户名").fill("auditor")
     page.get_by_label("密码").fill(factories.PASSWORD)
     page.get_by_role("button", name="登录").click()
     expect(page.locator("#who")).to_contain_text("auditor")
-    return context, page, [errors, hosts]
+    return context, page, [errors, hosts, requests]
 
 
 def find(page: Page, code: str) -> None:
@@ -63,7 +64,7 @@ def test_finds_an_issue_by_code_and_shows_the_chain_valid_then_broken(
     browser: Any, live_server: LiveServer
 ) -> None:
     issue = reported_and_dispatched(live_server)
-    context, page, (errors, hosts) = open_page(browser, live_server, DESKTOP)
+    context, page, (errors, hosts, requests) = open_page(browser, live_server, DESKTOP)
     try:
         find(page, issue["code"])
         verdict = page.locator("#verdict")
@@ -86,6 +87,15 @@ def test_finds_an_issue_by_code_and_shows_the_chain_valid_then_broken(
         page.wait_for_function(
             'document.querySelector("#p-before img").naturalWidth > 0', timeout=15_000
         )
+        # Shown from its signed link, fetched by the browser itself with no token at all.
+        src = figure.locator("img").get_attribute("src")
+        assert src == photo["urls"]["thumb_signed"], src
+        [fetched] = [r for r in requests if urlparse(r.url).path.startswith("/media/photos/")]
+        assert fetched.url == live_server.url + src and fetched.resource_type == "image"
+        assert "authorization" not in fetched.all_headers()
+        assert fetched.response().status == 200
+        assert fetched.response().headers["content-type"] == "image/jpeg"
+        assert not [r.url for r in requests if "/api/v1/photos/" in r.url]  # no blob fetches
 
         # One event row changed in the database: the page says the chain is broken.
         with live_server.session() as session:
@@ -101,7 +111,7 @@ def test_finds_an_issue_by_code_and_shows_the_chain_valid_then_broken(
         expect(verdict).to_contain_text("哈希链已断裂")
         expect(page.locator("#problems")).to_contain_text("event 1")
         assert not errors, errors
-        assert set(hosts) == {"127.0.0.1", "blob"}, hosts
+        assert set(hosts) == {"127.0.0.1"}, hosts
     finally:
         context.close()
 
@@ -110,7 +120,7 @@ def test_usable_on_a_tablet_and_closed_to_roles_without_evidence(
     browser: Any, live_server: LiveServer
 ) -> None:
     issue = reported_and_dispatched(live_server)
-    context, page, (errors, _hosts) = open_page(browser, live_server, TABLET)
+    context, page, (errors, _hosts, _requests) = open_page(browser, live_server, TABLET)
     try:
         find(page, issue["code"])
         expect(page.locator("#verdict")).to_have_attribute("data-state", "valid")

@@ -148,6 +148,9 @@ def test_the_dashboard_shows_counts_and_the_overdue_list_and_polls_with_304(
         "() => [...document.querySelectorAll('#pairs img')]"
         ".every(i => i.complete && i.naturalWidth)"
     )
+    # Shown by their signed links (no token, no blob fetch): see test_media_links.py.
+    sources = page.eval_on_selector_all("#pairs img", "images => images.map(i => i.src)")
+    assert sources and all("/media/photos/" in src and "sig=" in src for src in sources), sources
 
     # A later poll revalidates: the server answers 304 and the page keeps what it shows.
     page.wait_for_function("() => Number(document.body.dataset.notModified) > 0", timeout=20_000)

@@ -187,7 +187,11 @@ def test_report_returns_the_created_issue(client, zone):
         "thumb": f"{base}/thumb",
         "large": f"{base}/large",
         "original": f"{base}/original",
+        # Signed links for <img src> (tests/routers/test_media_links.py).
+        "thumb_signed": summary["urls"]["thumb_signed"],
+        "large_signed": summary["urls"]["large_signed"],
     }
+    assert summary["urls"]["thumb_signed"].startswith(f"/media/photos/{summary['id']}/thumb.jpg?")
     thumb = client.get(summary["urls"]["thumb"], headers=zone.headers("grid_worker"))
     assert thumb.status_code == 200
     assert thumb.headers["content-type"] == "image/jpeg"

@@ -26,6 +26,7 @@ from app.services.photos import CONTENT_TYPES
 from tests.factories import assert_problem
 
 PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("POST", "/api/v1/auth/login")}
+PUBLIC |= {("GET", "/media/photos/{photo_id}/{size}.jpg")}  # signed links: no token
 PROBLEM_REF = "#/components/schemas/Problem"
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 

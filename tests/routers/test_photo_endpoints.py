@@ -143,11 +143,17 @@ def test_real_samples_are_accepted(
             assert photo["content_type"] == content_type
             assert photo["kind"] == "before"
             assert photo["uploaded_by"] == "grid_worker"
-            assert photo["urls"] == {
+            urls = dict(photo["urls"])
+            signed = {k: urls.pop(k) for k in ("thumb_signed", "large_signed")}
+            assert urls == {
                 "thumb": f"/api/v1/photos/{photo['id']}/thumb",
                 "large": f"/api/v1/photos/{photo['id']}/large",
                 "original": f"/api/v1/photos/{photo['id']}/original",
             }
+            for size in ("thumb", "large"):
+                assert signed[f"{size}_signed"].startswith(
+                    f"/media/photos/{photo['id']}/{size}.jpg?expires="
+                )
             if gps:
                 assert issue["location_source"] == "exif"
                 assert (issue["lat"], issue["lon"]) == pytest.approx(gps, abs=1e-5)

@@ -583,7 +583,10 @@ async function chooseMap() {
 // --- Before/after pairs ---------------------------------------------------------------------
 
 const recent = { since: null, cursor: null, path: null, closed: new Map(), shown: "" };
-const thumbs = new Map();
+// Photos are shown by their signed links (urls.thumb_signed: no token, see the README's
+// "Photos"); a link lives at least half of GRIDPROOF_MEDIA_URL_TTL_SECONDS. Issues are kept
+// from the change feed for days, so the feed is read afresh before a kept link runs out.
+const LINK_MARGIN_MS = 5 * 60_000;
 
 function recentSince() {
   const day = new Date(Date.now() - RECENT_DAYS * 86_400_000);
@@ -591,8 +594,27 @@ function recentSince() {
   return day.toISOString();
 }
 
+/** When a signed link runs out (ms since the epoch): its `expires`, in Unix seconds. */
+function linkExpiry(url) {
+  const expires = Number(new URL(url, location.href).searchParams.get("expires"));
+  return Number.isFinite(expires) && expires > 0 ? expires * 1000 : 0;
+}
+
+function linksRunningOut() {
+  const soon = Date.now() + LINK_MARGIN_MS;
+  for (const issue of recent.closed.values()) {
+    for (const photo of issue.photos) if (photo.urls.thumb_signed && linkExpiry(photo.urls.thumb_signed) < soon) return true;
+  }
+  return false;
+}
+
 /** Follow the change feed of closed issues; cheap when nothing changed (a 304 per poll). */
 async function refreshRecent() {
+  if (linksRunningOut()) {
+    if (recent.path) http.forget(recent.path);
+    Object.assign(recent, { since: null, cursor: null, path: null });
+    recent.closed.clear();
+  }
   recent.since ??= recentSince();
   for (let page = 0; page < 20; page++) {
     let path = `/issues?status=closed&limit=100&updated_since=${encodeURIComponent(recent.since)}`;
@@ -607,45 +629,34 @@ async function refreshRecent() {
   }
 }
 
-async function thumbUrl(photo) {
-  if (!thumbs.has(photo.id)) {
-    thumbs.set(photo.id, (async () => {
-      const response = await fetch(photo.urls.thumb, { headers: { Authorization: `Bearer ${token()}` } });
-      if (!response.ok) return null;
-      return URL.createObjectURL(await response.blob());
-    })().catch(() => null));
-  }
-  return thumbs.get(photo.id);
-}
-
 async function renderPairs() {
   const issues = [...recent.closed.values()]
     .filter((i) => i.status === "closed")
     .sort((a, b) => Date.parse(b.closed_at) - Date.parse(a.closed_at))
     .slice(0, PAIRS);
-  const key = issues.map((i) => `${i.id}:${i.version}`).join(",");
+  // The links too: the same issue read afresh (new links) is drawn again.
+  const key = issues.map((i) => `${i.id}:${i.version}:${i.photos.map((p) => p.urls.thumb_signed).join(" ")}`).join(",");
   if (key === recent.shown) return;
   recent.shown = key;
   if (!issues.length) {
     $("pairs").replaceChildren(el("p", { class: "empty" }, `近${RECENT_DAYS}天暂无结案`));
     return;
   }
-  const cards = await Promise.all(issues.map(pairCard));
-  $("pairs").replaceChildren(...cards);
+  $("pairs").replaceChildren(...issues.map(pairCard));
 }
 
-async function pairCard(issue) {
+function pairCard(issue) {
   const before = issue.photos.find((p) => p.kind === "before");
   const after = [...issue.photos].reverse().find((p) => p.kind === "after");
-  const picture = async (photo, label) => {
-    const url = photo ? await thumbUrl(photo) : null;
+  const picture = (photo, label) => {
+    const url = photo ? photo.urls.thumb_signed : null;
     return el("figure", {}, url ? el("img", { src: url, alt: `${issue.code} ${label}` }) : el("div", { class: "no-photo" }, "无照片"),
       el("figcaption", {}, label));
   };
   return el(
     "article",
     { class: "pair", "data-code": issue.code },
-    el("div", { class: "photos" }, await picture(before, "整改前"), await picture(after, "整改后")),
+    el("div", { class: "photos" }, picture(before, "整改前"), picture(after, "整改后")),
     el("p", {}, el("b", {}, categoryName(issue.category)), ` ${unitName(issue.org_unit)}`),
     el("p", { class: "muted" }, `${issue.code} · ${dayAndTime.format(new Date(issue.closed_at))} 结案`),
   );
