@@ -19,7 +19,8 @@ For each size, in one run on this machine:
    indexes are dropped during the COPY and rebuilt after it, foreign keys are not checked
    during it (the rows are consistent by construction);
 2. creates a district supervisor with `python -m app user add` for a token and starts the real
-   server (`uvicorn app.main:app`, one worker, access log off) on that database;
+   server (`uvicorn app.main:app`, one worker, access log off, no checkpoint thread: see
+   `server`) on that database;
 3. sends, over one keep-alive connection (httpx.Client), sequential requests in rounds, each
    round one request of each kind: GET /healthz (the framework floor: a constant JSON),
    GET /api/v1/stats (this week), GET /api/v1/issues?limit=50, the same page in the dashboards'
