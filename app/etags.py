@@ -1,10 +1,11 @@
 """Conditional GETs for the whole API: an ETag on every answer, 304 when nothing changed.
 
 The ETag of a GET under /api/v1 is a hash of the last change number (services/changes.py), who
-asks (user, role and unit: their scope), the full URL with its query, and the clock (`clock_key`):
-rounded to `etag_clock_seconds` (some answers depend on the time, not only on writes), and the
-window of the signed photo links (services/signing.py: answers of a new window carry new links,
-so that a 304 never confirms links that have expired).
+asks (user, role and unit: their scope), the full URL with its query, the language asked for
+(Accept-Language: texts for people follow it, so answers say `Vary: Accept-Language`) and the
+clock (`clock_key`): rounded to `etag_clock_seconds` (some answers depend on the time, not only
+on writes), and the window of the signed photo links (services/signing.py: answers of a new
+window carry new links, so that a 304 never confirms links that have expired).
 
 The caller and the change number come from the one token lookup of the request, made by
 `gate.AuthenticateFirst` before routing (`remember_scope`): a request with If-None-Match whose
@@ -34,6 +35,7 @@ from starlette.responses import FileResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import Settings
+from app.errors import english_in
 from app.services import changes, signing
 
 API_PREFIX = "/api/v1/"
@@ -47,10 +49,11 @@ def remember_scope(scope: Scope, state: changes.Revalidation) -> None:
     scope.setdefault("state", {})[_STATE_KEY] = state
 
 
-def etag_for(state: changes.Revalidation, target: str, clock: int | str) -> str:
-    key = "|".join(
-        map(str, (ETAG_FORMAT, state.change, state.user_id, state.role, state.org_unit_id, clock))
-    )
+def etag_for(
+    state: changes.Revalidation, target: str, clock: int | str, english: bool = False
+) -> str:
+    who = (state.change, state.user_id, state.role, state.org_unit_id)
+    key = "|".join(map(str, (ETAG_FORMAT, *who, clock, "en" if english else "zh")))
     return f'"c{hashlib.sha256(f"{key}|{target}".encode()).hexdigest()[:32]}"'
 
 
@@ -118,7 +121,7 @@ def clock_key(settings: Settings) -> str:
 
 
 def _cache_headers(etag: str) -> dict[str, str]:
-    return {"ETag": etag, "Cache-Control": "no-cache", "Vary": "Authorization"}
+    return {"ETag": etag, "Cache-Control": "no-cache", "Vary": "Authorization, Accept-Language"}
 
 
 def _not_modified_start(etag: str) -> Message:
@@ -141,7 +144,10 @@ class ConditionalGetMiddleware:
         ):
             await self.app(scope, receive, send)
             return
-        if_none_match = Headers(scope=scope).get("if-none-match")
+        request_headers = Headers(scope=scope)
+        if_none_match = request_headers.get("if-none-match")
+        # Texts for people follow Accept-Language: an answer in one language is not the other's.
+        english = english_in(request_headers)
         target = scope["path"] + "?" + scope["query_string"].decode("latin-1")
         # The clock too is read before the route runs: an answer computed in one interval must
         # not be labelled with the next one.
@@ -149,7 +155,7 @@ class ConditionalGetMiddleware:
         # Set by the gate's token lookup (no or bad token: none, and the route answers 401).
         state: changes.Revalidation | None = scope.get("state", {}).get(_STATE_KEY)
         if if_none_match and state is not None:
-            etag = etag_for(state, target, clock)
+            etag = etag_for(state, target, clock, english)
             # Not `*`: only the route knows whether there is anything (a 404 is no 304), and a
             # route with its own ETag answers for it.
             if etag.removeprefix("W/") in _tags(if_none_match):
@@ -163,7 +169,7 @@ class ConditionalGetMiddleware:
             if message["type"] == "http.response.start" and message["status"] == 200:
                 response_headers = MutableHeaders(scope=message)
                 if state is not None and "etag" not in response_headers:
-                    etag = etag_for(state, target, clock)
+                    etag = etag_for(state, target, clock, english)
                     if matches(if_none_match, etag):
                         unsent = True
                         message = _not_modified_start(etag)
@@ -171,6 +177,7 @@ class ConditionalGetMiddleware:
                         response_headers["ETag"] = etag
                         response_headers["Cache-Control"] = "no-cache"
                         response_headers.add_vary_header("Authorization")
+                        response_headers.add_vary_header("Accept-Language")
             elif message["type"] == "http.response.body" and unsent:
                 if message.get("more_body"):
                     return

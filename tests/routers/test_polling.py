@@ -328,3 +328,19 @@ def test_if_none_match_star_is_answered_by_the_route(client, zone, issue):
     assert listed.status_code == 304 and listed.content == b"" and listed.headers["etag"]
     one = client.get(f"/api/v1/issues/{issue['id']}", headers=headers)
     assert one.status_code == 304 and one.headers["etag"] == f'"{issue["version"]}"'
+
+
+def test_an_answer_in_one_language_is_not_revalidated_for_the_other(client, zone, issue):
+    """Texts for people follow Accept-Language (flag notes, titles…): a tag is per language."""
+    headers = zone.headers("grid_worker")
+    zh = client.get("/api/v1/issues", headers=headers)
+    en = client.get("/api/v1/issues", headers={**headers, "Accept-Language": "en"})
+    assert zh.status_code == en.status_code == 200
+    assert zh.headers["etag"] != en.headers["etag"]
+    for answer in (zh, en):
+        assert "Accept-Language" in answer.headers["vary"]
+    asked_en = {**headers, "Accept-Language": "en-GB,en;q=0.9"}
+    stale = client.get("/api/v1/issues", headers={**asked_en, "If-None-Match": zh.headers["etag"]})
+    assert stale.status_code == 200 and stale.headers["etag"] == en.headers["etag"]
+    same = client.get("/api/v1/issues", headers={**asked_en, "If-None-Match": en.headers["etag"]})
+    assert same.status_code == 304 and "Accept-Language" in same.headers["vary"]
