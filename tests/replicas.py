@@ -9,7 +9,6 @@ secret and the audit key), as docker-compose.yml has it.
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -171,50 +170,3 @@ def replicas(
             stack.callback(replica.stop)
             started.append(replica.start())
         yield started
-
-
-BOUNDARY = "replica-test-boundary"
-
-
-class TrickledReport:
-    """POST /api/v1/issues over a raw socket, its multipart body sent a piece at a time, so that
-    the test decides where in the body the server is when something happens to it."""
-
-    def __init__(self, port: int, token: str, photos: list[bytes], description: str) -> None:
-        fields = {"category": "flyposter", "description": description}
-        part = '--{}\r\nContent-Disposition: form-data; name="{}"\r\n\r\n{}\r\n'
-        body = b"".join(part.format(BOUNDARY, k, v).encode() for k, v in fields.items())
-        self.photo_ends: list[int] = []  # where each photo's part ends in the body
-        for i, photo in enumerate(photos):
-            body += (
-                f"--{BOUNDARY}\r\nContent-Disposition: form-data; "
-                f'name="photos"; filename="{i}.jpg"\r\nContent-Type: image/jpeg\r\n\r\n'
-            ).encode()
-            body += photo + b"\r\n"
-            self.photo_ends.append(len(body))
-        self.body = body + f"--{BOUNDARY}--\r\n".encode()
-        self.sent = 0
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=60)
-        self.sock.sendall(
-            (
-                f"POST /api/v1/issues HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-                f"Authorization: Bearer {token}\r\nConnection: close\r\n"
-                f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
-                f"Content-Length: {len(self.body)}\r\n\r\n"
-            ).encode()
-        )
-
-    def send(self, up_to: int, chunk: int = 64 * 1024) -> None:
-        while self.sent < up_to:
-            piece = self.body[self.sent : min(up_to, self.sent + chunk)]
-            self.sock.sendall(piece)
-            self.sent += len(piece)
-
-    def finish(self) -> tuple[int, bytes]:
-        self.send(len(self.body))
-        answer = b""
-        while data := self.sock.recv(65536):
-            answer += data
-        self.sock.close()
-        status_line, _, rest = answer.partition(b"\r\n")
-        return int(status_line.split()[1]), rest

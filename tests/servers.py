@@ -73,3 +73,66 @@ class Trickler:
     def wait(self, timeout: float = 30) -> bool:
         """Until the answer was sent or cut off; False if neither happened in time."""
         return self._done.wait(timeout)
+
+
+BOUNDARY = "gridproof-test-boundary"
+# What a trickled report says besides its photos.
+REPORT_FIELDS = {"category": "flyposter", "description": "小广告", "lat": "34.75", "lon": "113.78"}
+
+
+class TrickledReport:
+    """POST /api/v1/issues over a raw socket, its multipart body sent a piece at a time, so that
+    the test decides where in the body the server is when something happens to it (a kill, the
+    store going away)."""
+
+    def __init__(
+        self,
+        port: int,
+        token: str,
+        photos: list[bytes],
+        fields: dict[str, str] | None = None,
+        pause: float = 0.0,
+    ) -> None:
+        part = '--{}\r\nContent-Disposition: form-data; name="{}"\r\n\r\n{}\r\n'
+        items = (fields or REPORT_FIELDS).items()
+        body = b"".join(part.format(BOUNDARY, k, v).encode() for k, v in items)
+        self.photo_ends: list[int] = []  # where each photo's part ends in the body
+        for i, photo in enumerate(photos):
+            body += (
+                f"--{BOUNDARY}\r\nContent-Disposition: form-data; "
+                f'name="photos"; filename="{i}.jpg"\r\nContent-Type: image/jpeg\r\n\r\n'
+            ).encode()
+            body += photo + b"\r\n"
+            self.photo_ends.append(len(body))
+        self.body = body + f"--{BOUNDARY}--\r\n".encode()
+        self.sent = 0
+        self.pause = pause  # seconds between pieces
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+        self.sock.sendall(
+            (
+                f"POST /api/v1/issues HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                f"Authorization: Bearer {token}\r\nConnection: close\r\n"
+                f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
+                f"Content-Length: {len(self.body)}\r\n\r\n"
+            ).encode()
+        )
+
+    def send(self, up_to: int, chunk: int = 256 * 1024) -> None:
+        while self.sent < up_to:
+            piece = self.body[self.sent : min(up_to, self.sent + chunk)]
+            self.sock.sendall(piece)
+            self.sent += len(piece)
+            if self.pause:
+                time.sleep(self.pause)
+
+    def finish(self) -> tuple[int, dict[str, str], bytes]:
+        """The rest of the body, then the answer: status, headers (lower-case names), body."""
+        self.send(len(self.body))
+        answer = b""
+        while data := self.sock.recv(65536):
+            answer += data
+        self.sock.close()
+        head, _, body = answer.partition(b"\r\n\r\n")
+        lines = head.decode().split("\r\n")
+        headers = dict(line.lower().split(": ", 1) for line in lines[1:])
+        return int(lines[0].split()[1]), headers, body

@@ -27,8 +27,7 @@ from app.services import sweep, verification
 from app.services.objects import StoreNotUsable, derivative_key, open_store, original_key
 from tests.factories import Zone, jpeg, make_zone, report
 from tests.s3_server import CREDENTIALS, MotoServer
-from tests.servers import serve_in_thread
-from tests.test_sweep import BOUNDARY
+from tests.servers import TrickledReport, serve_in_thread
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -170,7 +169,7 @@ def test_a_store_killed_mid_request_gives_503_and_no_row(
         zone = make_zone(session)
     server, thread, port = serve_in_thread(settings)
     try:
-        upload = _SlowReport(port, zone.tokens["grid_worker"], jpeg(seed=85))
+        upload = TrickledReport(port, zone.tokens["grid_worker"], [jpeg(seed=85)])
         upload.send(len(upload.body) // 2)  # the body half in: then the store goes
         doomed.kill()
         status, headers, body = upload.finish()
@@ -253,44 +252,3 @@ def test_gridproof_serve_on_a_missing_bucket_exits_naming_the_setting(
     assert done.returncode == 2
     assert "GRIDPROOF_S3_BUCKET" in done.stderr and "no-such-bucket" in done.stderr
     assert "does not exist" in done.stderr
-
-
-class _SlowReport:
-    """POST /api/v1/issues with one photo over a raw socket, the body a piece at a time."""
-
-    def __init__(self, port: int, token: str, photo: bytes) -> None:
-        import socket
-
-        fields = {"category": "flyposter", "description": "小广告", "lat": "34.75", "lon": "113.78"}
-        part = '--{}\r\nContent-Disposition: form-data; name="{}"\r\n\r\n{}\r\n'
-        head = b"".join(part.format(BOUNDARY, k, v).encode() for k, v in fields.items())
-        head += (
-            f"--{BOUNDARY}\r\nContent-Disposition: form-data; "
-            'name="photos"; filename="a.jpg"\r\nContent-Type: image/jpeg\r\n\r\n'
-        ).encode()
-        self.body = head + photo + f"\r\n--{BOUNDARY}--\r\n".encode()
-        self.sent = 0
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=60)
-        self.sock.sendall(
-            (
-                f"POST /api/v1/issues HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-                f"Authorization: Bearer {token}\r\nConnection: close\r\n"
-                f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
-                f"Content-Length: {len(self.body)}\r\n\r\n"
-            ).encode()
-        )
-
-    def send(self, up_to: int) -> None:
-        self.sock.sendall(self.body[self.sent : up_to])
-        self.sent = up_to
-
-    def finish(self) -> tuple[int, dict[str, str], bytes]:
-        self.send(len(self.body))
-        answer = b""
-        while data := self.sock.recv(65536):
-            answer += data
-        self.sock.close()
-        head, _, body = answer.partition(b"\r\n\r\n")
-        lines = head.decode().split("\r\n")
-        headers = dict(line.lower().split(": ", 1) for line in lines[1:])
-        return int(lines[0].split()[1]), headers, body

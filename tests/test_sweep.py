@@ -7,7 +7,6 @@ import io
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -35,11 +34,10 @@ from app.services.objects import open_store
 from app.services.photos import ingest_photo
 from app.services.storage import STALE_TEMP_S, Storage
 from tests.factories import LAT, LON, Zone, jpeg, make_zone, report
-from tests.servers import free_port
+from tests.servers import TrickledReport, free_port
 from tests.stored import derivative_file, photo_files
 
 ROOT = Path(__file__).resolve().parents[1]
-BOUNDARY = "sweep-test-boundary"
 
 
 def files_under(root: Path) -> dict[str, int]:
@@ -307,44 +305,6 @@ def server_setup(
     server.stop()
 
 
-class SlowUpload:
-    """POST /api/v1/issues with one photo over a raw socket, the body sent a piece at a time."""
-
-    def __init__(self, port: int, token: str, photo: bytes) -> None:
-        fields = {"category": "flyposter", "description": "小广告", "lat": "34.75", "lon": "113.78"}
-        part = '--{}\r\nContent-Disposition: form-data; name="{}"\r\n\r\n{}\r\n'
-        head = b"".join(part.format(BOUNDARY, k, v).encode() for k, v in fields.items())
-        head += (
-            f"--{BOUNDARY}\r\nContent-Disposition: form-data; "
-            'name="photos"; filename="big.jpg"\r\nContent-Type: image/jpeg\r\n\r\n'
-        ).encode()
-        self.body = io.BytesIO(head + photo + f"\r\n--{BOUNDARY}--\r\n".encode())
-        size = len(self.body.getvalue())
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=60)
-        self.sock.sendall(
-            (
-                f"POST /api/v1/issues HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-                f"Authorization: Bearer {token}\r\nConnection: close\r\n"
-                f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
-                f"Content-Length: {size}\r\n\r\n"
-            ).encode()
-        )
-
-    def send(self, up_to: int, chunk: int = 256 * 1024) -> None:
-        while self.body.tell() < up_to and (data := self.body.read(chunk)):
-            self.sock.sendall(data)
-            time.sleep(0.005)
-
-    def finish(self) -> tuple[int, bytes]:
-        self.send(len(self.body.getvalue()))
-        answer = b""
-        while data := self.sock.recv(65536):
-            answer += data
-        self.sock.close()
-        status_line, _, rest = answer.partition(b"\r\n")
-        return int(status_line.split()[1]), rest
-
-
 def spooled_temps(uploads: Path, at_least: int) -> list[Path]:
     """Wait until the server has an upload's temp file of at least this size (streamed in)."""
     deadline = time.monotonic() + 30
@@ -361,12 +321,12 @@ def test_a_server_killed_mid_upload_leaves_nothing_after_its_restart(
 ) -> None:
     server, token = server_setup
     server.start()
-    status, _ = SlowUpload(server.port, token, jpeg(seed=73)).finish()
+    status, _, _ = TrickledReport(server.port, token, [jpeg(seed=73)], pause=0.005).finish()
     assert status == 201
     before = files_under(server.uploads)
     assert len(before) == 3  # the committed photo's original and derivatives
 
-    upload = SlowUpload(server.port, token, jpeg_12mb)
+    upload = TrickledReport(server.port, token, [jpeg_12mb], pause=0.005)
     upload.send(len(jpeg_12mb) // 2)
     spooled_temps(server.uploads, 4 * MB)
     server.kill()
@@ -390,7 +350,7 @@ def test_a_sweep_leaves_a_live_upload_alone(
     written as temp files by a decoding process, moved into place while the sweeps go on)."""
     server, token = server_setup
     server.start()
-    upload = SlowUpload(server.port, token, jpeg_12mb)
+    upload = TrickledReport(server.port, token, [jpeg_12mb], pause=0.005)
     upload.send(len(jpeg_12mb) // 2)
     (spool,) = spooled_temps(server.uploads, 4 * MB)
     inode = spool.stat().st_ino
@@ -401,7 +361,7 @@ def test_a_sweep_leaves_a_live_upload_alone(
     time.sleep(1)  # some periodic sweeps of the server's workers
 
     assert spool.stat().st_ino == inode
-    status, body = upload.finish()
+    status, _, body = upload.finish()
     assert status == 201, body
     sha = hashlib.sha256(jpeg_12mb).hexdigest()
     assert sorted(files_under(server.uploads)) == sorted(

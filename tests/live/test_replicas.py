@@ -35,8 +35,9 @@ from app.services.objects import original_key, photo_keys
 from tests import factories
 from tests.conftest import RUN_ID, _pg_exec, _pg_url, _require_pg
 from tests.live.conftest import wait_for
-from tests.replicas import Cluster, Replica, TrickledReport, replicas
+from tests.replicas import Cluster, Replica, replicas
 from tests.s3_server import MotoServer
+from tests.servers import TrickledReport
 from tests.services.test_checkpoints import SYSTEM_PYTHON  # the auditor's interpreter
 
 CLAIM_TTL_S = 4
@@ -239,7 +240,7 @@ def test_kill_9_after_the_objects_are_put_leaves_no_orphan_after_the_other_repli
     photos = [fresh_photo(), fresh_photo()]
     shas = [hashlib.sha256(photo).hexdigest() for photo in photos]
     with writes_held(cluster):
-        upload = TrickledReport(a.port, zone.tokens["grid_worker"], photos, description)
+        upload = TrickledReport(a.port, zone.tokens["grid_worker"], photos, _fields(description))
         upload.send(len(upload.body))
         # A has put every object and waits in its write transaction, before the commit.
         wait_for(lambda: all(objects(cluster, s3_server, sha) for sha in shas), seconds=30)
@@ -277,7 +278,7 @@ def test_kill_9_in_the_middle_of_the_body_leaves_nothing_anywhere(
     a, b = pair
     first, second = fresh_photo(1600, 1200), fresh_photo(1600, 1200)
     shas = [hashlib.sha256(photo).hexdigest() for photo in (first, second)]
-    upload = TrickledReport(a.port, zone.tokens["grid_worker"], [first, second], "half")
+    upload = TrickledReport(a.port, zone.tokens["grid_worker"], [first, second], _fields("half"))
     upload.send(upload.photo_ends[0] + len(second) // 2)
     # A is receiving the body: the second photo is streaming into its temp file.
     wait_for(lambda: [p for p in (a.upload_dir / "tmp").glob("up-*") if p.stat().st_size], 30)
@@ -315,3 +316,8 @@ def test_gridproof_verify_rehashes_the_originals_from_the_store(
     finally:
         s3.put_object(Bucket=cluster.bucket, Key=key, Body=photo)
     assert cluster.command("verify", "--issue", str(issue["id"])).returncode == 0
+
+
+def _fields(description: str) -> dict[str, str]:
+    """A report located by its photos' EXIF (no lat/lon fields)."""
+    return {"category": "flyposter", "description": description}
