@@ -108,6 +108,13 @@ def jpeg(
     )
 
 
+def after_jpeg(*, seed: int = 1, **kwargs: Any) -> bytes:
+    """An after-photo to send with a report: taken a second from now, since EXIF times are whole
+    seconds and the report's before-photo is made after it (never "taken before the report")."""
+    later = datetime.now(CHINA).replace(microsecond=0) + timedelta(seconds=1)
+    return jpeg(seed=seed, taken_at=later, **kwargs)
+
+
 def sample(name: str) -> bytes:
     return (SAMPLES / name).read_bytes()
 

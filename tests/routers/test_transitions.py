@@ -27,6 +27,7 @@ from tests.factories import (
     Zone,
     act,
     add_photos,
+    after_jpeg,
     assert_problem,
     dispatched_issue,
     jpeg,
@@ -246,7 +247,7 @@ def test_allowed_actions_match_the_table_for_each_user_and_status(
 ) -> None:
     original = ok(report(client, zone), 201)["id"]
     issues = every_status(client, zone, original)
-    by_supervisor = ok(report(client, zone, "a_super", after=[jpeg(seed=5)]), 201)
+    by_supervisor = ok(report(client, zone, "a_super", after=[after_jpeg(seed=5)]), 201)
     wrong = []
     for issue in issues.values():
         for username in ("d_super", "a_super", "a_worker", "grid_worker", "viewer", "auditor"):
@@ -651,7 +652,8 @@ def test_fixed_on_the_spot_starts_rectified_and_needs_another_verifier(
     client: TestClient, zone: Zone
 ) -> None:
     for seed, reporter in enumerate(("grid_worker", "a_super"), start=3):
-        issue = ok(report(client, zone, reporter, after=[jpeg(seed=seed)]), 201)
+        issue = ok(report(client, zone, reporter, after=[after_jpeg(seed=seed)]), 201)
+        assert issue["photos"][1]["flags"] == []
         assert issue["status"] == S.RECTIFIED
         assert issue["org_unit"] == _USER_UNIT[reporter]
         assert issue["rectified_by"] == reporter and issue["rectified_at"] is not None

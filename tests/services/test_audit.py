@@ -22,7 +22,7 @@ from app.models import IssueEvent, Photo, User
 from app.models.issue import TransitionRequest
 from app.services import audit
 from app.services.issues import apply_transition
-from tests.factories import Zone, act, add_photos, files, jpeg, report
+from tests.factories import Zone, act, add_photos, after_jpeg, files, jpeg, report
 
 GENESIS = "0" * 64
 CANONICAL_AT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
@@ -172,7 +172,7 @@ def test_every_report_photo_and_transition_appends_exactly_one_event(
 def test_the_chain_of_an_on_the_spot_fix_holds(
     client: TestClient, zone: Zone, settings: Settings
 ) -> None:
-    issue = ok(report(client, zone, after=[jpeg(seed=21)], description="已当场撕除"), 201)
+    issue = ok(report(client, zone, after=[after_jpeg(seed=21)], description="已当场撕除"), 201)
     events = ok(api_events(client, zone, issue["id"]))
     assert [(e["action"], e["to_status"]) for e in events] == [("report", "rectified")]
     assert events[0]["data"]["on_the_spot"] is True
