@@ -146,7 +146,7 @@ _PHOTO_ROWS = (
     .join(User, col(User.id) == col(Photo.uploaded_by_id))
     .join(Issue, col(Issue.id) == col(Photo.issue_id))
 )
-_PAGE_IDS = bindparam("ids", expanding=True)
+_PAGE_IDS: Any = bindparam("ids", expanding=True)
 # The issues' ids twice (the join already implies the second): PostgreSQL then reads those
 # issues by key for their position; with the photos' condition alone it hashed the whole
 # issues table (1.8 of the query's 2.7 ms at 10,000 issues).
