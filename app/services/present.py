@@ -156,8 +156,12 @@ _PHOTO_ROWS = (
     .join(User, col(User.id) == col(Photo.uploaded_by_id))
     .join(Issue, col(Issue.id) == col(Photo.issue_id))
 )
+_PAGE_IDS: Any = bindparam("ids", expanding=True)
+# The issues' ids twice (the join already implies the second): PostgreSQL then reads those
+# issues by key for their position; with the photos' condition alone it hashed the whole
+# issues table (1.8 of the query's 2.7 ms at 10,000 issues).
 _PHOTOS_OF_ISSUES = _PHOTO_ROWS.where(
-    col(Photo.issue_id).in_(bindparam("ids", expanding=True))
+    col(Photo.issue_id).in_(_PAGE_IDS), col(Issue.id).in_(_PAGE_IDS)
 ).order_by(col(Photo.id))
 _PHOTOS_BY_ID = _PHOTO_ROWS.where(col(Photo.id).in_(bindparam("ids", expanding=True)))
 
