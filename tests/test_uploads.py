@@ -120,22 +120,6 @@ def test_the_pipeline_starts_from_the_streamed_file(
     assert files_under(settings.upload_dir / "tmp") == []
 
 
-def test_a_photo_streamed_in_odd_pieces_is_hashed_as_it_arrives(
-    client: TestClient, zone: Zone, settings: Settings
-) -> None:
-    """The SHA-256 is taken while the part is spooled (the pipeline does not read the file
-    again for it), across pieces that split the bytes anywhere."""
-    data = sample(PHONE_PHOTO)
-    tail = f"\r\n--{BOUNDARY}--\r\n".encode()
-    body = multipart_head() + data + tail
-    upload = Upload(client.app, zone, split(body, 7777))
-    upload.run(settings.upload_dir / "tmp")
-    assert upload.status == 201, upload.body
-    (photo,) = json.loads(upload.body)["photos"]
-    assert photo["sha256"] == hashlib.sha256(data).hexdigest()
-    assert photo["bytes"] == len(data)
-
-
 def test_a_client_that_disconnects_mid_upload_leaves_nothing(
     client: TestClient, zone: Zone, settings: Settings, session: Session
 ) -> None:

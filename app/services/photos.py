@@ -1,10 +1,11 @@
 """The photo ingest pipeline: every upload goes through `ingest_photo`.
 
-The upload is copied into storage as it arrives, size-capped and hashed on the way
-(`storage.PhotoSpool`); then, in a decoding process (`decoders`) under `gridproof serve` (else
-in the request's thread), its format is taken from its bytes, it is opened with only the
-accepted Pillow decoders, its EXIF read, decoded once at reduced scale, and two upright
-derivatives are written without EXIF. Nothing here touches the database.
+The upload is copied into storage as it arrives (size-capped on the way: `storage.PhotoSpool`);
+then, in a decoding process (`decoders`) under `gridproof serve` (else in the request's thread),
+the file is hashed,
+its format taken from its bytes, opened with only the accepted Pillow decoders, its EXIF read,
+decoded once at reduced scale, and two upright derivatives are written without EXIF. Nothing
+here touches the database.
 """
 
 import contextlib
@@ -41,6 +42,7 @@ from app.services.storage import (
     Storage,
     Upload,
     remove_quietly,
+    sha256_of_path,
     spooled_copy,
 )
 
@@ -220,7 +222,7 @@ def _process(
     fmt = sniff_format(spooled.head)
     if fmt is None:
         raise UnsupportedMediaType()
-    sha256 = spooled.sha256  # taken while it was spooled
+    sha256 = sha256_of_path(spooled.path)
     Image.MAX_IMAGE_PIXELS = max(settings.max_image_pixels, settings.max_full_decode_pixels)
     with _open(spooled.path, fmt) as img:
         _check_pixels(img, fmt, settings)

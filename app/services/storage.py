@@ -110,24 +110,23 @@ class SpooledPhoto:
     path: Path
     size: int
     head: bytes  # the first bytes, which name the format
-    sha256: str  # of the bytes, hex
 
 
 Upload = BinaryIO | SpooledPhoto
 
 
 class PhotoSpool:
-    """Copies one upload into a storage temp file, capping its size and hashing it on the way.
+    """Copies one upload into a storage temp file, capping its size on the way.
 
-    The SHA-256 is taken from each chunk as it is written, while its bytes are at hand: the
-    photo pipeline would otherwise read the whole file once more for it."""
+    It is not hashed here: the HTTP process is the one every request goes through, so the
+    work done per byte stays with the decoding (the photo pipeline hashes the spooled file, in a
+    decoding process under `gridproof serve`)."""
 
     def __init__(self, settings: Settings, storage: Storage) -> None:
         self.path, self.file = storage.open_temp()
         self._settings = settings
         self._size = 0
         self._head = b""
-        self._digest = hashlib.sha256()
 
     def write(self, data: bytes | memoryview) -> None:
         self._size += len(data)
@@ -138,14 +137,13 @@ class PhotoSpool:
             )
         if len(self._head) < 64:
             self._head += bytes(data[: 64 - len(self._head)])
-        self._digest.update(data)
         self.file.write(data)
 
     def finish(self) -> SpooledPhoto:
         """The spooled photo; the file stays open, flushed and rewound."""
         self.file.flush()
         self.file.seek(0)
-        return SpooledPhoto(self.path, self._size, self._head, self._digest.hexdigest())
+        return SpooledPhoto(self.path, self._size, self._head)
 
     def discard(self) -> None:
         self.file.close()
@@ -153,8 +151,10 @@ class PhotoSpool:
 
 
 def sha256_of(upload: Upload) -> str:
-    """The upload's SHA-256: taken while it was spooled, or read from the file object."""
-    return upload.sha256 if isinstance(upload, SpooledPhoto) else sha256_of_file(upload)
+    """The upload's SHA-256, read from its spooled file or from the file object."""
+    return (
+        sha256_of_path(upload.path) if isinstance(upload, SpooledPhoto) else sha256_of_file(upload)
+    )
 
 
 def spool_file(upload: BinaryIO, settings: Settings, storage: Storage) -> SpooledPhoto:
@@ -227,6 +227,11 @@ def _locked(folder: Path, operation: int) -> Iterator[None]:
 def remove_quietly(paths: list[Path]) -> None:
     for path in paths:
         path.unlink(missing_ok=True)
+
+
+def sha256_of_path(path: Path) -> str:
+    with open(path, "rb") as f:
+        return sha256_of_file(f)
 
 
 def sha256_of_file(f: BinaryIO) -> str:
