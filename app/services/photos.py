@@ -239,19 +239,12 @@ def _process(
         temp, out = storage.open_temp(prefix=_derivative_prefix(spooled))
         written.append(temp)
         with out:
-            image.save(out, "JPEG", quality=85, optimize=_OPTIMIZE[name])
+            image.save(out, "JPEG", quality=85, optimize=True)
         temps[name] = temp
     if orientation in (5, 6, 7, 8):
         width, height = height, width
     phash = str(imagehash.phash(thumb))
     return IngestedPhoto(sha256, fmt, spooled.size, width, height, exif, phash, temps)
-
-
-# Optimised Huffman tables (a second entropy-coding pass) for the thumbnail, which lists show by
-# the dozen: 0.2 ms of CPU for some 10 % fewer bytes. Not for the large view: there the pass
-# costs 5-10 ms of CPU per photo (12 against 6.5 ms for the benchmark's photo, bench/README.md),
-# a twentieth of the whole ingest, for 7-13 % of its bytes (207 against 237 kB).
-_OPTIMIZE = {"large": False, "thumb": True}
 
 
 def _open(path: Path, fmt: str) -> Image.Image:
