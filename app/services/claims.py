@@ -6,9 +6,11 @@ finds them stored and creates nothing. Should the first then fail, it must not r
 that the second is about to reference; should both fail, the last must remove them. So a
 request claims each SHA-256 before its objects are put (`Claim.add`), and one that gives up
 removes a SHA-256's objects only when no other live claim has it and no committed photo row
-uses it (`Claim.release_and_remove`). A claim lives until its request commits or gives up,
-or until `claim_ttl_s` has passed: then it is a dead request's (a replica killed mid-upload),
-and the sweep removes it and the objects nobody uses (app/services/sweep.py).
+uses it (`Claim.release_and_remove`). A claim lives until its request commits (its rows go
+away in the request's own write transaction, `Claim.release_in`, so the photo rows and the
+end of the claim are seen together) or gives up, or until `claim_ttl_s` has passed: then it
+is a dead request's (a replica killed mid-upload), and the sweep removes it and the objects
+nobody uses (app/services/sweep.py).
 
 Taking a claim, and the check-and-remove of giving up (or of the sweep), hold a lock per
 SHA-256 for their transaction, so they never interleave: on PostgreSQL an advisory
@@ -61,13 +63,24 @@ class Claim:
             connection.execute(insert(_claims).values(**row))
         self.shas.add(sha256)
 
+    def release_in(self, connection: Connection) -> None:
+        """End the claim in the request's own write transaction, whose rows reference what it
+        stored: one commit fewer, and no moment when both the rows and the claim are seen.
+        Once that commits, call `released`; should it fail, `release_and_remove`."""
+        if self.shas:
+            connection.execute(delete(_claims).where(_claims.c.token == self.token))
+
+    def released(self) -> None:
+        """The transaction of `release_in` has committed: nothing is left to release."""
+        self.shas = set()
+
     def release(self) -> None:
         """The request has committed (or stored nothing): its rows reference what it stored."""
         if not self.shas:
             return
         with get_engine(self.settings.database_url).begin() as connection:
-            connection.execute(delete(_claims).where(_claims.c.token == self.token))
-        self.shas = set()
+            self.release_in(connection)
+        self.released()
 
     def release_and_remove(self) -> None:
         """The request gives up: remove the objects of its SHA-256s that nobody else needs.

@@ -102,9 +102,10 @@ def report_issue(
 
     def write(ingested: Ingested) -> Issue:
         before, after = ingested.get("photos", []), ingested.get("after_photos", [])
-        issue = _new_issue(caller, form, category, before, on_the_spot=bool(after), now=now)
-        photos = _add_photo_rows(caller, issue, PhotoKind.BEFORE, before, form, now=now)
-        photos += _add_photo_rows(caller, issue, PhotoKind.AFTER, after, form, now=now)
+        area = zone_area(session, caller.settings)  # read once: the issue and its photos ask it
+        issue = _new_issue(caller, form, category, before, area, on_the_spot=bool(after), now=now)
+        photos = _add_photo_rows(caller, issue, PhotoKind.BEFORE, before, form, area, now=now)
+        photos += _add_photo_rows(caller, issue, PhotoKind.AFTER, after, form, area, now=now)
         data = {
             "code": issue.code,
             "category": issue.category_code,
@@ -147,8 +148,9 @@ def add_photos(
     def write(ingested: Ingested) -> list[Photo]:
         locked = get_visible(session, issue_id, user, lock=True)
         check_photo_rule(session, locked, user, form.kind)
+        area = zone_area(session, caller.settings)
         photos = _add_photo_rows(
-            caller, locked, form.kind, ingested["files"], form, note=form.note, now=now
+            caller, locked, form.kind, ingested["files"], form, area, note=form.note, now=now
         )
         changes.touch(session, locked, now)
         data = {"kind": form.kind.value, "photos": [_photo_ref(p) for p in photos]}
@@ -260,6 +262,7 @@ class _Intake(Generic[T]):
                 fingerprint = idempotency.fingerprint(self.fields, _hashes(ingested))
                 user = self.caller.user
                 idempotency.remember(session, user, self.key, fingerprint, result(written))
+            claim.release_in(session.connection())
             session.commit()
         except BaseException as exc:
             session.rollback()
@@ -269,7 +272,7 @@ class _Intake(Generic[T]):
             if self._lost_race(exc):
                 raise _ConcurrentRetry(_hashes(ingested)) from exc
             raise
-        claim.release()
+        claim.released()
         return written
 
     def _lost_race(self, exc: BaseException) -> bool:
@@ -299,13 +302,13 @@ def _new_issue(
     form: IssueReport,
     category: Category,
     before: list[IngestedPhoto],
+    area: Area | None,
     *,
     on_the_spot: bool,
     now: datetime,
 ) -> Issue:
     """The issue row, numbered and flushed (a report fixed on the spot starts rectified)."""
     session, user = caller.session, caller.user
-    area = zone_area(session, caller.settings)
     lat, lon, source = _resolve_location(form, before, area)
     change_seq, updated_at = changes.next_change(session, now)
     nearby = None if form.address else nearest_address(session, lat, lon)
@@ -375,6 +378,7 @@ def _add_photo_rows(
     kind: PhotoKind,
     ingested: list[IngestedPhoto],
     form: LocationForm,
+    area: Area | None,
     *,
     note: str | None = None,
     now: datetime,
@@ -389,7 +393,7 @@ def _add_photo_rows(
         else (None, None)
     )
     context = checks.UploadContext(issue, kind, device[0], device[1], form.accuracy_m, now)
-    context.area = zone_area(session, settings)
+    context.area = area
     if kind != PhotoKind.BEFORE:
         context.earliest_before_at = checks.earliest_before_capture(session, settings, _id(issue))
     rows = []

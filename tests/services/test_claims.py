@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import update
+from sqlalchemy import Connection, update
 from sqlmodel import Session, select
 
 from app.config import Settings
 from app.db import get_engine
 from app.demo.photos import make_jpeg
 from app.main import create_app
-from app.models import StorageClaim
+from app.models import Photo, StorageClaim
 from app.models.base import utcnow
 from app.services.claims import Claim
 from app.services.objects import ObjectStore, open_store, photo_keys
@@ -169,3 +169,64 @@ def expire_claims(settings: Settings) -> None:
     with get_engine(settings.database_url).begin() as connection:
         past = utcnow() - timedelta(seconds=1)
         connection.execute(update(StorageClaim).values(expires_at=past))
+
+
+def test_a_claim_ended_in_a_transaction_that_rolls_back_still_holds(
+    store_settings: Settings,
+) -> None:
+    """`release_in` rides in the request's write transaction: should that roll back, the claim
+    is still there, and giving up removes the objects."""
+    _data, claim, photo = claimed_photo(store_settings, seed=16)
+    engine = get_engine(store_settings.database_url)
+    with engine.connect() as connection, connection.begin() as transaction:
+        claim.release_in(connection)
+        transaction.rollback()
+    assert claims_left(store_settings) == [(photo.sha256, claim.token)]
+
+    claim.release_and_remove()
+
+    assert claims_left(store_settings) == []
+    assert stored(claim.store) == []
+
+
+def test_a_report_ends_its_claim_in_its_own_write_transaction(
+    store_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No transaction of its own after the report's: the claim's rows go with its commit."""
+    with Session(get_engine(store_settings.database_url), expire_on_commit=False) as session:
+        zone = make_zone(session)
+
+    def separately(_claim: Claim) -> None:
+        raise AssertionError("the claim was released in a transaction of its own")
+
+    monkeypatch.setattr(Claim, "release", separately)
+    data = jpeg(seed=17)
+    with TestClient(create_app(store_settings)) as client:
+        response = report(client, zone, photos=[data])
+    assert response.status_code == 201, response.text
+    sha256 = response.json()["photos"][0]["sha256"]
+    assert claims_left(store_settings) == []
+    assert stored(open_store(store_settings)) == sorted(photo_keys(sha256))
+
+
+def test_a_report_that_fails_after_ending_its_claim_removes_what_it_stored(
+    store_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The write transaction that ends the claim fails before it commits: it rolls back, the
+    claim with it, so the request gives up as any failing one does and removes its objects."""
+    with Session(get_engine(store_settings.database_url), expire_on_commit=False) as session:
+        zone = make_zone(session)
+    release_in = Claim.release_in
+
+    def then_fail(claim: Claim, connection: Connection) -> None:
+        release_in(claim, connection)
+        raise RuntimeError("the write transaction failed")
+
+    monkeypatch.setattr(Claim, "release_in", then_fail)
+    with TestClient(create_app(store_settings), raise_server_exceptions=False) as client:
+        response = report(client, zone, photos=[jpeg(seed=18)])
+    assert response.status_code == 500
+    assert claims_left(store_settings) == []
+    assert stored(open_store(store_settings)) == []
+    with Session(get_engine(store_settings.database_url)) as session:
+        assert session.exec(select(Photo)).first() is None
