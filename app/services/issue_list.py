@@ -26,21 +26,6 @@ from app.services.rows import named_rows
 IssueRow = Any
 ISSUE_COLUMNS = list(sa_inspect(Issue).columns)
 
-
-@dataclass(frozen=True)
-class PageRead:
-    """What a page's query reads besides Issue's columns: more columns, and the tables they
-    come from, outer-joined on keys (one row per issue still: see present.FULL_PAGE)."""
-
-    columns: Sequence[Any]
-    joins: Sequence[tuple[Any, Any]] = ()
-
-    def joined(self, query: Any) -> Any:
-        for target, onclause in self.joins:
-            query = query.outerjoin(target, onclause)
-        return query
-
-
 MAX_LIMIT = 200
 MAX_GEOJSON_LIMIT = 5000
 _MAX_SEQ = 2**63 - 1
@@ -157,7 +142,7 @@ def by_deadline(
     now: datetime,
     limit: int = 50,
     cursor: str | None = None,
-    columns: Sequence[Any] | PageRead = ISSUE_COLUMNS,
+    columns: Sequence[Any] = ISSUE_COLUMNS,
 ) -> tuple[list[IssueRow], str | None, bool]:
     """One page of the supervisors' queue, nearest deadline first and issues without one last
     (then by id): a keyset over (deadline is null, deadline, id), so pages neither skip nor
@@ -173,18 +158,12 @@ def by_deadline(
             later = or_(deadline > moment, and_(deadline == moment, col(Issue.id) > issue_id))
             query = query.where(or_(later, no_deadline))
     query = query.order_by(no_deadline, deadline, col(Issue.id)).limit(limit + 1)
-    rows = named_rows(session.connection().execute(_reading(query, columns)))
+    rows = named_rows(session.connection().execute(query.with_only_columns(*columns)))
     page, has_more = rows[:limit], len(rows) > limit
     last = page[-1] if page else None
     if last is None:
         return page, cursor, has_more
     return page, encode_deadline_cursor(last.deadline_at, last.id), has_more
-
-
-def _reading(query: Any, columns: Sequence[Any] | PageRead) -> Any:
-    """The page's query reading `columns` (and joining what they need)."""
-    read = columns if isinstance(columns, PageRead) else PageRead(columns)
-    return read.joined(query.with_only_columns(*read.columns))
 
 
 # A page function of the list: list_issues (the change feed) or by_deadline (the queue).
@@ -198,15 +177,14 @@ def list_issues(
     now: datetime,
     limit: int = 50,
     cursor: str | None = None,
-    columns: Sequence[Any] | PageRead = ISSUE_COLUMNS,
+    columns: Sequence[Any] = ISSUE_COLUMNS,
 ) -> tuple[list[IssueRow], str, bool]:
     """One page of the change feed: (issues, cursor after the last one, whether more follow).
 
     Ordered by change_seq (then id, for rows loaded around the services with 0): every write
     moves the issue to the end, and numbers become visible in commit order, so a client that
     follows the cursor sees every issue at its latest version (see services/changes.py).
-    `columns`: Issue's (the default), or more read in the same query (issue_compact.py,
-    present.FULL_PAGE).
+    `columns`: Issue's (the default), or more read in the same query (issue_compact.py).
     """
     seq, issue_id = decode_cursor(cursor) if cursor else (0, 0)
     query = filtered(session, user, filters, now)
@@ -215,7 +193,7 @@ def list_issues(
     query = query.order_by(col(Issue.change_seq), col(Issue.id)).limit(limit + 1)
     # Plain rows, not ORM objects: a page is only read, and loading 50 issues as objects cost
     # a tenth of the answer's time (named tuples: see services/rows.py).
-    rows = named_rows(session.connection().execute(_reading(query, columns)))
+    rows = named_rows(session.connection().execute(query.with_only_columns(*columns)))
     page, has_more = rows[:limit], len(rows) > limit
     if page:
         seq, issue_id = page[-1].change_seq, page[-1].id or 0
