@@ -56,7 +56,6 @@ from app.services import issues as service
 from app.services.issue_compact import compact_page
 from app.services.issue_list import MAX_GEOJSON_LIMIT, MAX_LIMIT, by_deadline, list_issues
 from app.services.present import (
-    FULL_COLUMNS,
     events_public,
     feature_collection,
     issue_public,
@@ -147,7 +146,7 @@ def list_issues_route(
     pages = by_deadline if sort == "deadline" else list_issues
     if view == IssueView.COMPACT:
         return model_json(compact_page(session, user, filters, now, limit, cursor, crs, pages))
-    page, next_cursor, has_more = pages(session, user, filters, now, limit, cursor, FULL_COLUMNS)
+    page, next_cursor, has_more = pages(session, user, filters, now, limit, cursor)
     items = issues_public(session, page, user, now, crs, links=links, english=english)
     return model_json(IssuePage(items=items, next_cursor=next_cursor, has_more=has_more))
 

@@ -2,6 +2,7 @@
 
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -9,6 +10,7 @@ from pydantic import TypeAdapter
 from sqlalchemy import Row, bindparam, func
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select as select_columns
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from app.models import Category, Issue, IssueEvent, OrgUnit, Photo, User
@@ -21,7 +23,6 @@ from app.services import orgs
 from app.services.audit import canonical_at
 from app.services.flag_text import describe, facts_of
 from app.services.geo import from_wgs84
-from app.services.issue_list import ISSUE_COLUMNS
 from app.services.issues import allowed_actions
 from app.services.permissions import user_org
 from app.services.rows import named_rows
@@ -111,42 +112,45 @@ _PHOTO_COLUMNS = [
 ]
 
 
-def _name_of(user_id: Any, label: str) -> Any:
-    """The username of the user that `user_id` (a column of Issue) names, a scalar subquery."""
-    query = select_columns(col(User.username)).where(col(User.id) == user_id)
-    return query.correlate(Issue).scalar_subquery().label(label)
+@dataclass(frozen=True)
+class _Context:
+    """What an issue's answer shows besides its own row, read for a whole page in one query."""
+
+    org_unit: str
+    org_path: str
+    quantity_unit: str
+    reported_by: str
+    rectified_by: str | None
+    verified_by: str | None
+    extension_requested_by: str | None
 
 
-def _of_issue(column: Any, where: Any, label: str) -> Any:
-    query = select_columns(column).where(where).correlate(Issue)
-    return query.scalar_subquery().label(label)
-
-
-# What an issue's answer shows besides its own row, as scalar subqueries of the issue's own
-# query: the list reads them with its page (FULL_COLUMNS: one round trip for 50 issues and
-# their context), the other answers with _CONTEXTS.
-_OF_UNIT = col(OrgUnit.id) == col(Issue.org_unit_id)
-CONTEXT_COLUMNS = [
-    _of_issue(col(OrgUnit.code), _OF_UNIT, "context_org_unit"),
-    _of_issue(col(OrgUnit.path), _OF_UNIT, "context_org_path"),
-    _of_issue(
-        col(Category.unit),
-        col(Category.code) == col(Issue.category_code),
-        "context_quantity_unit",
-    ),
-    _name_of(col(Issue.reported_by_id), "context_reported_by"),
-    _name_of(col(Issue.rectified_by_id), "context_rectified_by"),
-    _name_of(col(Issue.verified_by_id), "context_verified_by"),
-    _name_of(col(Issue.extension_requested_by_id), "context_extension_requested_by"),
-]
-# What issue_list's pages read for a full page: every column of the issue and its context.
-FULL_COLUMNS = [*ISSUE_COLUMNS, *CONTEXT_COLUMNS]
+def _context_query() -> Any:
+    reporter, rectifier, verifier = aliased(User), aliased(User), aliased(User)
+    requester = aliased(User)
+    return (
+        select_columns(
+            col(Issue.id),
+            col(OrgUnit.code),
+            col(OrgUnit.path),
+            col(Category.unit),
+            col(reporter.username),
+            col(rectifier.username),
+            col(verifier.username),
+            col(requester.username),
+        )
+        .join(OrgUnit, col(OrgUnit.id) == col(Issue.org_unit_id))
+        .join(Category, col(Category.code) == col(Issue.category_code))
+        .join(reporter, col(reporter.id) == col(Issue.reported_by_id))
+        .outerjoin(rectifier, col(rectifier.id) == col(Issue.rectified_by_id))
+        .outerjoin(verifier, col(verifier.id) == col(Issue.verified_by_id))
+        .outerjoin(requester, col(requester.id) == col(Issue.extension_requested_by_id))
+        .where(col(Issue.id).in_(bindparam("ids", expanding=True)))
+    )
 
 
 # Built once (building a statement costs more than running these).
-_CONTEXTS = select_columns(col(Issue.id), *CONTEXT_COLUMNS).where(
-    col(Issue.id).in_(bindparam("ids", expanding=True))
-)
+_CONTEXTS = _context_query()
 _PHOTO_ROWS = (
     select_columns(*_PHOTO_COLUMNS)
     .join(User, col(User.id) == col(Photo.uploaded_by_id))
@@ -174,17 +178,14 @@ def issues_public(
     photos_by_issue: dict[int, list[Row[Any]]] = defaultdict(list)
     for photo in named_rows(connection.execute(_PHOTOS_OF_ISSUES, {"ids": ids})):
         photos_by_issue[photo.issue_id].append(photo)
-    contexts: dict[int | None, Any]
-    if issues and hasattr(issues[0], "context_org_unit"):  # read with FULL_COLUMNS
-        contexts = {issue.id: issue for issue in issues}
-    else:
-        found = named_rows(connection.execute(_CONTEXTS, {"ids": ids}))
-        contexts = {row.id: row for row in found}
+    contexts = {
+        row[0]: _Context(*row[1:]) for row in connection.execute(_CONTEXTS, {"ids": ids}).all()
+    }
     viewer_path = user_org(session, viewer).path
     answers: list[dict[str, Any]] = []
     for issue in issues:
         context = contexts[issue.id]
-        within = orgs.path_within(context.context_org_path, viewer_path)
+        within = orgs.path_within(context.org_path, viewer_path)
         photos = photos_by_issue[issue.id or 0]
         after_by = {
             p.uploaded_by_id
@@ -199,7 +200,7 @@ def issues_public(
 def _issue(
     i: Issue | Row[Any],
     photos: list[Row[Any]],
-    context: Any,
+    context: _Context,
     now: datetime,
     crs: Crs,
     actions: list[str],
@@ -218,21 +219,21 @@ def _issue(
         "accuracy_m": i.accuracy_m,
         "location_source": i.location_source,
         "address": i.address,
-        "org_unit": context.context_org_unit,
-        "reported_by": context.context_reported_by,
+        "org_unit": context.org_unit,
+        "reported_by": context.reported_by,
         "reported_at": i.reported_at,
         "accepted_at": i.accepted_at,
         "dispatched_at": i.dispatched_at,
         "deadline": i.deadline_at,
         "rectified_at": i.rectified_at,
-        "rectified_by": context.context_rectified_by,
+        "rectified_by": context.rectified_by,
         "closed_at": i.closed_at,
-        "verified_by": context.context_verified_by,
+        "verified_by": context.verified_by,
         "overdue": is_overdue(i, now),
         "rework_count": i.rework_count,
         "dispatch_round": i.dispatch_round,
         "quantity": i.quantity,
-        "quantity_unit": context.context_quantity_unit,
+        "quantity_unit": context.quantity_unit,
         "rectified_quantity": i.rectified_quantity,
         "duplicate_of": i.duplicate_of_id,
         "extension_request": _extension_request(i, context),
@@ -252,13 +253,13 @@ def _issue(
     }
 
 
-def _extension_request(i: Issue | Row[Any], context: Any) -> dict[str, Any] | None:
+def _extension_request(i: Issue | Row[Any], context: _Context) -> dict[str, Any] | None:
     if i.extension_deadline_at is None:
         return None
     return {
         "deadline": i.extension_deadline_at,
         "note": i.extension_note or "",
-        "requested_by": context.context_extension_requested_by,
+        "requested_by": context.extension_requested_by,
         "requested_at": i.extension_requested_at,
     }
 
