@@ -149,7 +149,10 @@ def _context_query() -> Any:
     )
 
 
-# Built once (building a statement costs more than running these).
+# Built once (building a statement costs more than running these). The contexts stay a query
+# of their own: read by the list's query instead, as scalar subqueries PostgreSQL scanned the
+# users per row and name (2.65 ms against 0.47 + 0.4 for the two), and as outer joins it
+# planned them in 4.2 ms (README, Benchmarks).
 _CONTEXTS = _context_query()
 _PHOTO_ROWS = (
     select_columns(*_PHOTO_COLUMNS)
