@@ -609,6 +609,40 @@ def _encoded(form: dict[str, str], source: PhotoSource, i: int) -> tuple[bytes, 
     return request.read(), request.headers["Content-Type"]
 
 
+def post_reports(
+    port: int,
+    token: str,
+    take: Callable[[], tuple[bytes, str] | None],
+    latencies: list[float],
+    errors: list[str],
+) -> None:
+    """One keep-alive connection POSTing the report bodies `take` hands out (body, content
+    type) until none is left or one fails (every one must be a 201): its latency is added to
+    `latencies`, a failure to `errors`, which stops every connection sharing it.
+
+    http.client, not httpx: one sendall per body keeps the load generator's CPU (which the
+    server's workers would otherwise use) to a fraction of a millisecond per upload."""
+    http = HTTPConnection("127.0.0.1", port, timeout=300)
+    try:
+        while not errors and (item := take()) is not None:
+            content, content_type = item
+            headers = {"Authorization": f"Bearer {token}", "Content-Type": content_type}
+            start = time.perf_counter()
+            try:
+                http.request("POST", "/api/v1/issues", body=content, headers=headers)
+                response = http.getresponse()
+                text = response.read()
+            except (OSError, HTTPException) as exc:
+                errors.append(f"{type(exc).__name__}: {exc}")
+                return
+            if response.status != 201:
+                errors.append(f"{response.status}: {text[:500]!r}")
+                return
+            latencies.append(time.perf_counter() - start)
+    finally:
+        http.close()
+
+
 def upload(srv: Server, source: PhotoSource, first: int, n: int, threads: int) -> Batch:
     """POST n issues, one photo each, from `threads` client threads; every one must be a 201."""
     lock = threading.Lock()
@@ -622,32 +656,13 @@ def upload(srv: Server, source: PhotoSource, first: int, n: int, threads: int) -
     # 5 ms of CPU each) took cores that the server's workers would otherwise use.
     bodies = {i: _encoded(form, source, i) for i in range(first, first + n)}
 
+    def take() -> tuple[bytes, str] | None:
+        with lock:
+            i = next(todo, None)
+        return None if i is None else bodies.pop(i)
+
     def client() -> None:
-        # http.client, not httpx: one sendall per body keeps the load generator's CPU (which
-        # the server's workers would otherwise use) to a fraction of a millisecond per upload.
-        http = HTTPConnection("127.0.0.1", srv.port, timeout=300)
-        try:
-            while not errors:
-                with lock:
-                    i = next(todo, None)
-                if i is None:
-                    return
-                content, content_type = bodies.pop(i)
-                headers = {"Authorization": f"Bearer {srv.token}", "Content-Type": content_type}
-                start = time.perf_counter()
-                try:
-                    http.request("POST", "/api/v1/issues", body=content, headers=headers)
-                    response = http.getresponse()
-                    text = response.read()
-                except (OSError, HTTPException) as exc:
-                    errors.append(f"{type(exc).__name__}: {exc}")
-                    return
-                if response.status != 201:
-                    errors.append(f"{response.status}: {text[:500]!r}")
-                    return
-                latencies.append(time.perf_counter() - start)
-        finally:
-            http.close()
+        post_reports(srv.port, srv.token, take, latencies, errors)
 
     workers = [threading.Thread(target=client, daemon=True) for _ in range(threads)]
     per_pid = srv.cpu_ticks_by_pid()

@@ -36,7 +36,6 @@ import threading
 import time
 from contextlib import suppress
 from dataclasses import dataclass
-from http.client import HTTPConnection, HTTPException
 from itertools import count
 from pathlib import Path
 from typing import Any
@@ -80,28 +79,13 @@ def _client(ports: list[int], token: str, bodies: list[tuple[bytes, str]], threa
     latencies: list[float] = []
     errors: list[str] = []
 
+    def take() -> tuple[bytes, str] | None:
+        with lock:
+            i = next(todo, None)
+        return None if i is None else bodies[i]
+
     def connection(port: int) -> None:
-        http = HTTPConnection("127.0.0.1", port, timeout=300)
-        while not errors:
-            with lock:
-                i = next(todo, None)
-            if i is None:
-                break
-            body, content_type = bodies[i]
-            headers = {"Authorization": f"Bearer {token}", "Content-Type": content_type}
-            started = time.perf_counter()
-            try:
-                http.request("POST", "/api/v1/issues", body=body, headers=headers)
-                response = http.getresponse()
-                answer = response.read()
-            except (OSError, HTTPException) as exc:
-                errors.append(f"{type(exc).__name__}: {exc}")
-                break
-            if response.status != 201:
-                errors.append(f"{response.status}: {answer[:300]!r}")
-                break
-            latencies.append(time.perf_counter() - started)
-        http.close()
+        ingest.post_reports(port, token, take, latencies, errors)
 
     workers = [
         threading.Thread(target=connection, args=(ports[i % len(ports)],)) for i in range(threads)
