@@ -21,7 +21,7 @@ from app.services.objects import (
     original_key,
     read_bytes,
 )
-from app.services.photos import derive_again
+from app.services.photos import RECIPES, derive_again
 from app.services.storage import Storage, sha256_of_file
 
 
@@ -89,21 +89,32 @@ def verify(
 def _derivative_problems(
     settings: Settings, storage: Storage, store: ObjectStore, sha256: str
 ) -> list[str]:
-    """Each stored derivative against the one the pipeline makes of the original now."""
-    again = derive_again(sha256, settings, storage, store)
-    problems = []
-    for name, expected in again.items():
-        try:
-            stored = read_bytes(store, derivative_key(sha256, name))
-        except ObjectMissing:
-            problems.append(f"{name} derivative is missing")
-            continue
-        if stored != expected:
-            problems.append(
-                f"{name} derivative (sha256 {hashlib.sha256(stored).hexdigest()}) is not what "
-                f"the original derives to ({hashlib.sha256(expected).hexdigest()})"
-            )
+    """Each stored derivative against the ones the pipeline makes of the original now: with the
+    newest recipe, else with an older one (a derivative stored before the recipe changed)."""
+    stored: dict[str, bytes | None] = {}
+    problems: list[str] = []
+    for recipe in RECIPES:
+        again = derive_again(sha256, settings, storage, store, recipe)
+        for name in again.keys() - stored.keys():
+            try:
+                stored[name] = read_bytes(store, derivative_key(sha256, name))
+            except ObjectMissing:
+                stored[name] = None
+        mismatched = [name for name, expected in again.items() if stored[name] != expected]
+        if not mismatched:
+            return []
+        if recipe is RECIPES[0]:  # what is wrong is told against the newest recipe
+            problems = [_mismatch(name, stored[name], again[name]) for name in mismatched]
     return problems
+
+
+def _mismatch(name: str, stored: bytes | None, expected: bytes) -> str:
+    if stored is None:
+        return f"{name} derivative is missing"
+    return (
+        f"{name} derivative (sha256 {hashlib.sha256(stored).hexdigest()}) is not what "
+        f"the original derives to ({hashlib.sha256(expected).hexdigest()})"
+    )
 
 
 def issue_verdict(session: Session, settings: Settings, issue: Issue) -> dict[str, Any]:

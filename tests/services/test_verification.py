@@ -13,6 +13,8 @@ from app import cli
 from app.config import Settings, get_settings
 from app.db import get_engine
 from app.models import Issue, IssueEvent, Photo
+from app.services.objects import open_store
+from app.services.photos import RECIPES, derive_again
 from app.services.storage import Storage
 from tests.factories import LAT, LON, Zone, add_photos, dispatched_issue, jpeg, report
 from tests.stored import derivative_file
@@ -187,6 +189,26 @@ def test_a_missing_derivative(scenario, capsys):
     settings = scenario["settings"]
     after = rows(settings, Photo, Photo.issue_id == scenario["id"], Photo.kind == "after")[0]
     derivative_file(settings.upload_dir, after.sha256, "large").unlink()
+    status, lines = verify(capsys)
+    assert status == 1
+    assert [line for line in lines if f"photo {after.id} " in line and "large" in line], lines
+
+
+def test_derivatives_of_an_older_recipe_still_verify(scenario, capsys):
+    """A photo stored before the encoder settings changed (photos.RECIPES) keeps verifying; a
+    derivative that no recipe makes of its original does not."""
+    settings = scenario["settings"]
+    after = rows(settings, Photo, Photo.issue_id == scenario["id"], Photo.kind == "after")[0]
+    storage, store = Storage(settings.upload_dir), open_store(settings)
+    newest, older = RECIPES[0], RECIPES[-1]
+    assert newest != older
+    made = {r.name: derive_again(after.sha256, settings, storage, store, r) for r in RECIPES}
+    assert made[newest.name]["large"] != made[older.name]["large"]  # the recipes differ
+    large = derivative_file(settings.upload_dir, after.sha256, "large")
+    assert large.read_bytes() == made[newest.name]["large"]  # what ingest stores today
+    large.write_bytes(made[older.name]["large"])
+    assert verify(capsys)[0] == 0
+    large.write_bytes(made[older.name]["large"][:-2] + b"\x00\xff\xd9")
     status, lines = verify(capsys)
     assert status == 1
     assert [line for line in lines if f"photo {after.id} " in line and "large" in line], lines
