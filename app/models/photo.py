@@ -2,7 +2,7 @@
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import BaseModel
 from sqlalchemy import Index
@@ -66,6 +66,22 @@ class PhotoExif(BaseModel):
     gps_alt: float | None = None
     orientation: int | None = None
     software: str | None = None
+
+
+# Each EXIF field's one type (all are `T | None`): stored values of exactly these types are
+# what PhotoExif would write back.
+_EXIF_TYPES = {name: get_args(f.annotation)[0] for name, f in PhotoExif.model_fields.items()}
+
+
+def exif_answer(exif: dict[str, Any]) -> dict[str, Any]:
+    """The stored EXIF as PhotoExif writes it to JSON: its fields, in order, nothing else."""
+    shown = {}
+    for name, kind in _EXIF_TYPES.items():
+        value = exif.get(name)
+        if value is not None and type(value) is not kind:  # e.g. an int where a float goes
+            return PhotoExif.model_validate(exif).model_dump()
+        shown[name] = value
+    return shown
 
 
 class PhotoUrls(BaseModel):

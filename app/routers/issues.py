@@ -49,7 +49,7 @@ from app.models.issue import (
 )
 from app.models.photo import PhotoPublic
 from app.openapi import problem_responses
-from app.responses import model_json
+from app.responses import answer_json, model_json
 from app.routers.api import ONE_ITEM_ERRORS, UPLOAD_ERRORS, authenticated_router
 from app.services import audit, reporting
 from app.services import issues as service
@@ -58,8 +58,8 @@ from app.services.issue_list import MAX_GEOJSON_LIMIT, MAX_LIMIT, by_deadline, l
 from app.services.present import (
     events_public,
     feature_collection,
+    issue_answers,
     issue_public,
-    issues_public,
     photos_public,
 )
 from app.uploads import PhotoUploadRoute, spooled
@@ -147,8 +147,8 @@ def list_issues_route(
     if view == IssueView.COMPACT:
         return model_json(compact_page(session, user, filters, now, limit, cursor, crs, pages))
     page, next_cursor, has_more = pages(session, user, filters, now, limit, cursor)
-    items = issues_public(session, page, user, now, crs, links=links, english=english)
-    return model_json(IssuePage(items=items, next_cursor=next_cursor, has_more=has_more))
+    items = issue_answers(session, page, user, now, crs, links=links, english=english)
+    return answer_json({"items": items, "next_cursor": next_cursor, "has_more": has_more})
 
 
 @router.get(
