@@ -25,6 +25,10 @@ PLAN_EACH_TIME = "gridproof_plan_each_time"
 # JSON columns (photo EXIF and flags) decoded by pydantic-core's parser: a list page decodes
 # about 300 of them, and the standard library's json.loads took a tenth of the page's time.
 _JSON = {"json_deserializer": from_json}
+# PostgreSQL sessions in UTC, whatever the server's default: psycopg then returns timestamps
+# with datetime.UTC itself (with a named zone such as Etc/UTC, each of the ~600 timestamps of a
+# list page was converted again, models/base.py UTCDateTime), and no SQL depends on the server.
+_PG_UTC = "-c TimeZone=UTC"
 
 
 @lru_cache
@@ -33,7 +37,12 @@ def get_engine(database_url: str) -> Engine:
     url = make_url(database_url)
     if url.get_backend_name() != "sqlite":
         engine = create_engine(
-            database_url, pool_pre_ping=True, pool_size=10, max_overflow=20, **_JSON
+            database_url,
+            pool_pre_ping=True,
+            pool_size=10,
+            max_overflow=20,
+            connect_args={"options": _PG_UTC},
+            **_JSON,
         )
         _let_statements_plan_each_time(engine)
         return engine
@@ -65,7 +74,7 @@ def get_read_engine(database_url: str) -> Engine:
         max_overflow=20,
         isolation_level="AUTOCOMMIT",
         # Reads only: a write slipped into a GET fails loudly instead of committing alone.
-        connect_args={"options": "-c default_transaction_read_only=on"},
+        connect_args={"options": f"{_PG_UTC} -c default_transaction_read_only=on"},
         **_JSON,
     )
     _let_statements_plan_each_time(engine)

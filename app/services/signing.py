@@ -34,6 +34,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 
 from sqlmodel import Session
@@ -108,7 +109,8 @@ class PhotoLinks:
     window: int
     base_url: str = ""
 
-    @property
+    # Worked out once: a list page signs ~300 links.
+    @cached_property
     def expires(self) -> int:
         return self.window * max(1, self.signer.ttl_seconds // 2) + self.signer.ttl_seconds
 
