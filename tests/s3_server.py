@@ -14,11 +14,13 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import httpx
 import pytest
 
+from app.config import Settings
 from tests.servers import free_port
 
 CREDENTIALS = {
@@ -106,3 +108,18 @@ def s3_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 def s3_bucket(s3_server: MotoServer, s3_credentials: None) -> tuple[str, str]:
     """(endpoint URL, a fresh empty bucket) for this test."""
     return s3_server.endpoint, s3_server.new_bucket()
+
+
+def s3_settings(
+    database_url: str, tmp_path: Path, endpoint: str, bucket: str, **more: Any
+) -> Settings:
+    """Settings on this database with the photos in this bucket (the local folder keeps only
+    the uploads spooled on their way in); `more` sets other settings."""
+    return Settings(
+        database_url=database_url,
+        upload_dir=tmp_path / "uploads",
+        storage="s3",
+        s3_endpoint=endpoint,
+        s3_bucket=bucket,
+        **more,
+    )

@@ -11,6 +11,7 @@ import zipfile
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -26,28 +27,20 @@ from app.models.base import utcnow
 from app.services import sweep, verification
 from app.services.objects import StoreNotUsable, derivative_key, open_store, original_key
 from tests.factories import Zone, jpeg, make_zone, report
-from tests.s3_server import CREDENTIALS, MotoServer
+from tests.s3_server import CREDENTIALS, MotoServer, s3_settings
 from tests.servers import TrickledReport, serve_in_thread
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def s3_settings(database_url: str, tmp_path: Path, endpoint: str, bucket: str) -> Settings:
-    return Settings(
-        database_url=database_url,
-        upload_dir=tmp_path / "uploads",
-        storage="s3",
-        s3_endpoint=endpoint,
-        s3_bucket=bucket,
-        s3_prefix="city/",
-        sweep_interval_s=0,
-    )
+# Photos under a prefix (a bucket may be shared); no sweep thread (the tests sweep by hand).
+OPTIONS: dict[str, Any] = {"s3_prefix": "city/", "sweep_interval_s": 0}
 
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path, s3_bucket: tuple[str, str]) -> Settings:
     """This module's settings: storage=s3 on a fresh bucket (overrides conftest's)."""
-    return s3_settings(database_url, tmp_path, *s3_bucket)
+    return s3_settings(database_url, tmp_path, *s3_bucket, **OPTIONS)
 
 
 def local_objects(settings: Settings) -> list[Path]:
@@ -163,7 +156,7 @@ def doomed(s3_credentials: None) -> Iterator[MotoServer]:
 def test_a_store_killed_mid_request_gives_503_and_no_row(
     database_url: str, tmp_path: Path, doomed: MotoServer
 ) -> None:
-    settings = s3_settings(database_url, tmp_path, doomed.endpoint, doomed.new_bucket())
+    settings = s3_settings(database_url, tmp_path, doomed.endpoint, doomed.new_bucket(), **OPTIONS)
     settings = settings.model_copy(update={"claim_ttl_s": 1})
     with Session(get_engine(database_url), expire_on_commit=False) as session:
         zone = make_zone(session)
@@ -193,7 +186,7 @@ def test_a_store_killed_mid_request_gives_503_and_no_row(
 def test_a_store_gone_answers_503_to_reads_and_writes_and_is_not_ready(
     database_url: str, tmp_path: Path, doomed: MotoServer
 ) -> None:
-    settings = s3_settings(database_url, tmp_path, doomed.endpoint, doomed.new_bucket())
+    settings = s3_settings(database_url, tmp_path, doomed.endpoint, doomed.new_bucket(), **OPTIONS)
     with Session(get_engine(database_url), expire_on_commit=False) as session:
         zone = make_zone(session)
     with TestClient(create_app(settings)) as client:
@@ -220,7 +213,7 @@ def test_a_store_gone_answers_503_to_reads_and_writes_and_is_not_ready(
 def test_an_app_on_a_missing_bucket_does_not_start(
     database_url: str, tmp_path: Path, s3_server: MotoServer, s3_credentials: None
 ) -> None:
-    settings = s3_settings(database_url, tmp_path, s3_server.endpoint, "no-such-bucket")
+    settings = s3_settings(database_url, tmp_path, s3_server.endpoint, "no-such-bucket", **OPTIONS)
     with (
         pytest.raises(StoreNotUsable, match="GRIDPROOF_S3_BUCKET"),
         TestClient(create_app(settings)),

@@ -24,6 +24,7 @@ from app.services.objects import ObjectStore, open_store, photo_keys
 from app.services.photos import IngestedPhoto, ingest_photo
 from app.services.storage import Storage
 from tests.factories import jpeg, make_zone, report
+from tests.s3_server import s3_settings
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -31,14 +32,7 @@ def store_settings(request: pytest.FixtureRequest, database_url: str, tmp_path: 
     """Settings on this test's database, with the local folder or a fresh S3 bucket."""
     if request.param == "local":
         return Settings(database_url=database_url, upload_dir=tmp_path / "uploads")
-    endpoint, bucket = request.getfixturevalue("s3_bucket")
-    return Settings(
-        database_url=database_url,
-        upload_dir=tmp_path / "uploads",
-        storage="s3",
-        s3_endpoint=endpoint,
-        s3_bucket=bucket,
-    )
+    return s3_settings(database_url, tmp_path, *request.getfixturevalue("s3_bucket"))
 
 
 def new_claim(settings: Settings) -> Claim:
