@@ -27,5 +27,7 @@ def model_json(
 
 def answer_json(body: dict[str, Any], headers: Mapping[str, str] | None = None) -> Response:
     """A body already in its model's JSON shape (present.issue_answers), as model_json would
-    write the validated model, without validating it again."""
-    return Response(to_json(body), headers=headers, media_type="application/json")
+    write the validated model, without validating it again (a non-finite float as null, as
+    the model writes it: the words Infinity and NaN are not JSON)."""
+    body_json = to_json(body, inf_nan_mode="null")
+    return Response(body_json, headers=headers, media_type="application/json")

@@ -11,7 +11,7 @@ from sqlalchemy import update
 from app.models import Photo
 from app.models.issue import IssuePage
 from app.models.photo import PhotoExif, exif_answer
-from app.responses import model_json
+from app.responses import answer_json, model_json
 from tests.factories import (
     Zone,
     act,
@@ -127,3 +127,15 @@ def _unsigned(answer: dict[str, Any]) -> dict[str, Any]:
         for key in ("thumb_signed", "large_signed"):
             photo["urls"][key] = bool(photo["urls"][key])
     return answer
+
+
+def test_non_finite_numbers_are_null_as_the_model_writes_them():
+    """Rows no write path makes today, but older or imported data may hold (the dicts are not
+    validated on the way out, so answer_json must write what the model would)."""
+    stored = {"make": "X", "gps_alt": float("inf"), "gps_lat": float("nan")}
+    exif = exif_answer(stored)
+    assert (
+        answer_json({"exif": exif}).body
+        == b'{"exif":' + PhotoExif(**stored).model_dump_json().encode() + b"}"
+    )
+    assert b'"gps_lat":null,"gps_lon":null,"gps_alt":null' in answer_json({"exif": exif}).body
