@@ -1,5 +1,6 @@
 """Engine, sessions and migrations."""
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,14 @@ _JSON = {"json_deserializer": from_json}
 _PG_UTC = "-c TimeZone=UTC"
 
 
+def _pg_options(database_url: str, *ours: str) -> dict[str, str]:
+    """libpq's `options` for an engine: ours, then the operator's (`?options=` in the URL, else
+    PGOPTIONS), which an explicit `options` would otherwise drop; theirs win where both set."""
+    given = make_url(database_url).query.get("options") or os.environ.get("PGOPTIONS", "")
+    theirs = " ".join(given) if isinstance(given, tuple) else given
+    return {"options": " ".join(filter(None, [_PG_UTC, *ours, theirs]))}
+
+
 @lru_cache
 def get_engine(database_url: str) -> Engine:
     """One engine per database URL; SQLite gets WAL and write-serialising transactions."""
@@ -41,7 +50,7 @@ def get_engine(database_url: str) -> Engine:
             pool_pre_ping=True,
             pool_size=10,
             max_overflow=20,
-            connect_args={"options": _PG_UTC},
+            connect_args=_pg_options(database_url),
             **_JSON,
         )
         _let_statements_plan_each_time(engine)
@@ -74,7 +83,7 @@ def get_read_engine(database_url: str) -> Engine:
         max_overflow=20,
         isolation_level="AUTOCOMMIT",
         # Reads only: a write slipped into a GET fails loudly instead of committing alone.
-        connect_args={"options": f"{_PG_UTC} -c default_transaction_read_only=on"},
+        connect_args=_pg_options(database_url, "-c default_transaction_read_only=on"),
         **_JSON,
     )
     _let_statements_plan_each_time(engine)
